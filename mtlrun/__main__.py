@@ -1,0 +1,3 @@
+from mtlrun.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""Dense autoencoder and VAE: fully connected encoder and decoder."""
+
+import math
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig
+from torch import nn
+
+from mtlrun.backbones.base import (
+    Backbone,
+    GaussianLatent,
+    PointLatent,
+    activation,
+    dense_blocks,
+    dense_decoder,
+)
+from mtlrun.backbones.registry import BACKBONES
+from mtlrun.config import parse
+from mtlrun.data import DatasetInfo
+
+
+@dataclass
+class DenseAEConfig:
+    name: str
+    hidden_dims: list[int] = field(default_factory=lambda: [400])
+    latent_dim: int = 20
+    activation: str = "relu"
+
+
+@dataclass
+class VAEConfig(DenseAEConfig):
+    beta: float = 1.0  # weight of the KL term (β-VAE); 1 gives the ELBO
+
+
+def build_dense(cfg: DenseAEConfig, info: DatasetInfo, kl_weight: float | None) -> Backbone:
+    activation(cfg.activation)  # fail early on an unknown name
+    latent_type = GaussianLatent if kl_weight is not None else PointLatent
+    width = cfg.hidden_dims[-1] if cfg.hidden_dims else math.prod(info.input_shape)
+    blocks = dense_blocks([math.prod(info.input_shape), *cfg.hidden_dims], cfg.activation)
+    if not blocks:
+        blocks = [nn.Flatten()]
+    return Backbone(
+        info.input_shape,
+        blocks,
+        latent_type(width, cfg.latent_dim),
+        cfg.latent_dim,
+        lambda: dense_decoder(cfg.latent_dim, cfg.hidden_dims, info.input_shape, cfg.activation),
+        kl_weight,
+    )
+
+
+@BACKBONES.register("dense_ae")
+def dense_ae(node: DictConfig, info: DatasetInfo) -> Backbone:
+    return build_dense(parse(DenseAEConfig, node, "backbone"), info, kl_weight=None)
+
+
+@BACKBONES.register("vae")
+def vae(node: DictConfig, info: DatasetInfo) -> Backbone:
+    cfg = parse(VAEConfig, node, "backbone")
+    return build_dense(cfg, info, kl_weight=cfg.beta)

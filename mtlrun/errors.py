@@ -1,0 +1,17 @@
+"""Errors that are the user's to fix: reported as one line, never as a traceback."""
+
+
+class UserError(Exception):
+    """A mistake in the command, config or files: the message names the problem and the fix."""
+
+
+class ConfigError(UserError):
+    """A config value that is unknown, of the wrong type, or impossible in combination."""
+
+
+class DataError(UserError):
+    """Data that is missing, unreadable or of the wrong shape."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""

@@ -1,0 +1,46 @@
+"""Image grids: reconstructions, prior samples and latent interpolations."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.utils import save_image
+
+from mtlrun.sharing import MultiTaskModel
+
+
+@torch.inference_mode()
+def save_reconstructions(model: MultiTaskModel, task: str, inputs: Tensor, path: Path) -> None:
+    """Rows of inputs, each followed by the row of their reconstructions (from the mean code)."""
+    encoding = model.encode(task, inputs)
+    outputs = torch.sigmoid(model.head(task)(replace(encoding, z=encoding.features)))
+    per_row = 8
+    rows = []
+    for start in range(0, len(inputs), per_row):
+        rows += [inputs[start : start + per_row], outputs[start : start + per_row]]
+    save_image(torch.cat(rows).float().cpu(), path, nrow=per_row, padding=2, pad_value=1.0)
+
+
+@torch.inference_mode()
+def save_prior_samples(
+    model: MultiTaskModel, task: str, latent_dim: int, n: int, path: Path, device: torch.device
+) -> None:
+    """Decoded samples from N(0, I); the same noise every time, so grids compare across epochs."""
+    z = torch.randn((n, latent_dim), generator=torch.Generator().manual_seed(0)).to(device)
+    samples = torch.sigmoid(model.head(task).decoder(z))
+    save_image(samples.float().cpu(), path, nrow=8, padding=2, pad_value=1.0)
+
+
+@torch.inference_mode()
+def save_interpolations(
+    model: MultiTaskModel, task: str, inputs: Tensor, path: Path, steps: int = 10
+) -> None:
+    """Each row decodes codes on the straight line between two inputs' codes."""
+    codes = model.encode(task, inputs).features
+    start, end = codes[0::2], codes[1::2]
+    n = min(len(start), len(end))
+    weights = torch.linspace(0, 1, steps, device=codes.device).view(1, steps, 1)
+    line = start[:n, None] * (1 - weights) + end[:n, None] * weights
+    images = torch.sigmoid(model.head(task).decoder(line.flatten(0, 1)))
+    save_image(images.float().cpu(), path, nrow=steps, padding=2, pad_value=1.0)

@@ -1,0 +1,60 @@
+"""Optimisers and learning-rate schedules (stepped once per optimiser step)."""
+
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from mtlrun.config import check_choice, parse
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULES = ("none", "cosine", "step", "onecycle")
+
+
+@dataclass
+class OptimConfig:
+    name: str
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam, AdamW
+    momentum: float = 0.9  # SGD
+    nesterov: bool = False  # SGD
+    schedule: str = "none"
+    step_epochs: int = 10  # schedule=step: decay every this many epochs
+    gamma: float = 0.1  # schedule=step: decay factor
+
+
+def build_optimizer(
+    node: DictConfig, model: nn.Module, steps_per_epoch: int, epochs: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    cfg = parse(OptimConfig, node, "optim")
+    check_choice("optim.name", cfg.name, list(OPTIMIZERS))
+    check_choice("optim.schedule", cfg.schedule, SCHEDULES)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.name == "sgd":
+        optimizer = torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+    else:
+        optimizer = OPTIMIZERS[cfg.name](
+            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+        )
+    total_steps = max(1, steps_per_epoch * epochs)
+    if cfg.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    elif cfg.schedule == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=cfg.step_epochs * steps_per_epoch, gamma=cfg.gamma
+        )
+    elif cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=total_steps
+        )
+    else:
+        scheduler = None
+    return optimizer, scheduler

@@ -1,0 +1,121 @@
+"""The run folder: atomic JSON files, the metrics log, meta.json."""
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import mtlrun
+
+
+def write_atomic(path: Path, write: Any) -> None:
+    """Call `write(file_path)` on a temporary file beside `path`, then rename it into place,
+    so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    def dump(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+
+    write_atomic(path, dump)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+def now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    """The commit of mtlrun's source tree, marked `-dirty` with uncommitted changes."""
+    source = Path(mtlrun.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit or None
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import torch
+    import torchvision
+
+    return {
+        "mtlrun": mtlrun.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "hydra": hydra.__version__,
+    }
+
+
+class RunFolder:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.images = path / "images"
+        self.checkpoints = path / "checkpoints"
+        self.meta_path = path / "meta.json"
+        self.metrics_path = path / "metrics.jsonl"
+
+    def start(self, device: str, seed: int) -> None:
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "command": original_command(),
+            "cwd": os.getcwd(),
+            "host": platform.node(),
+            "git_commit": git_commit(),
+            "versions": versions(),
+            "device": device,
+            "seed": seed,
+            "start_time": now(),
+            "end_time": None,
+            "status": "running",
+        }
+        write_json(self.meta_path, meta)
+
+    def update_meta(self, **fields: Any) -> None:
+        meta = read_json(self.meta_path)
+        meta.update(fields)
+        write_json(self.meta_path, meta)
+
+    def finish(self, status: str, **fields: Any) -> None:
+        self.update_meta(status=status, end_time=now(), **fields)
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        # One write per line, flushed at once: a crash loses at most the line being written.
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def original_command() -> str:
+    """The command line as typed; the dispatcher records it before it strips the subcommand
+    (in the environment, so that jobs in launcher subprocesses see it too)."""
+    return os.environ.get("MTLRUN_COMMAND") or shlex.join(sys.argv)

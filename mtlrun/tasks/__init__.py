@@ -1,0 +1,36 @@
+"""Tasks: heads, losses and metrics, registered by `type` and named by their key in `tasks`."""
+
+from omegaconf import DictConfig
+
+from mtlrun.backbones import Backbone
+from mtlrun.config import parse
+from mtlrun.data import DatasetInfo
+from mtlrun.errors import ConfigError
+from mtlrun.tasks import classification, generation, reconstruction  # noqa: F401  (they register)
+from mtlrun.tasks.base import TASKS, Direction, Task
+
+__all__ = ["TASKS", "Direction", "Task", "build_tasks"]
+
+
+def build_tasks(node: DictConfig, info: DatasetInfo, backbone: Backbone) -> list[Task]:
+    """Build every task in `tasks` and check each against the data and the backbone."""
+    if not node:
+        raise ConfigError("tasks is empty; pick at least one, e.g. tasks=[reconstruction]")
+    tasks: list[Task] = []
+    for name, task_node in node.items():
+        if not isinstance(task_node, DictConfig) or "type" not in task_node:
+            raise ConfigError(
+                f"tasks.{name} needs a `type`; choose one of: {', '.join(TASKS.names)}"
+            )
+        if task_node.type not in TASKS:
+            raise ConfigError(
+                f"tasks.{name}.type={task_node.type!r} is not known; "
+                f"choose one of: {', '.join(TASKS.names)}"
+            )
+        task_class = TASKS.get(task_node.type)
+        tasks.append(task_class(str(name), parse(task_class.Config, task_node, f"tasks.{name}")))
+    for task in tasks:
+        task.check(info, backbone, tasks)
+    if not any(task.has_loss for task in tasks):
+        raise ConfigError("no task has a loss to train on; add e.g. tasks=[reconstruction,...]")
+    return tasks

@@ -1,0 +1,59 @@
+"""The task interface: a head on the encoder's code, a loss, and metrics with directions."""
+
+from typing import ClassVar, Literal
+
+from torch import Tensor, nn
+
+from mtlrun.backbones import Backbone, Encoding
+from mtlrun.data import Batch, DatasetInfo
+from mtlrun.registry import Registry
+
+Direction = Literal["min", "max"]
+
+
+class Task:
+    """One task of a multi-task model.
+
+    `metric_sums` returns sums over the batch, so evaluation can add batches up on the device
+    and divide once; every metric it returns is declared in `directions` (lower or higher is
+    better), which reports and Δm rely on.
+    """
+
+    Config: ClassVar[type]  # the dataclass its `tasks.<name>` node is validated against
+    directions: ClassVar[dict[str, Direction]] = {}
+    has_loss: ClassVar[bool] = True
+
+    def __init__(self, name: str, weight: float) -> None:
+        self.name = name
+        self.weight = weight
+
+    def check(self, info: DatasetInfo, backbone: Backbone, tasks: list["Task"]) -> None:
+        """Raise a ConfigError if this task cannot run on this data and backbone."""
+
+    def build_head(self, backbone: Backbone) -> nn.Module | None:
+        """The task-specific module mapping an Encoding to this task's prediction."""
+        return None
+
+    def model_input(self, batch: Batch) -> Tensor:
+        """What the model sees for this task (the clean inputs, unless a task corrupts them)."""
+        return batch.inputs
+
+    def per_example_loss(self, prediction: Tensor, batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
+        return self.per_example_loss(prediction, batch).mean()
+
+    def metric_sums(
+        self, prediction: Tensor, encoding: Encoding, batch: Batch
+    ) -> dict[str, Tensor]:
+        return {"loss": self.per_example_loss(prediction, batch).sum()}
+
+    def final_metric_sums(
+        self, head: nn.Module, encoding: Encoding, batch: Batch
+    ) -> dict[str, Tensor]:
+        """Costlier metrics computed once, on the test split at the end of training."""
+        return {}
+
+
+TASKS: Registry[type[Task]] = Registry("tasks.<name>.type")

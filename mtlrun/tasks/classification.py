@@ -1,0 +1,74 @@
+"""Classification of a dataset label (the digit, the class, or a label derived from them)."""
+
+from dataclasses import dataclass, field
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtlrun.backbones import Backbone, Encoding
+from mtlrun.backbones.base import activation
+from mtlrun.data import Batch, DatasetInfo
+from mtlrun.errors import ConfigError
+from mtlrun.tasks.base import TASKS, Task
+
+
+@dataclass
+class ClassificationConfig:
+    type: str
+    weight: float = 1.0
+    target: str | None = None  # the dataset's label to predict; by default the task's name
+    hidden_dims: list[int] = field(default_factory=list)
+    activation: str = "relu"
+    dropout: float = 0.0
+
+
+class MLPHead(nn.Module):
+    """An MLP on the encoder's deterministic features."""
+
+    def __init__(self, dims: list[int], act: str, dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-2], dims[1:-1], strict=True):
+            layers += [nn.Linear(d_in, d_out), activation(act)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(dims[-2], dims[-1]))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, encoding: Encoding) -> Tensor:
+        return self.net(encoding.features)
+
+
+@TASKS.register("classification")
+class Classification(Task):
+    Config = ClassificationConfig
+    directions = {"loss": "min", "acc": "max", "nll": "min"}
+
+    def __init__(self, name: str, cfg: ClassificationConfig) -> None:
+        super().__init__(name, cfg.weight)
+        self.cfg = cfg
+        self.target = cfg.target or name
+        self.num_classes = 0
+
+    def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:
+        labels = [k for k, t in info.targets.items() if t.is_class]
+        if self.target not in labels:
+            raise ConfigError(
+                f"tasks.{self.name}: dataset={info.name} has no label {self.target!r}; "
+                f"its labels are: {', '.join(labels) or 'none'}"
+            )
+        self.num_classes = info.targets[self.target].num_classes
+
+    def build_head(self, backbone: Backbone) -> nn.Module:
+        dims = [backbone.code_dim, *self.cfg.hidden_dims, self.num_classes]
+        return MLPHead(dims, self.cfg.activation, self.cfg.dropout)
+
+    def per_example_loss(self, prediction: Tensor, batch: Batch) -> Tensor:
+        return F.cross_entropy(prediction, batch.targets[self.target], reduction="none")
+
+    def metric_sums(
+        self, prediction: Tensor, encoding: Encoding, batch: Batch
+    ) -> dict[str, Tensor]:
+        nll = self.per_example_loss(prediction, batch).sum()
+        correct = (prediction.argmax(1) == batch.targets[self.target]).sum()
+        return {"loss": nll, "nll": nll, "acc": correct.float()}

@@ -1,0 +1,43 @@
+"""Generation: sampling images from the prior through the reconstruction decoder."""
+
+from dataclasses import dataclass
+
+from mtlrun.backbones import Backbone
+from mtlrun.data import DatasetInfo
+from mtlrun.errors import ConfigError
+from mtlrun.tasks.base import TASKS, Task
+from mtlrun.tasks.reconstruction import Reconstruction
+
+
+@dataclass
+class GenerationConfig:
+    type: str
+    weight: float = 0.0
+    num_samples: int = 64  # images in each prior-sample grid
+
+
+@TASKS.register("generation")
+class Generation(Task):
+    """An evaluation task: it has no loss of its own, because a VAE's generative objective is
+    already its ELBO (the reconstruction likelihood plus the backbone's KL term). It checks that
+    the model can generate and sets the size of the prior-sample grids written each evaluation."""
+
+    Config = GenerationConfig
+
+    has_loss = False
+
+    def __init__(self, name: str, cfg: GenerationConfig) -> None:
+        super().__init__(name, 0.0)
+        self.num_samples = cfg.num_samples
+
+    def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:
+        if not backbone.has_prior:
+            raise ConfigError(
+                f"tasks.{self.name}: generation needs a backbone with a prior; "
+                "use backbone=vae or backbone=conv_vae"
+            )
+        if not any(isinstance(task, Reconstruction) for task in tasks):
+            raise ConfigError(
+                f"tasks.{self.name}: generation samples through the reconstruction decoder; "
+                "add the reconstruction task (tasks=[reconstruction,generation,...])"
+            )
