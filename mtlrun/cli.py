@@ -83,7 +83,9 @@ COMMANDS: dict[str, Callable[[], None]] = {"train": train_command}
 def main() -> None:
     args = sys.argv[1:]
     if not args or args[0] in ("-h", "--help", "help"):
-        experiments = ", ".join(sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml")))
+        experiments = ", ".join(
+            sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+        )
         print(USAGE.format(experiments=experiments))
         sys.exit(0 if args else 2)
     command = args[0]

@@ -41,8 +41,10 @@ def build_optimizer(
             weight_decay=cfg.weight_decay,
         )
     else:
+        # The fused kernel updates all parameters in one pass: on a small model the optimiser
+        # step otherwise costs a third of the training step.
         optimizer = OPTIMIZERS[cfg.name](
-            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=True
         )
     total_steps = max(1, steps_per_epoch * epochs)
     if cfg.schedule == "cosine":

@@ -1,15 +1,17 @@
 """`mtlrun train`: build everything from the config, then one readable training loop."""
 
+import math
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich.progress import Progress as RichProgress
 
 from mtlrun.backbones import BACKBONES, Backbone
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
@@ -179,6 +181,20 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any
     return summary
 
 
+@dataclass
+class Progress:
+    """Where training stands. Checkpoints hold it, so a resumed run repeats and skips nothing,
+    down to the batch when it was interrupted inside an epoch."""
+
+    epoch: int = 1  # the epoch in progress (or the next to start)
+    batch: int = 0  # batches of that epoch already trained on
+    step: int = 0
+    epoch_sums: torch.Tensor | None = None  # summed losses of the epoch so far
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    seconds: float = 0.0
+
+
 def fit(
     experiment: Experiment, run: RunFolder, reporter: Reporter, stop: StopSignals, resume: bool
 ) -> dict[str, Any]:
@@ -189,189 +205,203 @@ def fit(
         experiment.data,
         experiment.model,
     )
-    optimizer, scheduler, device = experiment.optimizer, experiment.scheduler, experiment.device
-    autocast = experiment.autocast
-    forward = torch.compile(model) if trainer.compile else model
     loss_tasks = [task for task in experiment.tasks if task.has_loss]
     data_order = torch.Generator().manual_seed(int(cfg.seed))
-    steps_per_epoch = data.train.num_batches(trainer.batch_size)
-
-    # Where training stands; a checkpoint holds it, so a resumed run replays nothing and
-    # skips nothing (down to the batch, when it was interrupted mid-epoch).
-    state: dict[str, Any] = {
-        "epoch": 1,
-        "batch": 0,
-        "step": 0,
-        "epoch_sums": None,
-        "best_val_loss": None,
-        "best_epoch": None,
-        "seconds": 0.0,
-    }
+    at = Progress()
     if resume:
-        checkpoint = load_checkpoint(run.checkpoints / "last.pt", device)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        state = checkpoint["state"]
-        restore_rng_states(checkpoint["rng"], data_order)
-        data_order.set_state(state.pop("epoch_data_order"))
-        reporter.print(f"resuming at epoch {state['epoch']}, batch {state['batch']}")
-
+        at = restore(experiment, run.checkpoints / "last.pt", data_order)
+        reporter.print(f"resuming at epoch {at.epoch}, batch {at.batch}")
     n_params = sum(p.numel() for p in model.parameters())
     reporter.print(
-        f"{cfg.name}: {type(model).__name__} on {device}, {n_params:,} parameters, tasks "
-        f"{', '.join(t.name for t in experiment.tasks)}; {len(data.train):,} train / "
+        f"{cfg.name}: {type(model).__name__} on {experiment.device}, {n_params:,} parameters, "
+        f"tasks {', '.join(t.name for t in experiment.tasks)}; {len(data.train):,} train / "
         f"{len(data.val):,} val / {len(data.test):,} test examples"
     )
-
-    def save(name: str, epoch_data_order: torch.Tensor) -> None:
-        save_checkpoint(
-            run.checkpoints / name,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "state": {**state, "epoch_data_order": epoch_data_order},
-                "rng": rng_states(data_order),
-            },
-        )
-
-    started = time.perf_counter() - state["seconds"]
-    epoch = state["epoch"]
+    started = time.perf_counter() - at.seconds
     epoch_data_order = data_order.get_state()
     try:
-        model.train()
-        for epoch in range(state["epoch"], trainer.epochs + 1):
-            epoch_data_order = data_order.get_state()  # to replay this epoch's order on resume
+        for epoch in range(at.epoch, trainer.epochs + 1):
+            epoch_data_order = data_order.get_state()  # replays this epoch's order on resume
             epoch_started = time.perf_counter()
-            sums = state["epoch_sums"]
-            if sums is None:
-                sums = torch.zeros(1 + len(loss_tasks), device=device)
-            with reporter.progress() as progress:
-                bar = progress.add_task(
-                    f"epoch {epoch}/{trainer.epochs}",
-                    total=steps_per_epoch,
-                    completed=state["batch"],
-                )
-                batches = data.train.batches(trainer.batch_size, data_order)
-                for index, batch in enumerate(batches):
-                    if index < state["batch"]:
-                        continue  # trained on before the interruption
-                    with autocast:
-                        output = forward(batch.inputs)
-                        losses = [t.loss(output.predictions[t.name], batch) for t in loss_tasks]
-                        total = sum(t.weight * x for t, x in zip(loss_tasks, losses, strict=True))
-                        if output.auxiliary_loss is not None:
-                            total = total + output.auxiliary_loss
-                    optimizer.zero_grad(set_to_none=True)
-                    total.backward()
-                    if trainer.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
-                    optimizer.step()
-                    if scheduler is not None:
-                        scheduler.step()
-                    # Summed on the device and read back once per epoch: no per-step sync.
-                    step_losses = torch.stack([total.detach(), *(x.detach() for x in losses)])
-                    sums += step_losses.float() * len(batch)
-                    state.update(batch=index + 1, step=state["step"] + 1, epoch_sums=sums)
-                    progress.advance(bar)
-                    stop.check()
-
-            means = (sums / len(data.train)).tolist()
-            if not all(map(lambda x: abs(x) < float("inf"), means)):
-                raise TrainingDiverged(
-                    f"the training loss became {means[0]} in epoch {epoch}; lower optim.lr, "
-                    "set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
-                )
-            state.update(
-                epoch=epoch + 1, batch=0, epoch_sums=None, seconds=time.perf_counter() - started
-            )
-            train_metrics = {"train/loss": means[0]}
-            for task, value in zip(loss_tasks, means[1:], strict=True):
-                train_metrics[f"train/{task.name}/loss"] = value
-            epoch_seconds = time.perf_counter() - epoch_started
-            run.log_metrics(
-                {
-                    "epoch": epoch,
-                    "step": state["step"],
-                    "split": "train",
-                    "seconds": round(epoch_seconds, 3),
-                    **train_metrics,
-                }
-            )
+            with reporter.progress() as bar:
+                means = train_epoch(experiment, loss_tasks, data_order, at, bar, stop)
+            at.epoch, at.batch, at.epoch_sums = epoch + 1, 0, None
+            at.seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - epoch_started
+            train_metrics = {"train/loss": means[0]} | {
+                f"train/{task.name}/loss": value
+                for task, value in zip(loss_tasks, means[1:], strict=True)
+            }
+            run.log_metrics(record(epoch, at.step, "train", seconds, train_metrics))
             per_task = ", ".join(
-                f"{t.name} {v:.4f}" for t, v in zip(loss_tasks, means[1:], strict=True)
+                f"{k.split('/')[1]} {v:.4f}" for k, v in train_metrics.items() if k.count("/") == 2
             )
             reporter.print(
                 f"epoch {epoch}/{trainer.epochs}  train loss {means[0]:.4f}  "
-                f"({per_task})  {epoch_seconds:.1f} s"
+                f"({per_task})  {seconds:.1f} s"
             )
 
-            last_epoch = epoch == trainer.epochs
-            if (epoch % trainer.eval_every == 0 or last_epoch) and len(data.val):
-                val = evaluate(
-                    model, experiment.tasks, data.val, "val", trainer.eval_batch_size, autocast
-                )
-                run.log_metrics(
-                    {
-                        "epoch": epoch,
-                        "step": state["step"],
-                        "split": "val",
-                        "seconds": round(time.perf_counter() - started, 3),
-                        **val,
-                    }
-                )
-                reporter.print(metrics_table(f"epoch {epoch} · validation", val))
-                save_images(experiment, run, data.val, f"e{epoch:03d}")
-                if state["best_val_loss"] is None or val["val/loss"] < state["best_val_loss"]:
-                    state.update(best_val_loss=val["val/loss"], best_epoch=epoch)
-                    save("best.pt", data_order.get_state())
-            save("last.pt", data_order.get_state())
+            if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
+                if len(data.val):
+                    val = evaluate(
+                        model,
+                        experiment.tasks,
+                        data.val,
+                        "val",
+                        trainer.eval_batch_size,
+                        experiment.autocast,
+                    )
+                    run.log_metrics(record(epoch, at.step, "val", at.seconds, val))
+                    reporter.print(metrics_table(f"epoch {epoch} · validation", val))
+                    if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
+                        at.best_val_loss, at.best_epoch = val["val/loss"], epoch
+                        save(experiment, run.checkpoints / "best.pt", at, data_order)
+                save_images(experiment, run, f"e{epoch:03d}")
+            save(experiment, run.checkpoints / "last.pt", at, data_order)
             stop.check()
     except KeyboardInterrupt:
-        state["seconds"] = time.perf_counter() - started
-        if state["epoch"] == epoch:  # interrupted inside the epoch: resume replays its order
-            save("last.pt", epoch_data_order)
+        at.seconds = time.perf_counter() - started
+        if at.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
+            save(experiment, run.checkpoints / "last.pt", at, data_order, epoch_data_order)
         raise
 
     # The final numbers: the last model on the test split, with the costlier final metrics.
     test = evaluate(
-        model, experiment.tasks, data.test, "test", trainer.eval_batch_size, autocast, final=True
+        model,
+        experiment.tasks,
+        data.test,
+        "test",
+        trainer.eval_batch_size,
+        experiment.autocast,
+        final=True,
     )
-    run.log_metrics(
-        {
-            "epoch": trainer.epochs,
-            "step": state["step"],
-            "split": "test",
-            "seconds": round(time.perf_counter() - started, 3),
-            **test,
-        }
-    )
+    run.log_metrics(record(trainer.epochs, at.step, "test", time.perf_counter() - started, test))
     reporter.print(metrics_table("test (final model)", test))
     reconstruction = experiment.task_of_type(Reconstruction)
     if reconstruction is not None:
-        pairs = (data.val if len(data.val) else data.test).head(16).inputs
-        with autocast:
-            save_interpolations(model, reconstruction.name, pairs, run.images / "interpolation.png")
+        with experiment.autocast:
+            save_interpolations(
+                model,
+                reconstruction.name,
+                image_source(data).head(16).inputs,
+                run.images / "interpolation.png",
+            )
     summary = {
         "metrics": test,
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": state["best_val_loss"],
+        "best_epoch": at.best_epoch,
+        "best_val_loss": at.best_val_loss,
         "epochs": trainer.epochs,
-        "steps": state["step"],
+        "steps": at.step,
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json(run.path / "summary.json", summary)
     return summary
 
 
-def save_images(experiment: Experiment, run: RunFolder, split: Split, tag: str) -> None:
+def train_epoch(
+    experiment: Experiment,
+    loss_tasks: list[Task],
+    data_order: torch.Generator,
+    at: Progress,
+    bar: RichProgress,
+    stop: StopSignals,
+) -> list[float]:
+    """One pass over the shuffled training split; returns the mean total and per-task losses."""
+    trainer, model, optimizer = experiment.trainer, experiment.model, experiment.optimizer
+    forward = torch.compile(model) if trainer.compile else model
+    train_split = experiment.data.train
+    sums = at.epoch_sums
+    if sums is None:
+        sums = torch.zeros(1 + len(loss_tasks), device=experiment.device)
+    label = f"epoch {at.epoch}/{trainer.epochs}"
+    bar_task = bar.add_task(
+        label, total=train_split.num_batches(trainer.batch_size), completed=at.batch
+    )
+    model.train()
+    for index, batch in enumerate(train_split.batches(trainer.batch_size, data_order)):
+        if index < at.batch:
+            continue  # trained on before the interruption
+        with experiment.autocast:
+            output = forward(batch.inputs)
+            losses = [task.loss(output.predictions[task.name], batch) for task in loss_tasks]
+            total = sum(task.weight * loss for task, loss in zip(loss_tasks, losses, strict=True))
+            if output.auxiliary_loss is not None:
+                total = total + output.auxiliary_loss
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if trainer.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
+        optimizer.step()
+        if experiment.scheduler is not None:
+            experiment.scheduler.step()
+        # Summed on the device and read back once per epoch: no host sync per step.
+        sums += torch.stack([total.detach(), *(loss.detach() for loss in losses)]).float() * len(
+            batch
+        )
+        at.batch, at.step, at.epoch_sums = index + 1, at.step + 1, sums
+        bar.advance(bar_task)
+        stop.check()
+    means = (sums / len(train_split)).tolist()
+    if not all(math.isfinite(value) for value in means):
+        raise TrainingDiverged(
+            f"the training loss became {means[0]} in epoch {at.epoch}; lower optim.lr, "
+            "set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
+        )
+    return means
+
+
+def record(epoch: int, step: int, split: str, seconds: float, metrics: dict[str, float]):
+    return {"epoch": epoch, "step": step, "split": split, "seconds": round(seconds, 3), **metrics}
+
+
+def save(
+    experiment: Experiment,
+    path: Path,
+    at: Progress,
+    data_order: torch.Generator,
+    epoch_data_order: torch.Tensor | None = None,
+) -> None:
+    """Model, optimiser, scheduler, RNG states and progress; `epoch_data_order` is the data
+    generator's state at the start of an interrupted epoch."""
+    scheduler = experiment.scheduler
+    save_checkpoint(
+        path,
+        {
+            "model": experiment.model.state_dict(),
+            "optimizer": experiment.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "progress": asdict(at),
+            "epoch_data_order": epoch_data_order
+            if epoch_data_order is not None
+            else data_order.get_state(),
+            "rng": rng_states(data_order),
+        },
+    )
+
+
+def restore(experiment: Experiment, path: Path, data_order: torch.Generator) -> Progress:
+    checkpoint = load_checkpoint(path, experiment.device)
+    experiment.model.load_state_dict(checkpoint["model"])
+    experiment.optimizer.load_state_dict(checkpoint["optimizer"])
+    if experiment.scheduler is not None:
+        experiment.scheduler.load_state_dict(checkpoint["scheduler"])
+    restore_rng_states(checkpoint["rng"], data_order)
+    data_order.set_state(checkpoint["epoch_data_order"])
+    return Progress(**checkpoint["progress"])
+
+
+def image_source(data: Data) -> Split:
+    """Grids show validation images; the test images only when there is no validation split
+    (images are never used to select anything)."""
+    return data.val if len(data.val) else data.test
+
+
+def save_images(experiment: Experiment, run: RunFolder, tag: str) -> None:
     """Reconstruction grid, and prior samples when the backbone has a prior."""
     reconstruction = experiment.task_of_type(Reconstruction)
     if reconstruction is None:
         return
-    inputs = split.head(8 * experiment.trainer.image_rows).inputs
+    inputs = image_source(experiment.data).head(8 * experiment.trainer.image_rows).inputs
     model = experiment.model
     with experiment.autocast:
         save_reconstructions(model, reconstruction.name, inputs, run.images / f"recon_{tag}.png")

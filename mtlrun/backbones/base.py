@@ -61,11 +61,10 @@ class GaussianLatent(nn.Module):
 
     def __init__(self, in_features: int, latent_dim: int) -> None:
         super().__init__()
-        self.mu = nn.Linear(in_features, latent_dim)
-        self.logvar = nn.Linear(in_features, latent_dim)
+        self.linear = nn.Linear(in_features, 2 * latent_dim)  # μ and log σ², in one matmul
 
     def forward(self, h: Tensor) -> Encoding:
-        mu, logvar = self.mu(h), self.logvar(h)
+        mu, logvar = self.linear(h).chunk(2, dim=1)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return Encoding(features=mu, z=z, mu=mu, logvar=logvar)
 

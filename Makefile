@@ -1,0 +1,38 @@
+# `make run` and `make test` do all the set-up: a virtual environment in .venv, then the work.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The data root: $MTLRUN_DATA if set, else ../shared/data when it exists, else ./data
+# (where torchvision downloads the datasets on first use when online).
+MTLRUN_DATA ?= $(if $(wildcard ../shared/data/MNIST),$(abspath ../shared/data),$(abspath data))
+export MTLRUN_DATA
+
+.PHONY: install run test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/mtlrun train +experiment=vae_mnist
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: install
+	$(BIN)/python bench/vae_speed.py
+
+lint: install
+	$(BIN)/ruff check mtlrun tests bench
+	$(BIN)/ruff format --check mtlrun tests bench
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache dist build
