@@ -1,25 +1,31 @@
 """The `mtlrun` command: a dispatcher that strips the subcommand, then hands the rest of the
-command line to that command's @hydra.main function, so Hydra's own grammar (-m, --cfg,
---help, hydra/launcher=...) works unchanged."""
+command line to that command's main (for `train`, a @hydra.main function), so Hydra's own
+grammar (-m, --cfg, --help, hydra/launcher=...) works unchanged."""
 
+import importlib
 import os
 import shlex
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError
 
-USAGE = """usage: mtlrun COMMAND [hydra overrides]
+# name: (module under mtlrun.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train a model: mtlrun train +experiment=vae_mnist [key=value ...] [-m]"),
+}
 
-commands:
-  train      train a model: mtlrun train +experiment=vae_mnist [key=value ...] [-m]
 
-Everything after the command is Hydra's override grammar: key=value, +group=option,
--m (multirun / sweeps), --cfg job, --help, hydra/launcher=joblib.
-Experiments: {experiments}
-"""
+def usage() -> str:
+    experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+    lines = ["usage: mtlrun COMMAND [arguments]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [
+        "",
+        "After `train`, everything is Hydra's override grammar: key=value, +group=option,",
+        "-m (sweeps), --cfg job, --help, hydra/launcher=joblib.",
+        f"Experiments (+experiment=NAME): {', '.join(experiments)}",
+    ]
+    return "\n".join(lines)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -49,49 +55,37 @@ def check_group_choices(overrides: list[str]) -> None:
                 fail(f"{group}={option!r} is not known; choose one of: {', '.join(choices)}")
 
 
-def train_command() -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import DictConfig
+def check_composes(overrides: list[str]) -> None:
+    """Compose a single run's config before Hydra does, to report a bad override (a misspelt
+    key, a value of the wrong type) in one line. Sweeps and Hydra's own flags are left to Hydra."""
+    if any(arg.startswith("-") or "," in arg or arg.startswith("hydra") for arg in overrides):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    from mtlrun.train import train
-
-    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-    def main(cfg: DictConfig) -> float | None:
-        hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        try:
-            train(cfg, run_dir)
-        except UserError as error:
-            print(f"mtlrun: error: {error}", file=sys.stderr)
-            if hydra_cfg.mode == RunMode.MULTIRUN:
-                return None  # one failed job does not stop the sweep
-            sys.exit(2)
-        except KeyboardInterrupt:
-            print(run_dir)
-            sys.exit(130)
-        print(run_dir)
-        return None
-
-    main()
-
-
-COMMANDS: dict[str, Callable[[], None]] = {"train": train_command}
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        details = ("full_key", "object_type")
+        kept = [line.rstrip(".") for line in lines if not line.startswith(details)]
+        fail("; ".join(kept))
 
 
 def main() -> None:
     args = sys.argv[1:]
     if not args or args[0] in ("-h", "--help", "help"):
-        experiments = ", ".join(
-            sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
-        )
-        print(USAGE.format(experiments=experiments))
+        print(usage())
         sys.exit(0 if args else 2)
     command = args[0]
     if command not in COMMANDS:
         fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
     os.environ["MTLRUN_COMMAND"] = shlex.join(["mtlrun", *args])
-    check_group_choices(args[1:])
+    if command == "train":
+        check_group_choices(args[1:])
+        check_composes(args[1:])
     sys.argv = [f"mtlrun {command}", *args[1:]]
-    COMMANDS[command]()
+    module = importlib.import_module(f"mtlrun.commands.{COMMANDS[command][0]}")
+    module.main()

@@ -26,12 +26,12 @@ class OptimConfig:
 
 
 def build_optimizer(
-    node: DictConfig, model: nn.Module, steps_per_epoch: int, epochs: int
+    node: DictConfig, parameters: list[nn.Parameter], steps_per_epoch: int, epochs: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     cfg = parse(OptimConfig, node, "optim")
     check_choice("optim.name", cfg.name, list(OPTIMIZERS))
     check_choice("optim.schedule", cfg.schedule, SCHEDULES)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in parameters if p.requires_grad]
     if cfg.name == "sgd":
         optimizer = torch.optim.SGD(
             params,

@@ -82,7 +82,6 @@ class RunFolder:
         self.images = path / "images"
         self.checkpoints = path / "checkpoints"
         self.meta_path = path / "meta.json"
-        self.metrics_path = path / "metrics.jsonl"
 
     def start(self, device: str, seed: int) -> None:
         self.images.mkdir(parents=True, exist_ok=True)
@@ -109,10 +108,6 @@ class RunFolder:
     def finish(self, status: str, **fields: Any) -> None:
         self.update_meta(status=status, end_time=now(), **fields)
 
-    def log_metrics(self, record: dict[str, Any]) -> None:
-        # One write per line, flushed at once: a crash loses at most the line being written.
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
 
 
 def original_command() -> str:

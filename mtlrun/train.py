@@ -20,6 +20,7 @@ from mtlrun.data import Data, Split, load_data
 from mtlrun.errors import ConfigError, TrainingDiverged
 from mtlrun.evaluate import evaluate
 from mtlrun.images import save_interpolations, save_prior_samples, save_reconstructions
+from mtlrun.loggers import Loggers
 from mtlrun.optim import build_optimizer
 from mtlrun.runfolder import RunFolder, write_json
 from mtlrun.sharing import SHARING, MultiTaskModel
@@ -27,6 +28,7 @@ from mtlrun.tasks import Task, build_tasks
 from mtlrun.tasks.generation import Generation
 from mtlrun.tasks.reconstruction import Reconstruction
 from mtlrun.terminal import Reporter, metrics_table
+from mtlrun.weighting import WEIGHTINGS, Weighting
 
 
 @dataclass
@@ -84,13 +86,26 @@ class Experiment:
     backbone: Backbone
     tasks: list[Task]
     model: MultiTaskModel
+    weighting: Weighting
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
+
+    def __post_init__(self) -> None:
+        self.forward = torch.compile(self.model) if self.trainer.compile else self.model
 
     @property
     def autocast(self) -> torch.autocast:
         bf16 = self.trainer.precision == "bf16"
         return torch.autocast(self.device.type, torch.bfloat16, enabled=bf16)
+
+    @property
+    def loss_tasks(self) -> list[Task]:
+        return [task for task in self.tasks if task.has_loss]
+
+    def model_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        for task in self.tasks:
+            inputs = task.corrupt(inputs)
+        return inputs
 
     def task_of_type(self, kind: type[Task]) -> Task | None:
         return next((task for task in self.tasks if isinstance(task, kind)), None)
@@ -114,9 +129,14 @@ def build(cfg: DictConfig) -> Experiment:
     tasks = build_tasks(cfg.tasks, data.info, backbone)
     torch.manual_seed(int(cfg.seed))  # the same initial weights, whatever the checks drew
     model = SHARING.get(cfg.sharing.name)(cfg.sharing, make_backbone, tasks).to(device)
+    loss_tasks = [task for task in tasks if task.has_loss]
+    weighting = WEIGHTINGS.get(cfg.weighting.name)(cfg.weighting, loss_tasks, model).to(device)
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
-    optimizer, scheduler = build_optimizer(cfg.optim, model, steps_per_epoch, trainer.epochs)
-    return Experiment(cfg, trainer, device, data, backbone, tasks, model, optimizer, scheduler)
+    parameters = [*model.parameters(), *weighting.extra_parameters()]
+    optimizer, scheduler = build_optimizer(cfg.optim, parameters, steps_per_epoch, trainer.epochs)
+    return Experiment(
+        cfg, trainer, device, data, backbone, tasks, model, weighting, optimizer, scheduler
+    )
 
 
 class Interrupted(KeyboardInterrupt):
@@ -205,11 +225,12 @@ def fit(
         experiment.data,
         experiment.model,
     )
-    loss_tasks = [task for task in experiment.tasks if task.has_loss]
+    loggers = Loggers(run.path, cfg.get("logger"))
     data_order = torch.Generator().manual_seed(int(cfg.seed))
     at = Progress()
     if resume:
         at = restore(experiment, run.checkpoints / "last.pt", data_order)
+        loggers.resume(at.epoch)
         reporter.print(f"resuming at epoch {at.epoch}, batch {at.batch}")
     n_params = sum(p.numel() for p in model.parameters())
     reporter.print(
@@ -217,75 +238,67 @@ def fit(
         f"tasks {', '.join(t.name for t in experiment.tasks)}; {len(data.train):,} train / "
         f"{len(data.val):,} val / {len(data.test):,} test examples"
     )
+
+    def log(split: str, metrics: dict[str, float], seconds: float) -> None:
+        stage = {} if model.stage is None else {"stage": model.stage}
+        loggers.log_metrics(
+            {
+                "epoch": epoch,
+                "step": at.step,
+                "split": split,
+                **stage,
+                "seconds": round(seconds, 3),
+                **metrics,
+            }
+        )
+
     started = time.perf_counter() - at.seconds
+    epoch = at.epoch
     epoch_data_order = data_order.get_state()
     try:
         for epoch in range(at.epoch, trainer.epochs + 1):
             epoch_data_order = data_order.get_state()  # replays this epoch's order on resume
             epoch_started = time.perf_counter()
+            model.begin_epoch(epoch)
             with reporter.progress() as bar:
-                means = train_epoch(experiment, loss_tasks, data_order, at, bar, stop)
+                train_metrics = train_epoch(experiment, data_order, at, bar, stop)
             at.epoch, at.batch, at.epoch_sums = epoch + 1, 0, None
             at.seconds = time.perf_counter() - started
             seconds = time.perf_counter() - epoch_started
-            train_metrics = {"train/loss": means[0]} | {
-                f"train/{task.name}/loss": value
-                for task, value in zip(loss_tasks, means[1:], strict=True)
-            }
-            run.log_metrics(record(epoch, at.step, "train", seconds, train_metrics))
-            per_task = ", ".join(
-                f"{k.split('/')[1]} {v:.4f}" for k, v in train_metrics.items() if k.count("/") == 2
-            )
-            reporter.print(
-                f"epoch {epoch}/{trainer.epochs}  train loss {means[0]:.4f}  "
-                f"({per_task})  {seconds:.1f} s"
-            )
+            log("train", train_metrics, seconds)
+            reporter.print(epoch_line(epoch, trainer.epochs, train_metrics, seconds))
 
             if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
                 if len(data.val):
-                    val = evaluate(
-                        model,
-                        experiment.tasks,
-                        data.val,
-                        "val",
-                        trainer.eval_batch_size,
-                        experiment.autocast,
-                    )
-                    run.log_metrics(record(epoch, at.step, "val", at.seconds, val))
+                    val = evaluate(experiment, data.val, "val")
+                    log("val", val, at.seconds)
                     reporter.print(metrics_table(f"epoch {epoch} · validation", val))
                     if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
                         at.best_val_loss, at.best_epoch = val["val/loss"], epoch
                         save(experiment, run.checkpoints / "best.pt", at, data_order)
-                save_images(experiment, run, f"e{epoch:03d}")
+                for tag, path in save_images(experiment, run, f"e{epoch:03d}").items():
+                    loggers.log_image(tag, path, epoch)
             save(experiment, run.checkpoints / "last.pt", at, data_order)
             stop.check()
     except KeyboardInterrupt:
         at.seconds = time.perf_counter() - started
         if at.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
             save(experiment, run.checkpoints / "last.pt", at, data_order, epoch_data_order)
+        loggers.close()
         raise
 
     # The final numbers: the last model on the test split, with the costlier final metrics.
-    test = evaluate(
-        model,
-        experiment.tasks,
-        data.test,
-        "test",
-        trainer.eval_batch_size,
-        experiment.autocast,
-        final=True,
-    )
-    run.log_metrics(record(trainer.epochs, at.step, "test", time.perf_counter() - started, test))
+    test = evaluate(experiment, data.test, "test", final=True)
+    log("test", test, time.perf_counter() - started)
     reporter.print(metrics_table("test (final model)", test))
     reconstruction = experiment.task_of_type(Reconstruction)
     if reconstruction is not None:
+        path = run.images / "interpolation.png"
         with experiment.autocast:
             save_interpolations(
-                model,
-                reconstruction.name,
-                image_source(data).head(16).inputs,
-                run.images / "interpolation.png",
+                model, reconstruction.name, image_source(data).head(16).inputs, path
             )
+        loggers.log_image("interpolation", path, trainer.epochs)
     summary = {
         "metrics": test,
         "best_epoch": at.best_epoch,
@@ -295,49 +308,45 @@ def fit(
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json(run.path / "summary.json", summary)
+    loggers.finish(OmegaConf.to_container(cfg, resolve=True), summary)
+    loggers.close()
     return summary
 
 
 def train_epoch(
     experiment: Experiment,
-    loss_tasks: list[Task],
     data_order: torch.Generator,
     at: Progress,
     bar: RichProgress,
     stop: StopSignals,
-) -> list[float]:
-    """One pass over the shuffled training split; returns the mean total and per-task losses."""
+) -> dict[str, float]:
+    """One pass over the shuffled training split; returns the mean losses and the weights."""
     trainer, model, optimizer = experiment.trainer, experiment.model, experiment.optimizer
-    forward = torch.compile(model) if trainer.compile else model
+    loss_tasks = [task for task in experiment.loss_tasks if model.trains(task.name)]
     train_split = experiment.data.train
     sums = at.epoch_sums
     if sums is None:
         sums = torch.zeros(1 + len(loss_tasks), device=experiment.device)
-    label = f"epoch {at.epoch}/{trainer.epochs}"
+    total_batches = train_split.num_batches(trainer.batch_size)
     bar_task = bar.add_task(
-        label, total=train_split.num_batches(trainer.batch_size), completed=at.batch
+        f"epoch {at.epoch}/{trainer.epochs}", total=total_batches, completed=at.batch
     )
     model.train()
     for index, batch in enumerate(train_split.batches(trainer.batch_size, data_order)):
         if index < at.batch:
             continue  # trained on before the interruption
         with experiment.autocast:
-            output = forward(batch.inputs)
+            output = experiment.forward(experiment.model_inputs(batch.inputs))
             losses = [task.loss(output.predictions[task.name], batch) for task in loss_tasks]
-            total = sum(task.weight * loss for task, loss in zip(loss_tasks, losses, strict=True))
-            if output.auxiliary_loss is not None:
-                total = total + output.auxiliary_loss
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        total = experiment.weighting.backward(losses, output)
         if trainer.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
         optimizer.step()
         if experiment.scheduler is not None:
             experiment.scheduler.step()
         # Summed on the device and read back once per epoch: no host sync per step.
-        sums += torch.stack([total.detach(), *(loss.detach() for loss in losses)]).float() * len(
-            batch
-        )
+        sums += torch.stack([total, *(loss.detach() for loss in losses)]).float() * len(batch)
         at.batch, at.step, at.epoch_sums = index + 1, at.step + 1, sums
         bar.advance(bar_task)
         stop.check()
@@ -347,11 +356,25 @@ def train_epoch(
             f"the training loss became {means[0]} in epoch {at.epoch}; lower optim.lr, "
             "set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
         )
-    return means
+    experiment.weighting.end_epoch(means[1:])
+    metrics = {"train/loss": means[0]}
+    for task, value in zip(loss_tasks, means[1:], strict=True):
+        metrics[f"train/{task.name}/loss"] = value
+    for key, value in experiment.weighting.logged().items():
+        metrics[f"train/{key}"] = value
+    return metrics
 
 
-def record(epoch: int, step: int, split: str, seconds: float, metrics: dict[str, float]):
-    return {"epoch": epoch, "step": step, "split": split, "seconds": round(seconds, 3), **metrics}
+def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], seconds: float) -> str:
+    per_task = ", ".join(
+        f"{key.split('/')[1]} {value:.4f}"
+        for key, value in metrics.items()
+        if key.endswith("/loss") and key != "train/loss"
+    )
+    return (
+        f"epoch {epoch}/{epochs}  train loss {metrics['train/loss']:.4f}  ({per_task})  "
+        f"{seconds:.1f} s"
+    )
 
 
 def save(
@@ -361,19 +384,20 @@ def save(
     data_order: torch.Generator,
     epoch_data_order: torch.Tensor | None = None,
 ) -> None:
-    """Model, optimiser, scheduler, RNG states and progress; `epoch_data_order` is the data
-    generator's state at the start of an interrupted epoch."""
+    """Model, optimiser, scheduler, weighting, RNG states and progress; `epoch_data_order` is
+    the data generator's state at the start of an interrupted epoch."""
     scheduler = experiment.scheduler
+    if epoch_data_order is None:
+        epoch_data_order = data_order.get_state()
     save_checkpoint(
         path,
         {
             "model": experiment.model.state_dict(),
+            "weighting": experiment.weighting.state_dict(),
             "optimizer": experiment.optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "progress": asdict(at),
-            "epoch_data_order": epoch_data_order
-            if epoch_data_order is not None
-            else data_order.get_state(),
+            "epoch_data_order": epoch_data_order,
             "rng": rng_states(data_order),
         },
     )
@@ -382,6 +406,7 @@ def save(
 def restore(experiment: Experiment, path: Path, data_order: torch.Generator) -> Progress:
     checkpoint = load_checkpoint(path, experiment.device)
     experiment.model.load_state_dict(checkpoint["model"])
+    experiment.weighting.load_state_dict(checkpoint["weighting"])
     experiment.optimizer.load_state_dict(checkpoint["optimizer"])
     if experiment.scheduler is not None:
         experiment.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -396,23 +421,26 @@ def image_source(data: Data) -> Split:
     return data.val if len(data.val) else data.test
 
 
-def save_images(experiment: Experiment, run: RunFolder, tag: str) -> None:
+def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, Path]:
     """Reconstruction grid, and prior samples when the backbone has a prior."""
     reconstruction = experiment.task_of_type(Reconstruction)
     if reconstruction is None:
-        return
+        return {}
     inputs = image_source(experiment.data).head(8 * experiment.trainer.image_rows).inputs
     model = experiment.model
+    written = {"reconstructions": run.images / f"recon_{tag}.png"}
     with experiment.autocast:
-        save_reconstructions(model, reconstruction.name, inputs, run.images / f"recon_{tag}.png")
+        save_reconstructions(model, reconstruction.name, inputs, written["reconstructions"])
         if experiment.backbone.has_prior:
             generation = experiment.task_of_type(Generation)
             n = generation.num_samples if isinstance(generation, Generation) else 64
+            written["samples"] = run.images / f"samples_{tag}.png"
             save_prior_samples(
                 model,
                 reconstruction.name,
                 experiment.backbone.code_dim,
                 n,
-                run.images / f"samples_{tag}.png",
+                written["samples"],
                 experiment.device,
             )
+    return written

@@ -125,7 +125,7 @@ def test_bf16_autocast_trains(run_dir):
     assert summary["metrics"]["test/class/acc"] > 0.3
 
 
-def test_schedules_change_the_learning_rate(run_dir):
+def test_schedules_change_the_learning_rate():
     from mtlrun.train import build
 
     for schedule in ["cosine", "step", "onecycle"]:

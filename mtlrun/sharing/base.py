@@ -1,7 +1,7 @@
 """The sharing interface: one nn.Module mapping a batch to one prediction per task."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
 from torch import Tensor, nn
@@ -16,6 +16,10 @@ class ModelOutput:
     predictions: dict[str, Tensor]  # one per task with a head
     encodings: dict[str, Encoding]  # the encoding each task's head read
     auxiliary_loss: Tensor | None  # KL terms and sharing penalties, already weighted
+    # The last representation every task reads, as a cut through the graph (for a VAE [μ, log σ²],
+    # which the sample z is computed from); gradient aggregators differentiate the task losses
+    # with respect to it. Empty when the tasks share no parameters.
+    shared: list[Tensor] = field(default_factory=list)
 
 
 class MultiTaskModel(nn.Module):
@@ -31,6 +35,18 @@ class MultiTaskModel(nn.Module):
     def head(self, task: str) -> nn.Module:
         """`task`'s head (for reconstruction: the decoder, used for image grids)."""
         raise NotImplementedError
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before each training epoch (two-stage training switches stage here)."""
+
+    def trains(self, task: str) -> bool:
+        """Whether `task`'s loss is trained on in the current epoch."""
+        return True
+
+    @property
+    def stage(self) -> int | None:
+        """The training stage, for strategies that train in stages (logged with the metrics)."""
+        return None
 
 
 BackboneFactory = Callable[[], Backbone]

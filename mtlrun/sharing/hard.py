@@ -28,7 +28,10 @@ class HardSharing(MultiTaskModel):
         encoding = self.backbone.encode(x)
         predictions = {name: head(encoding) for name, head in self.heads.items()}
         encodings = dict.fromkeys(self.task_names, encoding)
-        return ModelOutput(predictions, encodings, self.backbone.auxiliary_loss(encoding))
+        shared = [encoding.features] if encoding.mu is None else [encoding.mu, encoding.logvar]
+        return ModelOutput(
+            predictions, encodings, self.backbone.auxiliary_loss(encoding), shared=shared
+        )
 
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.backbone.encode(x)

@@ -34,9 +34,10 @@ class Task:
         """The task-specific module mapping an Encoding to this task's prediction."""
         return None
 
-    def model_input(self, batch: Batch) -> Tensor:
-        """What the model sees for this task (the clean inputs, unless a task corrupts them)."""
-        return batch.inputs
+    def corrupt(self, inputs: Tensor) -> Tensor:
+        """The model sees the inputs after every task's `corrupt` (identity unless a task, such
+        as denoising, corrupts them); targets stay clean."""
+        return inputs
 
     def per_example_loss(self, prediction: Tensor, batch: Batch) -> Tensor:
         raise NotImplementedError

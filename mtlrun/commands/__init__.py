@@ -1,0 +1,1 @@
+"""One module per `mtlrun` subcommand, each with a `main()` that reads sys.argv."""

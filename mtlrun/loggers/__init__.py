@@ -1,0 +1,43 @@
+"""Loggers, registered by name: jsonl always, others chosen with `logger=[...]`."""
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mtlrun.loggers import jsonl  # noqa: F401  (they register)
+from mtlrun.loggers.base import LOGGERS, Logger
+
+__all__ = ["LOGGERS", "Logger", "Loggers"]
+
+
+class Loggers(Logger):
+    """All configured loggers behind one Logger: metrics.jsonl always, plus `logger.*`."""
+
+    def __init__(self, run_dir: Path, node: DictConfig | None) -> None:
+        super().__init__(run_dir, node or DictConfig({}))
+        names = ["jsonl", *(name for name in (node or {}) if name != "jsonl")]
+        self.loggers = [
+            LOGGERS.get(str(name))(run_dir, (node or {}).get(name) or DictConfig({}))
+            for name in names
+        ]
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(record)
+
+    def log_image(self, tag: str, path: Path, epoch: int) -> None:
+        for logger in self.loggers:
+            logger.log_image(tag, path, epoch)
+
+    def resume(self, epoch: int) -> None:
+        for logger in self.loggers:
+            logger.resume(epoch)
+
+    def finish(self, config: dict[str, Any], summary: dict[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.finish(config, summary)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()

@@ -1,0 +1,31 @@
+"""metrics.jsonl: one JSON object per evaluation; always on."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mtlrun.loggers.base import LOGGERS, Logger
+from mtlrun.runfolder import write_atomic
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@LOGGERS.register("jsonl")
+class JsonlLogger(Logger):
+    @property
+    def path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        # One write per line: a crash loses at most the line being written.
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def resume(self, epoch: int) -> None:
+        kept = [r for r in read_records(self.path) if r["epoch"] < epoch]
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        write_atomic(self.path, lambda tmp: Path(tmp).write_text(text))
