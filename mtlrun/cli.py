@@ -12,6 +12,12 @@ from mtlrun.config import config_dir
 # name: (module under mtlrun.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model: mtlrun train +experiment=vae_mnist [key=value ...] [-m]"),
+    "reproduce": ("reproduce", "rerun RUN from its saved config and compare: mtlrun reproduce RUN"),
+    "resume": ("resume", "continue an interrupted run in its folder: mtlrun resume RUN"),
+    "eval": ("eval", "evaluate a checkpoint again: mtlrun eval RUN [checkpoint=best|last]"),
+    "sample": ("sample", "image grids from a trained model: mtlrun sample RUN [n=64]"),
+    "report": ("report", "table, curves, images and Δm for runs: mtlrun report DIR"),
+    "list": ("list", "the runs under DIR, one line each: mtlrun list [DIR]"),
 }
 
 

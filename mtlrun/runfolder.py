@@ -109,7 +109,6 @@ class RunFolder:
         self.update_meta(status=status, end_time=now(), **fields)
 
 
-
 def original_command() -> str:
     """The command line as typed; the dispatcher records it before it strips the subcommand
     (in the environment, so that jobs in launcher subprocesses see it too)."""

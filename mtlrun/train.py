@@ -322,7 +322,10 @@ def train_epoch(
 ) -> dict[str, float]:
     """One pass over the shuffled training split; returns the mean losses and the weights."""
     trainer, model, optimizer = experiment.trainer, experiment.model, experiment.optimizer
-    loss_tasks = [task for task in experiment.loss_tasks if model.trains(task.name)]
+    loss_tasks = experiment.loss_tasks
+    # A task that is not trained on this epoch (two-stage training) keeps its place in the
+    # loss list, detached, so weightings and logs see the same tasks every epoch.
+    active = [model.trains(task.name) for task in loss_tasks]
     train_split = experiment.data.train
     sums = at.epoch_sums
     if sums is None:
@@ -338,6 +341,9 @@ def train_epoch(
         with experiment.autocast:
             output = experiment.forward(experiment.model_inputs(batch.inputs))
             losses = [task.loss(output.predictions[task.name], batch) for task in loss_tasks]
+            losses = [
+                loss if on else loss.detach() for loss, on in zip(losses, active, strict=True)
+            ]
         optimizer.zero_grad(set_to_none=True)
         total = experiment.weighting.backward(losses, output)
         if trainer.grad_clip > 0:
