@@ -61,10 +61,16 @@ def main() -> None:
     root = os.environ.get("MTLRUN_DATA", "data")
     train_loader = torch.utils.data.DataLoader(
         datasets.MNIST(root, train=True, download=True, transform=transforms.ToTensor()),
-        batch_size=128, shuffle=True, **kwargs)
+        batch_size=128,
+        shuffle=True,
+        **kwargs,
+    )
     test_loader = torch.utils.data.DataLoader(
         datasets.MNIST(root, train=False, transform=transforms.ToTensor()),
-        batch_size=128, shuffle=False, **kwargs)
+        batch_size=128,
+        shuffle=False,
+        **kwargs,
+    )
     model = VAE().to(device)
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
     results = tempfile.mkdtemp()

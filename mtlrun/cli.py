@@ -8,6 +8,7 @@ import shlex
 import sys
 
 from mtlrun.config import config_dir
+from mtlrun.errors import UserError
 
 # name: (module under mtlrun.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -94,4 +95,7 @@ def main() -> None:
         check_composes(args[1:])
     sys.argv = [f"mtlrun {command}", *args[1:]]
     module = importlib.import_module(f"mtlrun.commands.{COMMANDS[command][0]}")
-    module.main()
+    try:
+        module.main()
+    except UserError as error:
+        fail(str(error))

@@ -24,10 +24,17 @@ def save_reconstructions(model: MultiTaskModel, task: str, inputs: Tensor, path:
 
 @torch.inference_mode()
 def save_prior_samples(
-    model: MultiTaskModel, task: str, latent_dim: int, n: int, path: Path, device: torch.device
+    model: MultiTaskModel,
+    task: str,
+    latent_dim: int,
+    n: int,
+    path: Path,
+    device: torch.device,
+    seed: int = 0,
 ) -> None:
-    """Decoded samples from N(0, I); the same noise every time, so grids compare across epochs."""
-    z = torch.randn((n, latent_dim), generator=torch.Generator().manual_seed(0)).to(device)
+    """Decoded samples from N(0, I); the same noise for a seed, so grids compare across epochs
+    (and drawing them leaves the global random state alone)."""
+    z = torch.randn((n, latent_dim), generator=torch.Generator().manual_seed(seed)).to(device)
     samples = torch.sigmoid(model.head(task).decoder(z))
     save_image(samples.float().cpu(), path, nrow=8, padding=2, pad_value=1.0)
 

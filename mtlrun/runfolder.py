@@ -62,6 +62,16 @@ def git_commit() -> str | None:
     return commit or None
 
 
+def seconds_since_process_start() -> float | None:
+    """How long ago this process started (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return round(float(Path("/proc/uptime").read_text().split()[0]) - started, 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def versions() -> dict[str, str]:
     import hydra
     import torch

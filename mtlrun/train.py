@@ -22,7 +22,7 @@ from mtlrun.evaluate import evaluate
 from mtlrun.images import save_interpolations, save_prior_samples, save_reconstructions
 from mtlrun.loggers import Loggers
 from mtlrun.optim import build_optimizer
-from mtlrun.runfolder import RunFolder, write_json
+from mtlrun.runfolder import RunFolder, seconds_since_process_start, write_json
 from mtlrun.sharing import SHARING, MultiTaskModel
 from mtlrun.tasks import Task, build_tasks
 from mtlrun.tasks.generation import Generation
@@ -252,6 +252,8 @@ def fit(
             }
         )
 
+    if not resume:
+        run.update_meta(startup_seconds=seconds_since_process_start())
     started = time.perf_counter() - at.seconds
     epoch = at.epoch
     epoch_data_order = data_order.get_state()

@@ -1,0 +1,133 @@
+"""mtlrun against the usual tutorial loop: the pytorch/examples VAE on MNIST, 10 epochs.
+
+Both run as whole processes (start-up, data loading, training, test passes, image grids),
+alternating, several repetitions. Reports wall-clock seconds, the final test loss (nelbo, nats
+per image) and mtlrun's start-up time (process start to the first training step, from
+meta.json) next to the time of a bare `import torch`. Writes the table into BENCHMARKS.md
+between the vae_speed markers.
+
+    python bench/vae_speed.py [--repeats 3] [--device cpu] [--no-write]
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MTLRUN_ARGS = [
+    "backbone=vae",
+    "backbone.hidden_dims=[400]",
+    "backbone.latent_dim=20",
+    "tasks=[reconstruction]",
+    "optim=adam",
+    "optim.lr=1e-3",
+    "trainer.batch_size=128",
+    "trainer.epochs=10",
+    "trainer.progress=false",
+    "name=bench_vae",
+    # All 60k training images, as the example uses (no validation split carved out).
+    "dataset.val_size=0",
+]
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-write", action="store_true", help="print, do not edit BENCHMARKS.md")
+    args = parser.parse_args()
+    if not os.environ.get("MTLRUN_DATA"):
+        sys.exit("set MTLRUN_DATA to the folder holding MNIST (make bench does)")
+    python = sys.executable
+    work = Path(tempfile.mkdtemp(prefix="mtlrun_bench_"))
+    rows = []
+    for repeat in range(args.repeats):
+        env_device = {"CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else {}
+        os.environ.update(env_device)
+        import_seconds, _ = timed([python, "-c", "import torch"], work)
+        tutorial_seconds, out = timed(
+            [python, str(ROOT / "bench" / "tutorial_vae.py"), "--seed", str(repeat)], work
+        )
+        tutorial_loss = float(re.search(r"test_loss ([\d.]+)", out).group(1))
+        mtlrun_seconds, out = timed(
+            [
+                python,
+                "-m",
+                "mtlrun",
+                "train",
+                *MTLRUN_ARGS,
+                f"device={args.device}",
+                f"seed={repeat}",
+            ],
+            work,
+        )
+        run_dir = Path(out.strip().splitlines()[-1])
+        summary = json.loads((run_dir / "summary.json").read_text())
+        meta = json.loads((run_dir / "meta.json").read_text())
+        rows.append(
+            {
+                "tutorial_s": tutorial_seconds,
+                "tutorial_loss": tutorial_loss,
+                "mtlrun_s": mtlrun_seconds,
+                "nelbo": summary["metrics"]["test/reconstruction/nelbo"],
+                "nll_iw": summary["metrics"]["test/reconstruction/nll_iw"],
+                "startup_s": meta["startup_seconds"],
+                "import_torch_s": import_seconds,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+
+    def mean(key: str) -> float:
+        return statistics.mean(row[key] for row in rows)
+
+    lines = [
+        f"Measured {date.today()} on {platform.node()} ({os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}), device={args.device}, "
+        f"{args.repeats} repetitions, alternating. Command: "
+        f"`python bench/vae_speed.py --repeats {args.repeats} --device {args.device}`.",
+        "",
+        "| repetition (seed) | tutorial loop s | mtlrun s | speed-up | tutorial test loss | "
+        "mtlrun test nelbo | mtlrun nll_iw | mtlrun start-up s | `import torch` s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(rows):
+        lines.append(
+            f"| {i} | {row['tutorial_s']:.1f} | {row['mtlrun_s']:.1f} | "
+            f"{row['tutorial_s'] / row['mtlrun_s']:.2f}× | {row['tutorial_loss']:.2f} | "
+            f"{row['nelbo']:.2f} | {row['nll_iw']:.2f} | {row['startup_s']:.2f} | "
+            f"{row['import_torch_s']:.2f} |"
+        )
+    lines.append(
+        f"| **mean** | **{mean('tutorial_s'):.1f}** | **{mean('mtlrun_s'):.1f}** | "
+        f"**{mean('tutorial_s') / mean('mtlrun_s'):.2f}×** | {mean('tutorial_loss'):.2f} | "
+        f"{mean('nelbo'):.2f} | {mean('nll_iw'):.2f} | {mean('startup_s'):.2f} | "
+        f"{mean('import_torch_s'):.2f} |"
+    )
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        path = ROOT / "BENCHMARKS.md"
+        text = path.read_text()
+        start, end = "<!-- vae_speed:start -->", "<!-- vae_speed:end -->"
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        path.write_text(f"{before}{start}\n{table}\n{end}{after}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""`mtlrun eval RUN [checkpoint=best|last] [key=value ...]`: evaluate a saved checkpoint again
+on the validation and test splits; writes RUN/eval/<checkpoint>.json."""
+
+import sys
+import time
+
+from rich.console import Console
+
+from mtlrun.evaluate import evaluate
+from mtlrun.runfolder import now, write_json
+from mtlrun.runs import load_trained, split_arguments
+from mtlrun.terminal import metrics_table
+
+
+def main() -> None:
+    run_dir, options, overrides = split_arguments(sys.argv[1:], {"checkpoint": "best"})
+    checkpoint = options["checkpoint"]
+    if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
+        checkpoint = "last"  # runs without a validation split keep no best.pt
+    experiment = load_trained(run_dir, checkpoint, overrides)
+    started = time.perf_counter()
+    metrics: dict[str, float] = {}
+    data = experiment.data
+    if len(data.val):
+        metrics |= evaluate(experiment, data.val, "val")
+    metrics |= evaluate(experiment, data.test, "test", final=True)
+    path = run_dir / "eval" / f"{checkpoint}.json"
+    write_json(
+        path,
+        {
+            "checkpoint": checkpoint,
+            "time": now(),
+            "overrides": overrides,
+            "seconds": round(time.perf_counter() - started, 3),
+            "metrics": metrics,
+        },
+    )
+    Console(highlight=False).print(metrics_table(f"{run_dir.name} · {checkpoint}.pt", metrics))
+    print(path)

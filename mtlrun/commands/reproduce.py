@@ -1,0 +1,88 @@
+"""`mtlrun reproduce RUN [key=value ...] [rtol=R]`: rerun RUN's saved config into a new run
+folder and compare the final metrics side by side.
+
+Agreement means bit-for-bit equality when the original ran on the CPU with
+trainer.deterministic=true, else a relative difference of at most `rtol` (default 0.01).
+Exit status 0 when every metric agrees, 1 when one does not."""
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from mtlrun.errors import UserError
+from mtlrun.runfolder import RunFolder, read_json
+from mtlrun.runs import apply_overrides, run_config, split_arguments
+from mtlrun.terminal import format_value
+from mtlrun.train import train
+
+
+def new_run_dir(name: str) -> Path:
+    """A fresh folder named like Hydra's run folders (unique to the microsecond)."""
+    now = datetime.now()
+    path = Path("outputs/runs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
+    path.mkdir(parents=True)
+    return path
+
+
+def compare(original: dict[str, float], new: dict[str, float], rtol: float) -> Table:
+    table = Table(title="reproduction (test metrics of the final model)", title_justify="left")
+    for column in ("metric", "original", "reproduced", "relative difference", ""):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key in sorted(original.keys() | new.keys()):
+        old, value = original.get(key), new.get(key)
+        if old is None or value is None:
+            table.add_row(key, str(old), str(value), "missing", "✗")
+            continue
+        difference = abs(value - old) / max(abs(old), 1e-12)
+        agrees = value == old if rtol == 0 else difference <= rtol
+        table.add_row(
+            key, format_value(old), format_value(value), f"{difference:.2e}", "✓" if agrees else "✗"
+        )
+    return table
+
+
+def agree(original: dict[str, float], new: dict[str, float], rtol: float) -> bool:
+    if original.keys() != new.keys():
+        return False
+    if rtol == 0:
+        return original == new
+    return all(abs(new[k] - v) <= rtol * max(abs(v), 1e-12) for k, v in original.items())
+
+
+def main() -> None:
+    run_dir, options, overrides = split_arguments(sys.argv[1:], {"rtol": ""})
+    cfg = apply_overrides(run_config(run_dir), overrides)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise UserError(
+            f"{run_dir} has no summary.json: only finished runs can be reproduced; "
+            "an interrupted one continues with `mtlrun resume`"
+        )
+    original = read_json(summary_path)["metrics"]
+    exact = bool(cfg.trainer.deterministic) and read_json(run_dir / "meta.json")["device"] == "cpu"
+    try:
+        rtol = float(options["rtol"]) if options["rtol"] else (0.0 if exact else 0.01)
+    except ValueError:
+        raise UserError(f"rtol={options['rtol']!r} is not a number") from None
+
+    new_dir = new_run_dir(f"{cfg.name}_reproduce").resolve()
+    (new_dir / ".hydra").mkdir()
+    (new_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    saved_overrides = run_dir / ".hydra" / "overrides.yaml"
+    previous = OmegaConf.load(saved_overrides) if saved_overrides.is_file() else []
+    (new_dir / ".hydra" / "overrides.yaml").write_text(
+        OmegaConf.to_yaml(OmegaConf.create([*previous, *overrides]))
+    )
+    new = train(cfg, new_dir)["metrics"]
+    RunFolder(new_dir).update_meta(reproduces=str(run_dir.resolve()))
+    console = Console(highlight=False)
+    console.print(compare(original, new, rtol))
+    ok = agree(original, new, rtol)
+    how = "bit for bit" if rtol == 0 else f"within rtol={rtol:g}"
+    console.print(f"{'reproduced' if ok else 'NOT reproduced'} ({how}): {run_dir} -> {new_dir}")
+    print(new_dir)
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,55 @@
+"""`mtlrun sample RUN [n=64] [checkpoint=best|last] [seed=0]`: image grids from a trained
+model into RUN/samples/: prior samples (backbones with a prior), reconstructions and latent
+interpolations of test images."""
+
+import sys
+
+import torch
+
+from mtlrun.errors import UserError
+from mtlrun.images import save_interpolations, save_prior_samples, save_reconstructions
+from mtlrun.runs import load_trained, split_arguments
+from mtlrun.tasks.reconstruction import Reconstruction
+
+
+def main() -> None:
+    run_dir, options, overrides = split_arguments(
+        sys.argv[1:], {"n": "64", "checkpoint": "best", "seed": "0"}
+    )
+    try:
+        n, seed = int(options["n"]), int(options["seed"])
+    except ValueError:
+        raise UserError(
+            f"n={options['n']!r} and seed={options['seed']!r} must be integers"
+        ) from None
+    if n < 1:
+        raise UserError(f"n={n} must be at least 1")
+    checkpoint = options["checkpoint"]
+    if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
+        checkpoint = "last"
+    experiment = load_trained(run_dir, checkpoint, overrides)
+    reconstruction = experiment.task_of_type(Reconstruction)
+    if reconstruction is None:
+        raise UserError(f"{run_dir} has no reconstruction task, so no decoder to draw images with")
+    out = run_dir / "samples"
+    out.mkdir(exist_ok=True)
+    torch.manual_seed(seed)
+    model, name = experiment.model, reconstruction.name
+    inputs = experiment.data.test.inputs[:n]
+    written = [out / f"recon_{checkpoint}_n{n}.png", out / f"interpolation_{checkpoint}.png"]
+    with experiment.autocast:
+        save_reconstructions(model, name, inputs, written[0])
+        save_interpolations(model, name, inputs[: 2 * min(8, max(1, n // 2))], written[1])
+        if experiment.backbone.has_prior:
+            written.append(out / f"prior_{checkpoint}_n{n}_seed{seed}.png")
+            save_prior_samples(
+                model,
+                name,
+                experiment.backbone.code_dim,
+                n,
+                written[-1],
+                experiment.device,
+                seed=seed,
+            )
+    for path in written:
+        print(path)

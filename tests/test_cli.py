@@ -1,0 +1,164 @@
+"""The `mtlrun` command in a subprocess, as a user types it."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.conftest import TINY
+
+
+def mtlrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mtlrun", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_help_lists_the_commands_and_experiments(tmp_path):
+    result = mtlrun(tmp_path, "--help")
+    assert result.returncode == 0
+    for word in [
+        "train",
+        "reproduce",
+        "resume",
+        "eval",
+        "sample",
+        "report",
+        "list",
+        "vae_mnist",
+        "cnn_cifar10",
+    ]:
+        assert word in result.stdout
+
+
+def test_train_an_experiment_prints_its_run_folder_last(tmp_path):
+    result = mtlrun(
+        tmp_path,
+        "train",
+        "+experiment=vae_mnist",
+        *TINY,
+        "dataset.target_name=digit",
+        "trainer.epochs=1",
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.is_relative_to(tmp_path / "outputs" / "runs")
+    assert run_dir.name.endswith("_vae_mnist")
+    # <HH-MM-SS-ffffff>_<name>: unique to the microsecond
+    assert len(run_dir.name.split("_")[0].split("-")) == 4
+    for name in [
+        "meta.json",
+        "metrics.jsonl",
+        "summary.json",
+        "config.resolved.yaml",
+        "train.log",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ]:
+        assert (run_dir / name).is_file(), name
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["command"].startswith("mtlrun train +experiment=vae_mnist")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "test/digit/acc" in summary["metrics"]
+    assert "test/reconstruction/nelbo" in summary["metrics"]
+    assert "epoch 1/1" in result.stdout
+
+
+def test_multirun_with_two_values_gives_two_folders(tmp_path):
+    result = mtlrun(
+        tmp_path,
+        "train",
+        "-m",
+        *TINY,
+        "trainer.epochs=1",
+        "tasks=[class]",
+        "backbone=dense_ae",
+        "backbone.latent_dim=4,8",
+    )
+    assert result.returncode == 0, result.stderr
+    summaries = sorted((tmp_path / "outputs" / "multirun").glob("*/*/*/summary.json"))
+    assert len(summaries) == 2
+    latent = {json.loads((p.parent / "meta.json").read_text())["command"] for p in summaries}
+    assert len(latent) == 1  # the same sweep command, two jobs
+    configs = [(p.parent / "config.resolved.yaml").read_text() for p in summaries]
+    assert any("latent_dim: 4" in c for c in configs) and any("latent_dim: 8" in c for c in configs)
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    result = mtlrun(tmp_path, "train", "+experiment=ae_mnist", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "name: ae_mnist" in result.stdout and "dense_ae" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_user_mistakes_are_one_line_without_traceback(tmp_path):
+    cases = {
+        ("train", "backbone=vea"): "backbone='vea' is not known; choose one of: cnn, conv_vae, "
+        "dense_ae, vae",
+        ("train", "+experiment=nope"): "experiment='nope' is not known; choose one of: ae_mnist",
+        ("train", "backbone.latnt=3"): "Could not override 'backbone.latnt'",
+        ("train", *TINY, "trainer.epochs=abc"): "trainer.epochs: Value 'abc'",
+        ("frobnicate",): "unknown command 'frobnicate'; choose one of: train",
+    }
+    for args, words in cases.items():
+        result = mtlrun(tmp_path, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert words in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_missing_data_is_a_one_line_message_naming_the_folder(tmp_path):
+    empty = tmp_path / "no_data_here"
+    empty.mkdir()
+    result = mtlrun(
+        tmp_path,
+        "train",
+        "dataset=mnist",
+        f"dataset.root={empty}",
+        "dataset.download=false",
+        "device=cpu",
+    )
+    assert result.returncode == 2
+    assert "MNIST is not in" in result.stderr and str(empty) in result.stderr
+    assert "Traceback" not in result.stderr
+    run_dir = next((tmp_path / "outputs" / "runs").glob("*/*"))
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "failed" and "MNIST is not in" in meta["error"]
+
+
+def test_the_wheel_ships_the_configs(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        timeout=300,
+    )
+    wheel = next(tmp_path.glob("mtlrun-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for config in [
+        "train.yaml",
+        "experiment/vae_mnist.yaml",
+        "backbone/vae.yaml",
+        "dataset/mnist.yaml",
+        "tasks/digit.yaml",
+    ]:
+        assert f"mtlrun/configs/{config}" in names, config

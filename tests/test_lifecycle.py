@@ -1,0 +1,142 @@
+"""reproduce, resume, eval and sample on real run folders, through the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY_ARGS = [
+    "dataset=synthetic",
+    "dataset.n_train=1024",
+    "dataset.val_size=128",
+    "dataset.n_test=128",
+    "device=cpu",
+    "trainer.batch_size=32",
+    "trainer.progress=false",
+    "trainer.deterministic=true",
+    "tasks=[reconstruction,class]",
+    "tasks.reconstruction.iw_samples=4",
+]
+
+
+def mtlrun(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "mtlrun", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"mtlrun {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def last_line(result: subprocess.CompletedProcess) -> Path:
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("finished")
+    return last_line(mtlrun(cwd, "train", *TINY_ARGS, "trainer.epochs=2"))
+
+
+def test_reproduce_gives_identical_numbers_and_fails_when_they_differ(finished_run, tmp_path):
+    same = mtlrun(tmp_path, "reproduce", str(finished_run))
+    assert "reproduced (bit for bit)" in same.stdout
+    new_dir = last_line(same)
+    assert new_dir != finished_run and new_dir.is_dir()
+    original = json.loads((finished_run / "summary.json").read_text())["metrics"]
+    assert json.loads((new_dir / "summary.json").read_text())["metrics"] == original
+
+    summary = json.loads((finished_run / "summary.json").read_text())
+    summary["metrics"]["test/class/acc"] += 0.01  # as if the original had other numbers
+    (finished_run / "summary.json").write_text(json.dumps(summary))
+    try:
+        changed = mtlrun(tmp_path, "reproduce", str(finished_run), check=False)
+    finally:
+        summary["metrics"]["test/class/acc"] -= 0.01
+        (finished_run / "summary.json").write_text(json.dumps(summary))
+    assert changed.returncode == 1
+    assert "NOT reproduced" in changed.stdout
+
+
+def test_a_run_copied_from_another_machine_uses_this_machines_data_root(tmp_path):
+    from mtlrun.runs import run_config
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(
+        "dataset:\n  name: mnist\n  root: /cluster/data\n"
+    )
+    assert run_config(tmp_path).dataset.root is None  # so $MTLRUN_DATA, else ./data
+    (tmp_path / ".hydra" / "config.yaml").write_text(f"dataset:\n  root: {tmp_path}\n")
+    assert run_config(tmp_path).dataset.root == str(tmp_path)
+
+
+def test_eval_and_sample_write_their_files(finished_run, tmp_path):
+    mtlrun(tmp_path, "eval", str(finished_run), "checkpoint=last")
+    evaluation = json.loads((finished_run / "eval" / "last.json").read_text())
+    summary = json.loads((finished_run / "summary.json").read_text())
+    # The last checkpoint is the final model: its test accuracy is the summary's.
+    assert evaluation["metrics"]["test/class/acc"] == summary["metrics"]["test/class/acc"]
+    assert "val/class/acc" in evaluation["metrics"]
+
+    sample = mtlrun(tmp_path, "sample", str(finished_run), "n=16")
+    files = {Path(line).name for line in sample.stdout.split()}
+    assert files == {"recon_best_n16.png", "interpolation_best.png", "prior_best_n16_seed0.png"}
+    assert all((finished_run / "samples" / name).stat().st_size > 0 for name in files)
+
+
+def test_bad_run_folders_are_one_line_errors(tmp_path):
+    missing = mtlrun(tmp_path, "eval", str(tmp_path / "nope"), check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = mtlrun(tmp_path, "reproduce", str(tmp_path / "empty"), check=False)
+    assert (
+        empty.returncode == 2 and "no summary.json" in empty.stderr or "not a run" in empty.stderr
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
+    finished_run, tmp_path, signum
+):
+    args = [*TINY_ARGS, "trainer.epochs=4"]
+    reference = last_line(mtlrun(tmp_path / ".." / tmp_path.name, "train", *args))
+    expected = json.loads((reference / "summary.json").read_text())["metrics"]
+
+    work = tmp_path / "interrupted"
+    work.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mtlrun", "train", *args],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.time() + 120
+    while not list(work.glob("outputs/runs/*/*/checkpoints/last.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # well inside the second epoch
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    run_dir = Path(stdout.strip().splitlines()[-1])
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "interrupted"
+    assert "Traceback" not in stderr
+    assert not (run_dir / "summary.json").exists()
+
+    mtlrun(work, "resume", str(run_dir))
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"
+    assert json.loads((run_dir / "summary.json").read_text())["metrics"] == expected
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
