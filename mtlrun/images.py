@@ -24,18 +24,14 @@ def save_reconstructions(model: MultiTaskModel, task: str, inputs: Tensor, path:
 
 @torch.inference_mode()
 def save_prior_samples(
-    model: MultiTaskModel,
-    task: str,
-    latent_dim: int,
-    n: int,
-    path: Path,
-    device: torch.device,
-    seed: int = 0,
+    model: MultiTaskModel, task: str, inputs: Tensor, n: int, path: Path, seed: int = 0
 ) -> None:
-    """Decoded samples from N(0, I); the same noise for a seed, so grids compare across epochs
-    (and drawing them leaves the global random state alone)."""
-    z = torch.randn((n, latent_dim), generator=torch.Generator().manual_seed(seed)).to(device)
-    samples = torch.sigmoid(model.head(task).decoder(z))
+    """Decoded samples from N(0, I) at the width of the code `task`'s decoder reads (`inputs`
+    only tell that width and the device). The same noise for a seed, so grids compare across
+    epochs, and drawing it leaves the global random state alone."""
+    width = model.encode(task, inputs[:1]).features.shape[1]
+    z = torch.randn((n, width), generator=torch.Generator().manual_seed(seed))
+    samples = torch.sigmoid(model.head(task).decoder(z.to(inputs.device)))
     save_image(samples.float().cpu(), path, nrow=8, padding=2, pad_value=1.0)
 
 

@@ -129,6 +129,7 @@ def build(cfg: DictConfig) -> Experiment:
     tasks = build_tasks(cfg.tasks, data.info, backbone)
     torch.manual_seed(int(cfg.seed))  # the same initial weights, whatever the checks drew
     model = SHARING.get(cfg.sharing.name)(cfg.sharing, make_backbone, tasks).to(device)
+    model.check_epochs(trainer.epochs)
     loss_tasks = [task for task in tasks if task.has_loss]
     weighting = WEIGHTINGS.get(cfg.weighting.name)(cfg.weighting, loss_tasks, model).to(device)
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
@@ -443,12 +444,5 @@ def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, P
             generation = experiment.task_of_type(Generation)
             n = generation.num_samples if isinstance(generation, Generation) else 64
             written["samples"] = run.images / f"samples_{tag}.png"
-            save_prior_samples(
-                model,
-                reconstruction.name,
-                experiment.backbone.code_dim,
-                n,
-                written["samples"],
-                experiment.device,
-            )
+            save_prior_samples(model, reconstruction.name, inputs, n, written["samples"])
     return written

@@ -42,14 +42,6 @@ def main() -> None:
         save_interpolations(model, name, inputs[: 2 * min(8, max(1, n // 2))], written[1])
         if experiment.backbone.has_prior:
             written.append(out / f"prior_{checkpoint}_n{n}_seed{seed}.png")
-            save_prior_samples(
-                model,
-                name,
-                experiment.backbone.code_dim,
-                n,
-                written[-1],
-                experiment.device,
-                seed=seed,
-            )
+            save_prior_samples(model, name, inputs, n, written[-1], seed=seed)
     for path in written:
         print(path)

@@ -1,6 +1,13 @@
 """Sharing strategies: how the tasks share parameters, registered by name."""
 
-from mtlrun.sharing import hard  # noqa: F401  (they register)
+from mtlrun.sharing import (  # noqa: F401  (they register)
+    concat,
+    cross_stitch,
+    hard,
+    single_task,
+    soft,
+    two_stage,
+)
 from mtlrun.sharing.base import SHARING, ModelOutput, MultiTaskModel
 
 __all__ = ["SHARING", "ModelOutput", "MultiTaskModel"]

@@ -43,6 +43,10 @@ class MultiTaskModel(nn.Module):
         """Whether `task`'s loss is trained on in the current epoch."""
         return True
 
+    def check_epochs(self, epochs: int) -> None:
+        """Raise a ConfigError if the model cannot be trained in `epochs` epochs (two-stage
+        training needs epochs left for its second stage); for the loop to call at build."""
+
     @property
     def stage(self) -> int | None:
         """The training stage, for strategies that train in stages (logged with the metrics)."""

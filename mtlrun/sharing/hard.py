@@ -1,46 +1,67 @@
-"""Hard parameter sharing: one shared encoder, one head per task (Caruana 1997)."""
+"""Hard parameter sharing: a shared encoder, one head per task (Caruana 1997).
 
-from dataclasses import dataclass
+`sharing.shared_layers` splits the parameters into θ = (θ_shared, θ_task): with k, the first k
+blocks of the trunk are shared and every task gets its own deep copy of the remaining blocks and
+the latent layer (all copies start from the same weights, then follow their own task's
+gradients). With null (the default) the whole encoder, latent layer included, is shared.
+"""
+
+import copy
 
 from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import Tensor
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.config import parse
 from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput, MultiTaskModel
+from mtlrun.sharing.heads import SharedLayersConfig, TaskHeads, check_shared_layers, encoding_cut
+from mtlrun.sharing.task_networks import TaskNetworks
 from mtlrun.tasks import Task
 
 
-@dataclass
-class HardSharingConfig:
-    name: str
+class HardSharing(TaskHeads):
+    """The whole encoder shared: every head reads the same encoding."""
 
-
-class HardSharing(MultiTaskModel):
-    def __init__(self, backbone: Backbone, tasks: list[Task]) -> None:
-        super().__init__()
+    def __init__(self, backbone: Backbone, tasks: list[Task], task_relation: float) -> None:
+        super().__init__(tasks, backbone, task_relation)
         self.backbone = backbone
-        heads = {task.name: task.build_head(backbone) for task in tasks}
-        self.heads = nn.ModuleDict({name: head for name, head in heads.items() if head is not None})
         self.task_names = [task.name for task in tasks]
 
     def forward(self, x: Tensor) -> ModelOutput:
         encoding = self.backbone.encode(x)
         predictions = {name: head(encoding) for name, head in self.heads.items()}
         encodings = dict.fromkeys(self.task_names, encoding)
-        shared = [encoding.features] if encoding.mu is None else [encoding.mu, encoding.logvar]
-        return ModelOutput(
-            predictions, encodings, self.backbone.auxiliary_loss(encoding), shared=shared
-        )
+        auxiliary = self.auxiliary(self.backbone.auxiliary_loss(encoding))
+        return ModelOutput(predictions, encodings, auxiliary, shared=encoding_cut(encoding))
 
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.backbone.encode(x)
 
-    def head(self, task: str) -> nn.Module:
-        return self.heads[task]
+
+def split_trunk(backbone: Backbone, tasks: list[Task], shared_layers: int) -> dict[str, Backbone]:
+    """A network per task with a loss whose first `shared_layers` blocks are `backbone`'s own
+    modules (the same objects in every network) and whose other blocks and latent layer are
+    deep copies of `backbone`'s."""
+    networks = {}
+    for task in tasks:
+        if task.has_loss:
+            network = copy.deepcopy(backbone)
+            for i in range(shared_layers):
+                network.blocks[i] = backbone.blocks[i]
+            networks[task.name] = network
+    return networks
 
 
 @SHARING.register("hard")
-def hard(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> HardSharing:
-    parse(HardSharingConfig, node, "sharing")
-    return HardSharing(make_backbone(), tasks)
+def hard(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> MultiTaskModel:
+    cfg = parse(SharedLayersConfig, node, "sharing")
+    backbone = make_backbone()
+    if cfg.shared_layers is None:
+        return HardSharing(backbone, tasks, cfg.task_relation)
+    check_shared_layers(cfg.shared_layers, backbone)
+    return TaskNetworks(
+        split_trunk(backbone, tasks, cfg.shared_layers),
+        tasks,
+        cfg.task_relation,
+        shared_blocks=cfg.shared_layers,
+    )

@@ -1,6 +1,16 @@
 """Loss weighting and gradient aggregation methods, registered by name."""
 
-from mtlrun.weighting import fixed  # noqa: F401  (they register)
+from mtlrun.weighting import (  # noqa: F401  (they register)
+    cagrad,
+    dwa,
+    fixed,
+    gradnorm,
+    mgda,
+    nashmtl,
+    pcgrad,
+    uncertainty,
+    upgrad,
+)
 from mtlrun.weighting.base import WEIGHTINGS, Weighting, total_loss
 
 __all__ = ["WEIGHTINGS", "Weighting", "total_loss"]

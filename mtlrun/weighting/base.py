@@ -1,9 +1,12 @@
 """The weighting interface: how the task losses become gradients."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
+from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -43,9 +46,45 @@ class WeightingConfig:
 WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting")
 
 
-def total_loss(weights: list[float], losses: list[Tensor], output: ModelOutput) -> Tensor:
+def total_loss(
+    weights: Sequence[float] | Tensor, losses: list[Tensor], output: ModelOutput
+) -> Tensor:
     """Σ_t w_t L_t plus the model's auxiliary loss (KL terms, sharing penalties)."""
     total = sum(w * loss for w, loss in zip(weights, losses, strict=True))
     if output.auxiliary_loss is not None:
         total = total + output.auxiliary_loss
     return total
+
+
+def shared_representation(output: ModelOutput, method: str) -> list[Tensor]:
+    """`output.shared`, for the methods that work on what the tasks share."""
+    if not output.shared:
+        raise ConfigError(
+            f"weighting={method} needs parameters shared between tasks; use sharing=hard"
+        )
+    # A compiled model's outputs all come from one opaque autograd node, so `shared` is no cut
+    # through its graph: the task losses would seem not to depend on it (zero gradients).
+    if any(type(f.grad_fn).__name__ == "CompiledFunctionBackward" for f in output.shared):
+        raise ConfigError(
+            f"weighting={method} cannot see inside a compiled model; set trainer.compile=false"
+        )
+    return output.shared
+
+
+def trained(losses: list[Tensor]) -> list[int]:
+    """The tasks trained on this step: the loop detaches the losses of the others."""
+    return [t for t, loss in enumerate(losses) if loss.requires_grad]
+
+
+class TaskIndex:
+    """Index tensors for subsets of the tasks, made once per subset and device: a new index
+    tensor every step would be a host-to-device copy, which waits for the device, every step."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+
+    def __call__(self, tasks: list[int], device: torch.device) -> Tensor:
+        key = (str(device), tuple(tasks))
+        if key not in self._made:
+            self._made[key] = torch.tensor(tasks, device=device)
+        return self._made[key]

@@ -1,0 +1,71 @@
+"""Cross-stitch networks (Misra et al. 2016, "Cross-stitch Networks for Multi-task Learning").
+
+One network per task (each from its own random weights); after the blocks in
+`sharing.stitch_after` (null: after every block), a cross-stitch unit replaces each task's
+activations by a learned linear combination of all tasks' activations, x̃_t = Σ_s α_ts x_s, with
+one scalar per pair of tasks for the whole layer, so one unit fits dense and conv blocks alike.
+α starts near the identity: `sharing.init_self` on the diagonal, the rest of each row spread
+evenly over the other tasks, so each row sums to 1 and every network starts mostly its own.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from mtlrun.config import parse
+from mtlrun.errors import ConfigError
+from mtlrun.sharing.base import SHARING, BackboneFactory
+from mtlrun.sharing.heads import SharingConfig
+from mtlrun.sharing.task_networks import TaskNetworks, own_networks
+from mtlrun.tasks import Task
+
+
+@dataclass
+class CrossStitchConfig(SharingConfig):
+    stitch_after: list[int] | None = None  # block indices to mix after; null: every block
+    init_self: float = 0.9  # α's initial diagonal: how much of its own activations a task keeps
+
+
+class CrossStitchUnit(nn.Module):
+    """Mixes the stacked activations (tasks first) of all task networks with α (T×T)."""
+
+    def __init__(self, num_tasks: int, init_self: float) -> None:
+        super().__init__()
+        alpha = torch.full((num_tasks, num_tasks), (1.0 - init_self) / (num_tasks - 1))
+        self.alpha = nn.Parameter(alpha.fill_diagonal_(init_self))
+
+    def forward(self, stacked: Tensor) -> Tensor:
+        # autocast does not cover tensordot: α follows the activations' dtype (bf16 or fp32)
+        return torch.tensordot(self.alpha.to(stacked.dtype), stacked, dims=1)
+
+
+@SHARING.register("cross_stitch")
+def cross_stitch(
+    node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]
+) -> TaskNetworks:
+    cfg = parse(CrossStitchConfig, node, "sharing")
+    if not 0.0 <= cfg.init_self <= 1.0:
+        raise ConfigError(
+            f"sharing.init_self={cfg.init_self} must be in [0, 1]: it is the share of its own "
+            "activations each task keeps at the start"
+        )
+    networks = own_networks(make_backbone, tasks)
+    if len(networks) < 2:
+        raise ConfigError(
+            f"sharing=cross_stitch mixes the networks of two or more tasks with a loss, "
+            f"not {len(networks)}; add a task or use sharing=hard"
+        )
+    n = len(next(iter(networks.values())).blocks)
+    stitch_after = list(range(n)) if cfg.stitch_after is None else cfg.stitch_after
+    for i in stitch_after:
+        if not 0 <= i < n:
+            raise ConfigError(
+                f"sharing.stitch_after={stitch_after} names block {i}, but the backbone has {n} "
+                f"blocks; choose indices from 0 to {n - 1} (or null: after every block)"
+            )
+    if len(set(stitch_after)) < len(stitch_after):
+        raise ConfigError(f"sharing.stitch_after={stitch_after} names a block twice")
+    mixers = {i: CrossStitchUnit(len(networks), cfg.init_self) for i in stitch_after}
+    return TaskNetworks(networks, tasks, cfg.task_relation, mixers=mixers)

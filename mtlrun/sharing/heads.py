@@ -1,0 +1,76 @@
+"""What every sharing strategy builds on: task heads (with the optional task-relation
+regulariser on them), the config keys all strategies have, and small shared helpers."""
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from mtlrun.backbones import Backbone, Encoding
+from mtlrun.errors import ConfigError
+from mtlrun.sharing.base import MultiTaskModel
+from mtlrun.sharing.task_relation import TaskRelation
+from mtlrun.tasks import Task
+from mtlrun.tasks.reconstruction import Reconstruction
+
+
+@dataclass
+class SharingConfig:
+    name: str
+    task_relation: float = 0.0  # λ of the task-relation penalty on the heads; 0 turns it off
+
+
+@dataclass
+class SharedLayersConfig(SharingConfig):
+    # How many trunk blocks are shared; null: all of them and the latent layer.
+    shared_layers: int | None = None
+
+
+def check_nonnegative(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{key}={value} must be at least 0 (0 turns it off)")
+
+
+def check_shared_layers(shared_layers: int | None, backbone: Backbone) -> None:
+    n = len(backbone.blocks)
+    if shared_layers is not None and not 0 <= shared_layers <= n:
+        raise ConfigError(
+            f"sharing.shared_layers={shared_layers} is out of range: the backbone has {n} "
+            f"blocks, so choose 0 to {n} (or null to share the latent layer too)"
+        )
+
+
+def decodes(task: Task) -> bool:
+    """Whether the task's head decodes its code (so a VAE's KL term belongs to that code)."""
+    return isinstance(task, Reconstruction)
+
+
+def encoding_cut(encoding: Encoding) -> list[Tensor]:
+    """The tensors an encoding is computed from: [μ, log σ²] for a VAE (the sample z is drawn
+    from them), else the code itself."""
+    return [encoding.features] if encoding.mu is None else [encoding.mu, encoding.logvar]
+
+
+def add_terms(*terms: Tensor | None) -> Tensor | None:
+    present = [term for term in terms if term is not None]
+    return sum(present[1:], present[0]) if present else None
+
+
+class TaskHeads(MultiTaskModel):
+    """One head per task, built against `head_source` (a backbone, or a stand-in describing
+    the code the heads read), plus the task-relation penalty on them when λ > 0."""
+
+    def __init__(self, tasks: list[Task], head_source: Backbone, task_relation: float) -> None:
+        super().__init__()
+        heads = {task.name: task.build_head(head_source) for task in tasks}
+        self.heads = nn.ModuleDict({name: head for name, head in heads.items() if head is not None})
+        check_nonnegative("sharing.task_relation", task_relation)
+        self.task_relation = TaskRelation(task_relation, self.heads) if task_relation else None
+
+    def head(self, task: str) -> nn.Module:
+        return self.heads[task]
+
+    def auxiliary(self, *terms: Tensor | None) -> Tensor | None:
+        """The auxiliary loss: `terms` (each already weighted, None for absent ones) plus the
+        task-relation penalty."""
+        relation = None if self.task_relation is None else self.task_relation.penalty(self.trains)
+        return add_terms(*terms, relation)

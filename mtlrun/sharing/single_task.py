@@ -1,0 +1,22 @@
+"""Single-task baselines: an independent network and head per task, nothing shared.
+
+One run trains them all side by side (their losses touch disjoint parameters, so the sum's
+gradient is each task's own); `mtlrun report` measures Δm against these runs. For VAE
+backbones, only the networks whose code is decoded (reconstruction-type tasks) add a KL term.
+"""
+
+from omegaconf import DictConfig
+
+from mtlrun.config import parse
+from mtlrun.sharing.base import SHARING, BackboneFactory
+from mtlrun.sharing.heads import SharingConfig
+from mtlrun.sharing.task_networks import TaskNetworks, own_networks
+from mtlrun.tasks import Task
+
+
+@SHARING.register("single_task")
+def single_task(
+    node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]
+) -> TaskNetworks:
+    cfg = parse(SharingConfig, node, "sharing")
+    return TaskNetworks(own_networks(make_backbone, tasks), tasks, cfg.task_relation)

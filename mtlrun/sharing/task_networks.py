@@ -1,0 +1,81 @@
+"""One encoder network per task, run side by side: the common ground of hard sharing with a
+task-specific part, soft sharing, cross-stitch networks, concatenated codes and single-task
+baselines."""
+
+import torch
+from torch import Tensor, nn
+
+from mtlrun.backbones import Backbone, Encoding
+from mtlrun.sharing.base import BackboneFactory, ModelOutput
+from mtlrun.sharing.heads import TaskHeads, decodes
+from mtlrun.tasks import Task
+
+
+def own_networks(make_backbone: BackboneFactory, tasks: list[Task]) -> dict[str, Backbone]:
+    """A freshly initialised network for every task with a loss (a task without one, like
+    generation, reads another task's head and needs no network)."""
+    return {task.name: make_backbone() for task in tasks if task.has_loss}
+
+
+class TaskNetworks(TaskHeads):
+    """Task `t`'s head reads network `t`'s code; the networks run block by block in step.
+
+    The first `shared_blocks` blocks may be the same modules in every network: they are then
+    computed once, and their output is the cut every task reads (`ModelOutput.shared`). `mixers`
+    map the stacked activations of all networks after the block they are keyed by to new ones
+    (cross-stitch units); the stacked activations before the last mixer are then the cut. For
+    VAE backbones the auxiliary loss has the KL term of each network whose code is decoded
+    (a reconstruction-type task's); the other networks' codes are read only as their means.
+    """
+
+    def __init__(
+        self,
+        networks: dict[str, Backbone],
+        tasks: list[Task],
+        task_relation: float,
+        shared_blocks: int = 0,
+        mixers: dict[int, nn.Module] | None = None,
+        head_source: Backbone | None = None,
+    ) -> None:
+        own = [task for task in tasks if task.name in networks]
+        super().__init__(own, head_source or next(iter(networks.values())), task_relation)
+        self.networks = nn.ModuleDict(networks)
+        self.shared_blocks = shared_blocks
+        self.mixers = nn.ModuleDict({str(i): mixer for i, mixer in (mixers or {}).items()})
+        self.decoded = [task.name for task in own if decodes(task)]
+
+    def encode_all(self, x: Tensor) -> tuple[dict[str, Encoding], list[Tensor]]:
+        """Every network's encoding of `x`, and the cut of the graph every task reads."""
+        networks = list(self.networks.values())
+        h = x
+        for block in networks[0].blocks[: self.shared_blocks]:
+            h = block(h)
+        shared = [h] if self.shared_blocks else []
+        hs = [h] * len(networks)
+        for i in range(self.shared_blocks, len(networks[0].blocks)):
+            hs = [network.blocks[i](h_t) for network, h_t in zip(networks, hs, strict=True)]
+            if str(i) in self.mixers:
+                # The mixed activations are the cut: everything before them (the stitch units
+                # included) serves every task, everything after belongs to one.
+                mixed = self.mixers[str(i)](torch.stack(hs))
+                shared = [mixed]
+                hs = list(mixed.unbind(0))
+        encodings = {
+            name: network.latent(h_t)
+            for (name, network), h_t in zip(self.networks.items(), hs, strict=True)
+        }
+        return encodings, shared
+
+    def sharing_penalty(self) -> Tensor | None:
+        """A weighted penalty tying the networks together (soft sharing); None here."""
+        return None
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        encodings, shared = self.encode_all(x)
+        predictions = {name: head(encodings[name]) for name, head in self.heads.items()}
+        kl = [self.networks[name].auxiliary_loss(encodings[name]) for name in self.decoded]
+        auxiliary = self.auxiliary(*kl, self.sharing_penalty())
+        return ModelOutput(predictions, encodings, auxiliary, shared)
+
+    def encode(self, task: str, x: Tensor) -> Encoding:
+        return self.encode_all(x)[0][task]

@@ -1,0 +1,110 @@
+"""Gradient aggregation: Jacobian descent on the shared parameters, through torchjd.
+
+Instead of one gradient of a weighted sum, every task's gradient on the shared parameters is
+kept (the rows of a Jacobian) and an aggregator from `torchjd.aggregation` turns them into one
+update direction (PCGrad, MGDA, CAGrad, UPGrad, Nash-MTL). Each method's file only builds its
+aggregator; this file is the part they share.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchjd.aggregation import Aggregator
+from torchjd.autojac import jac_to_grad, mtl_backward
+
+from mtlrun.errors import ConfigError
+from mtlrun.sharing import ModelOutput, MultiTaskModel
+from mtlrun.tasks import Task
+from mtlrun.weighting.base import TaskIndex, Weighting, shared_representation, trained
+
+
+class GradientAggregation(Weighting):
+    """Per-task gradients on the shared parameters, combined by a torchjd aggregator.
+
+    One step: `mtl_backward` puts each task's gradient on its own head's parameters into
+    `.grad` and the Jacobian of the task losses on the shared parameters (those that
+    `output.shared` depends on, which torchjd finds in the graph) into their `.jac`;
+    `jac_to_grad` aggregates each Jacobian into `.grad`.
+
+    The auxiliary loss (KL terms, sharing penalties) is a regulariser, not a task: it is
+    backpropagated on its own, unweighted, before the task losses (`retain_graph`, since they
+    share the encoder's graph), and `jac_to_grad` adds the aggregate to the `.grad` it left. So it
+    is trained on exactly once, as with the loss weightings, and takes no part in resolving the
+    conflicts between tasks (added to every task's loss it would be counted once per row, and
+    would pull the rows together).
+
+    With fewer than two tasks trained on (two-stage training), there is nothing to aggregate
+    and the step is a plain backward. The total returned for the logs is the unweighted sum of
+    the task losses plus the auxiliary loss. Logged each epoch, per task: the cosine between its
+    gradient on the shared parameters and the aggregated one, and its aggregation weight, both
+    averaged over the steps the task was trained on.
+
+    A `torch.compile`d model (`trainer.compile=true`) is refused: its outputs hide the cut
+    that `mtl_backward` differentiates through.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        tasks: list[Task],
+        model: MultiTaskModel,
+        make_aggregator: Callable[[], Aggregator],
+    ) -> None:
+        super().__init__(tasks, model)
+        self.method = method
+        try:
+            self.aggregator = make_aggregator()
+        except ImportError as error:  # CAGrad, Nash-MTL and UPGrad need torchjd's extras
+            raise ConfigError(f"weighting={method}: {error}") from None
+        self.aggregator.register_forward_hook(self._record_cosines)
+        # A plain list, not a submodule: the model's parameters are saved with the model.
+        self.model_parameters = list(model.parameters())
+        self.index = TaskIndex()
+        self.rows: Tensor | None = None  # the tasks of the Jacobian's rows in this step
+        # Summed over the epoch on the device and read once in `logged` (no host sync per
+        # step); saved in checkpoints, so an epoch resumed midway logs the same averages.
+        n = len(tasks)
+        self.register_buffer("cosine_sums", torch.zeros(n))
+        self.register_buffer("weight_sums", torch.zeros(n))
+        self.register_buffer("steps", torch.zeros(n))
+
+    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+        shared = [f for f in shared_representation(output, self.method) if f.requires_grad]
+        rows = trained(losses)
+        auxiliary = output.auxiliary_loss
+        if auxiliary is not None and auxiliary.requires_grad:
+            auxiliary.backward(retain_graph=bool(rows))
+        if len(rows) > 1 and shared:
+            mtl_backward([losses[t] for t in rows], features=shared)
+            self.rows = self.index(rows, self.steps.device)
+            weights = self.aggregate([p for p in self.model_parameters if hasattr(p, "jac")])
+            self.weight_sums.index_add_(0, self.rows, weights.detach().float())
+            self.steps.index_add_(0, self.rows, torch.ones_like(weights, dtype=torch.float))
+        elif rows:
+            sum(losses[t] for t in rows).backward()
+        total = sum(loss.detach() for loss in losses)
+        return total if auxiliary is None else total + auxiliary.detach()
+
+    def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor:
+        """Aggregate the `.jac` of the shared parameters into their `.grad`; the weights."""
+        return jac_to_grad(shared_parameters, self.aggregator)
+
+    def _record_cosines(self, module: nn.Module, inputs: tuple[Tensor], aggregated: Tensor) -> None:
+        """Forward hook on the aggregator: it sees the whole Jacobian and its aggregate."""
+        cosines = F.cosine_similarity(inputs[0], aggregated.unsqueeze(0), dim=1)
+        self.cosine_sums.index_add_(0, self.rows, cosines.float())
+
+    def logged(self) -> dict[str, float]:
+        steps = self.steps.tolist()
+        cosines = (self.cosine_sums / self.steps.clamp(min=1)).tolist()
+        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
+        for sums in (self.cosine_sums, self.weight_sums, self.steps):
+            sums.zero_()
+        logged = {}
+        for name, n, cosine, weight in zip(self.task_names, steps, cosines, weights, strict=True):
+            if n:
+                logged[f"{name}/cosine"] = cosine
+                logged[f"{name}/weight"] = weight
+        return logged

@@ -1,0 +1,38 @@
+"""CAGrad (Liu et al., "Conflict-Averse Gradient Descent for Multi-task Learning",
+NeurIPS 2021)."""
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+from torchjd.aggregation import CAGrad
+
+from mtlrun.config import parse
+from mtlrun.errors import ConfigError
+from mtlrun.sharing import MultiTaskModel
+from mtlrun.tasks import Task
+from mtlrun.weighting.aggregation import GradientAggregation
+from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
+
+
+@dataclass
+class CAGradConfig(WeightingConfig):
+    c: float = 0.4  # radius of the ball around the mean gradient, relative to its norm
+    norm_eps: float = 0.0001
+
+
+@WEIGHTINGS.register("cagrad")
+class CAGradAggregation(GradientAggregation):
+    """The direction within a ball of radius c·‖g₀‖ around the average gradient g₀ that
+    maximises the smallest improvement of any task (Algorithm 1); c = 0 is the average
+    gradient, a larger c moves toward MGDA. Needs `torchjd[cagrad]` (cvxpy)."""
+
+    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        config = parse(CAGradConfig, node, "weighting")
+        if config.c < 0 or config.norm_eps < 0:
+            raise ConfigError(
+                f"weighting.c={config.c} and weighting.norm_eps={config.norm_eps} "
+                "must not be negative"
+            )
+        super().__init__(
+            config.name, tasks, model, lambda: CAGrad(c=config.c, norm_eps=config.norm_eps)
+        )

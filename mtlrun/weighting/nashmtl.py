@@ -1,0 +1,76 @@
+"""Nash-MTL (Navon et al., "Multi-Task Learning as a Bargaining Game", ICML 2022)."""
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torchjd.aggregation import NashMTL
+
+from mtlrun.config import parse
+from mtlrun.errors import ConfigError
+from mtlrun.sharing import MultiTaskModel
+from mtlrun.tasks import Task
+from mtlrun.weighting.aggregation import GradientAggregation
+from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
+
+
+@dataclass
+class NashMTLConfig(WeightingConfig):
+    max_norm: float = 1.0  # the aggregated gradient's norm is clipped to this; 0 turns it off
+    update_weights_every: int = 1  # solve for new weights every this many steps
+    optim_niter: int = 20  # iterations of the sequential convex solver per solve
+
+
+@WEIGHTINGS.register("nashmtl")
+class NashMTLAggregation(GradientAggregation):
+    """The Nash bargaining solution: weights α > 0 with (GᵀG) α = 1/α, so the update improves
+    every task by 1/α_t (Algorithm 1). Needs `torchjd[nash-mtl]` (cvxpy, ECOS).
+
+    torchjd's Nash-MTL keeps the last weights as the warm start of its solver; they are saved
+    in the state dict, so a resumed run solves from the same point. When the number of tasks
+    trained on changes (two-stage training) the solver starts again from equal weights.
+    """
+
+    aggregator: NashMTL
+
+    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        config = parse(NashMTLConfig, node, "weighting")
+        if config.max_norm < 0 or config.update_weights_every < 1 or config.optim_niter < 1:
+            raise ConfigError(
+                "weighting.max_norm must not be negative, and weighting.update_weights_every "
+                "and weighting.optim_niter must be at least 1"
+            )
+        super().__init__(
+            config.name,
+            tasks,
+            model,
+            lambda: NashMTL(
+                n_tasks=len(tasks),
+                max_norm=config.max_norm,
+                update_weights_every=config.update_weights_every,
+                optim_niter=config.optim_niter,
+            ),
+        )
+
+    def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor:
+        rows = len(self.rows)
+        if rows != self.aggregator.n_tasks:
+            self.aggregator.n_tasks = rows
+            self.aggregator.reset()
+        with warnings.catch_warnings():
+            # cvxpy's note that torchjd's problem is not DPP (each solve is compiled anew) is
+            # for torchjd's authors, not something a user can act on.
+            warnings.filterwarnings("ignore", "You are solving a parameterized problem")
+            return super().aggregate(shared_parameters)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"alpha": torch.from_numpy(self.aggregator.weighting.prvs_alpha.copy())}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        alpha = state["alpha"].cpu().numpy()
+        self.aggregator.n_tasks = len(alpha)
+        self.aggregator.reset()  # reshapes the solver's state to n_tasks
+        self.aggregator.weighting.prvs_alpha = alpha

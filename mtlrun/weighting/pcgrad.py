@@ -1,0 +1,20 @@
+"""PCGrad (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020)."""
+
+from omegaconf import DictConfig
+from torchjd.aggregation import PCGrad
+
+from mtlrun.config import parse
+from mtlrun.sharing import MultiTaskModel
+from mtlrun.tasks import Task
+from mtlrun.weighting.aggregation import GradientAggregation
+from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
+
+
+@WEIGHTINGS.register("pcgrad")
+class PCGradAggregation(GradientAggregation):
+    """Each task's gradient loses its component along every other task gradient it conflicts
+    with (negative inner product), in random order; the projected gradients are summed."""
+
+    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        config = parse(WeightingConfig, node, "weighting")
+        super().__init__(config.name, tasks, model, PCGrad)

@@ -1,0 +1,66 @@
+"""Cross-stitch: learned α mixes the task networks' activations, starting near the identity."""
+
+import torch
+
+from mtlrun.checkpoint import load_checkpoint
+from mtlrun.train import build, train
+from tests.conftest import compose_config
+from tests.sharing import SMALL, assert_learns, config_error, read_metrics
+
+TASKS = "tasks=[reconstruction,class]"
+
+
+def test_alpha_starts_at_the_stated_init_and_learns(run_dir):
+    cfg = compose_config([*SMALL, TASKS, "sharing=cross_stitch"])
+    model = build(cfg).model
+    initial = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
+    assert sorted(model.mixers) == ["0", "1"]  # null: after every block
+    for mixer in model.mixers.values():
+        assert torch.allclose(mixer.alpha, initial)
+
+    train(cfg, run_dir)
+    assert_learns(run_dir)
+    weights = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+    for i in ["0", "1"]:
+        assert not torch.allclose(weights[f"mixers.{i}.alpha"], initial, atol=1e-4)
+
+
+def test_a_stitch_mixes_the_activations_of_the_chosen_block():
+    third_task = ["+tasks.other.type=classification", "+tasks.other.target=class"]
+    overrides = ["sharing=cross_stitch", "sharing.stitch_after=[1]", "sharing.init_self=0.5"]
+    model = build(compose_config([*SMALL, TASKS, *third_task, *overrides])).model
+    assert list(model.mixers) == ["1"]
+    alpha = model.mixers["1"].alpha
+    assert torch.allclose(alpha.diagonal(), torch.full((3,), 0.5))
+    assert torch.allclose(alpha.sum(1), torch.ones(3))  # 0.5 spread over the two others
+    x = torch.rand(4, 1, 28, 28)
+    output = model(x)
+    # The mixed activations after block 1, one row per task, are the cut the tasks share.
+    assert [s.shape for s in output.shared] == [(3, 4, 32)]
+    stacked = torch.stack([net.blocks[1](net.blocks[0](x)) for net in model.networks.values()])
+    index = list(model.networks).index("class")
+    mixed = (alpha[index, :, None, None] * stacked).sum(0)
+    assert torch.allclose(output.shared[0][index], mixed, atol=1e-6)
+    net = model.networks["class"]
+    assert torch.allclose(output.encodings["class"].features, net.latent(mixed).features, atol=1e-6)
+
+
+def test_bad_stitches_are_config_errors():
+    stitch = [*SMALL, TASKS, "sharing=cross_stitch"]
+    message = config_error([*stitch, "sharing.stitch_after=[0,2]"])
+    assert "sharing.stitch_after=[0, 2] names block 2" in message
+    assert "choose indices from 0 to 1" in message
+    assert "names a block twice" in config_error([*stitch, "sharing.stitch_after=[1,1]"])
+    assert "sharing.init_self=1.5 must be in [0, 1]" in config_error(
+        [*stitch, "sharing.init_self=1.5"]
+    )
+    assert "two or more tasks with a loss, not 1" in config_error(
+        [*SMALL, "tasks=[class]", "sharing=cross_stitch"]
+    )
+
+
+def test_gradient_aggregators_treat_the_stitch_units_as_shared(run_dir):
+    overrides = ["sharing=cross_stitch", "weighting=upgrad", "trainer.epochs=1"]
+    train(compose_config([*SMALL, TASKS, *overrides]), run_dir)
+    record = next(r for r in read_metrics(run_dir) if r["split"] == "train")
+    assert -1 <= record["train/class/cosine"] <= 1
