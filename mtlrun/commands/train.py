@@ -1,31 +1,94 @@
-"""`mtlrun train [overrides]`: Hydra's own main, so -m, --cfg, --help and launchers work."""
+"""`mtlrun train [overrides]`: Hydra's own main, so -m, --cfg, --help, launchers and sweepers
+work. In a sweep, a job that fails is recorded and the sweep goes on; `mtlrun.sweep` then writes
+sweep.json and makes the exit status non-zero."""
 
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError
+from mtlrun.errors import ConfigError, UserError
+from mtlrun.tasks import TASKS
 from mtlrun.train import train
+
+
+def check_optimized_metric(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
+    """`optimized_metric` (what a hyperparameter sweeper minimises or maximises) must be a test
+    metric this config reports, and the sweeper's direction must agree with the metric's;
+    checked before training, so a mistake costs no trials."""
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return
+    directions = {"test/loss": "min"} | {
+        f"test/{task}/{metric}": direction
+        for task, node in cfg.tasks.items()
+        for metric, direction in TASKS.get(node.type).directions.items()
+    }
+    if name not in directions:
+        raise ConfigError(
+            f"optimized_metric={name!r} is not a test metric of this config; "
+            f"choose one of: {', '.join(directions)}"
+        )
+    wanted = {"min": "minimize", "max": "maximize"}[directions[name]]
+    if sweeper_direction is not None and sweeper_direction != wanted:
+        better = "lower" if wanted == "minimize" else "higher"
+        raise ConfigError(
+            f"optimized_metric={name} is better when {better}, but hydra.sweeper.direction="
+            f"{sweeper_direction}; set hydra.sweeper.direction={wanted}"
+        )
+
+
+def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value a sweeper such as Optuna optimises: the final `optimized_metric`."""
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return None
+    if name not in metrics:
+        raise UserError(f"optimized_metric={name!r} was not computed; found: {', '.join(metrics)}")
+    return metrics[name]
+
+
+def sweeper_direction(hydra_cfg: DictConfig) -> str | None:
+    """Optuna's `direction` (an enum in the job's config): "minimize" or "maximize"; None for
+    other sweepers and for multi-objective searches."""
+    direction = OmegaConf.select(hydra_cfg, "sweeper.direction")
+    direction = getattr(direction, "name", direction)
+    return direction if isinstance(direction, str) else None
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    job = f"job #{hydra_cfg.job.num} ({run_dir}): " if sweeping else ""
     try:
-        train(cfg, run_dir)
-    except UserError as error:
-        print(f"mtlrun: error: {error}", file=sys.stderr)
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            return None  # one failed job does not stop the sweep
-        sys.exit(2)
+        check_optimized_metric(cfg, sweeper_direction(hydra_cfg))
+        value = objective(cfg, train(cfg, run_dir)["metrics"])
     except KeyboardInterrupt:
         print(run_dir)
-        sys.exit(130)
+        sys.exit(130)  # stops a sweep too: Ctrl-C means the user wants to stop
+    except UserError as error:
+        print(f"mtlrun: error: {job}{error}", file=sys.stderr)
+        if not sweeping:
+            sys.exit(2)
+        return None  # the job counts as failed in sweep.json; the sweep goes on
+    except Exception as error:
+        if not sweeping:
+            raise
+        # A bug, not a user error: keep its traceback with the run, one line for the terminal.
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        reason = str(error).splitlines()[0] if str(error) else ""
+        print(
+            f"mtlrun: error: {job}{type(error).__name__}: {reason}; "
+            f"traceback in {run_dir / 'error.txt'}",
+            file=sys.stderr,
+        )
+        return None
     print(run_dir)
-    return None
+    return value

@@ -5,7 +5,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mtlrun.loggers import jsonl  # noqa: F401  (they register)
+from mtlrun.loggers import csv, jsonl, tensorboard  # noqa: F401  (they register)
 from mtlrun.loggers.base import LOGGERS, Logger
 
 __all__ = ["LOGGERS", "Logger", "Loggers"]

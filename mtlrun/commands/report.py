@@ -1,0 +1,46 @@
+"""`mtlrun report DIR [metrics=PATTERN,...]`: tables, learning curves, image grids and Δm for
+the runs under DIR (a run or a sweep folder), on the terminal and in DIR/report.{md,html}."""
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from mtlrun.errors import UserError
+from mtlrun.report.build import write_report
+from mtlrun.report.document import Table, Text, to_rich
+
+USAGE = (
+    "usage: mtlrun report DIR [metrics=PATTERN,...]   "
+    "e.g. metrics=test/digit/acc,test/*/nelbo (default: every test metric)"
+)
+
+
+def parse(args: list[str]) -> tuple[Path, list[str]]:
+    """DIR, then `metrics=a,b` (also `metrics=[a,b]`, or given more than once)."""
+    if not args or "=" in args[0] or args[0].startswith("-"):
+        raise UserError(USAGE)
+    patterns = []
+    for arg in args[1:]:
+        key, _, value = arg.partition("=")
+        if key != "metrics" or not value:
+            raise UserError(f"{arg!r} is not an option; {USAGE}")
+        patterns += [p.strip() for p in value.strip("[]").split(",") if p.strip()]
+    return Path(args[0]), patterns
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return
+    root, patterns = parse(args)
+    blocks = write_report(root, patterns)
+    # Piped into a file or a pager, the tables keep their natural width instead of 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
+    for block in blocks:
+        if isinstance(block, Table):
+            console.print(to_rich(block))
+        elif isinstance(block, Text):
+            console.print(block.text, markup=False)
+    console.print(f"wrote {root / 'report.md'} and {root / 'report.html'}", markup=False)

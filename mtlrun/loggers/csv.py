@@ -1,0 +1,54 @@
+"""metrics.csv: one row per record, for spreadsheets and pandas."""
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mtlrun.loggers.base import LOGGERS, Logger
+from mtlrun.runfolder import write_atomic
+
+
+@LOGGERS.register("csv")
+class CsvLogger(Logger):
+    """Train, validation and test records have different keys, so the header is every key seen
+    so far: a record with a new key rewrites the file (atomically) under the wider header, any
+    other record is appended as one line."""
+
+    def __init__(self, run_dir: Path, node: DictConfig) -> None:
+        super().__init__(run_dir, node)
+        self.rows: list[dict[str, Any]] = []
+        self.columns: list[str] = []
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / "metrics.csv"
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        self.rows.append(record)
+        new = [key for key in record if key not in self.columns]
+        if new:
+            self.columns += new
+            self._rewrite()
+        else:
+            with open(self.path, "a", newline="") as f:
+                csv.DictWriter(f, self.columns).writerow(record)
+
+    def resume(self, epoch: int) -> None:
+        if not self.path.is_file():
+            return
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            self.rows = [row for row in reader if int(row["epoch"]) < epoch]
+            self.columns = list(reader.fieldnames or [])
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, self.columns)
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+        write_atomic(self.path, write)

@@ -1,0 +1,102 @@
+"""Run folders under a directory, found by their meta.json and read without building anything
+(no torch): status, config, overrides, final metrics, image grids."""
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mtlrun.errors import UserError
+from mtlrun.runfolder import read_json
+
+GRID_NAME = re.compile(r"(?P<kind>.+)_e(?P<epoch>\d+)")
+
+
+def read_yaml(path: Path) -> Any:
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
+
+
+@dataclass
+class Run:
+    path: Path
+    meta: dict[str, Any]
+    config: dict[str, Any]  # config.resolved.yaml
+    overrides: dict[str, str]  # Hydra's .hydra/overrides.yaml, `+` dropped from the keys
+    summary: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> "Run":
+        overrides = {}
+        for override in read_yaml(path / ".hydra" / "overrides.yaml") or []:
+            key, _, value = str(override).partition("=")
+            overrides[key.lstrip("+")] = value
+        summary_path = path / "summary.json"
+        return cls(
+            path=path,
+            meta=read_json(path / "meta.json"),
+            config=read_yaml(path / "config.resolved.yaml") or {},
+            overrides=overrides,
+            summary=read_json(summary_path) if summary_path.is_file() else {},
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name", self.path.name))
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status", "unknown"))
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.summary.get("metrics", {})
+
+    @property
+    def seconds(self) -> float | None:
+        return self.summary.get("seconds")
+
+    @property
+    def tasks(self) -> dict[str, str]:
+        """Task name → task type, in config order."""
+        return {name: node.get("type") for name, node in self.config.get("tasks", {}).items()}
+
+    @property
+    def single_task(self) -> bool:
+        return self.config.get("sharing", {}).get("name") == "single_task"
+
+    def last_images(self) -> list[Path]:
+        """The newest grid of each kind (recon_e005.png of recon_e001..e005) and the grids
+        written once (interpolation.png)."""
+        newest: dict[str, tuple[int, Path]] = {}
+        for path in (self.path / "images").glob("*.png"):
+            match = GRID_NAME.fullmatch(path.stem)
+            kind, epoch = (match["kind"], int(match["epoch"])) if match else (path.stem, -1)
+            if kind not in newest or epoch > newest[kind][0]:
+                newest[kind] = (epoch, path)
+        return [path for _, path in sorted(newest.values(), key=lambda item: item[1].name)]
+
+
+def natural_order(path: Path) -> list[str | int]:
+    """Sort key with numbers compared as numbers: sweep job 2 before job 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every run folder under `root` (or `root` itself), in path order. An unreadable folder is
+    skipped with a warning, so one broken run does not hide the others."""
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; pass a run or sweep folder, e.g. outputs")
+    runs = []
+    for meta in sorted(root.rglob("meta.json"), key=natural_order):
+        try:
+            runs.append(Run.load(meta.parent))
+        except (OSError, json.JSONDecodeError, OmegaConfBaseException) as error:
+            print(f"mtlrun: warning: skipping {meta.parent}: {error}", file=sys.stderr)
+    if not runs:
+        raise UserError(f"no runs under {root} (no meta.json found)")
+    return runs

@@ -1,0 +1,70 @@
+"""`mtlrun list [DIR]`: one line per run, oldest first; bad input is one line and exit 2."""
+
+import subprocess
+import sys
+
+from tests.fake_runs import make_run
+
+
+def mtlrun_list(cwd, *arguments):
+    return subprocess.run(
+        [sys.executable, "-m", "mtlrun", "list", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_one_line_per_run_oldest_first(tmp_path):
+    outputs = tmp_path / "outputs"
+    make_run(
+        outputs / "multirun" / "2026-01-03" / "sweep" / "0",
+        ["seed=0"],
+        {
+            "test/reconstruction/loss": 98.0,
+            "test/reconstruction/nelbo": 100.0,
+            "test/digit/acc": 0.9,
+        },
+        start_time="2026-01-03T10:00:00+00:00",
+    )
+    make_run(
+        outputs / "runs" / "2026-01-02" / "12-00-00-000000_vae_mnist",
+        [],
+        {},
+        status="failed",
+        start_time="2026-01-02T12:00:00+00:00",
+    )
+    result = mtlrun_list(tmp_path)  # DIR defaults to outputs
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].split() == [
+        "2026-01-02",
+        "12:00",
+        "vae_mnist",
+        "failed",
+        "outputs/runs/2026-01-02/12-00-00-000000_vae_mnist",
+    ]
+    # The first task's headline (last) test metric.
+    assert lines[1].split() == [
+        "2026-01-03",
+        "10:00",
+        "vae_mnist",
+        "completed",
+        "test/reconstruction/nelbo",
+        "100.00",
+        "outputs/multirun/2026-01-03/sweep/0",
+    ]
+
+
+def test_missing_folder_and_no_runs_exit_2_with_one_line(tmp_path):
+    missing = mtlrun_list(tmp_path, "nowhere")
+    assert missing.returncode == 2
+    assert (
+        missing.stderr
+        == "mtlrun: error: nowhere is not a folder; pass a run or sweep folder, e.g. outputs\n"
+    )
+    (tmp_path / "outputs").mkdir()
+    empty = mtlrun_list(tmp_path)
+    assert empty.returncode == 2
+    assert empty.stderr == "mtlrun: error: no runs under outputs (no meta.json found)\n"

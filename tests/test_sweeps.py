@@ -1,0 +1,181 @@
+"""`mtlrun train -m`: every job gets its run folder, sweep.json lists them, a failed job does
+not stop the others but makes the exit status non-zero; joblib and Optuna sweeps."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+import mtlrun.commands.train as train_command
+from mtlrun.errors import ConfigError
+from mtlrun.report.build import write_report
+from mtlrun.report.document import Table
+from tests.conftest import TINY, compose_config
+
+# Each job: 192 training examples, 2 epochs, a small VAE, no importance-weighted bound.
+SMALL = [
+    *(arg for arg in TINY if not arg.startswith(("dataset.n_train=", "dataset.val_size="))),
+    "dataset.n_train=256",
+    "dataset.val_size=64",
+    "backbone.hidden_dims=[32]",
+    "tasks.reconstruction.iw_samples=0",
+]
+
+
+def mtlrun(cwd: Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mtlrun", *arguments], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def the_sweep(tmp_path: Path) -> Path:
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    return sweep
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_two_by_two_sweep_writes_four_runs_sweep_json_and_a_report(tmp_path):
+    result = mtlrun(
+        tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "seed=0,1", "backbone.latent_dim=4,8"
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = the_sweep(tmp_path)
+    assert result.stdout.splitlines()[-1] == str(sweep.resolve())
+    assert re.fullmatch(r"\d\d-\d\d-\d\d-\d{6}_default", sweep.name)  # microseconds
+
+    jobs = read_json(sweep / "sweep.json")["jobs"]
+    assert [job["job"] for job in jobs] == [0, 1, 2, 3]
+    assert {job["status"] for job in jobs} == {"completed"}
+    settings = {
+        tuple(o for o in job["overrides"] if o.startswith(("seed=", "backbone.latent_dim=")))
+        for job in jobs
+    }
+    assert settings == {
+        (f"seed={seed}", f"backbone.latent_dim={latent}") for seed in (0, 1) for latent in (4, 8)
+    }
+    for job in jobs:
+        run = sweep / job["run_dir"]
+        assert read_json(run / "meta.json")["status"] == "completed"
+        assert "test/reconstruction/nelbo" in read_json(run / "summary.json")["metrics"]
+
+    # The report command itself is tested (in a subprocess) in test_report.py.
+    runs_table, configs_table = [b for b in write_report(sweep, []) if isinstance(b, Table)]
+    assert sorted((row[1], row[2]) for row in runs_table.rows) == [
+        ("0", "4"),
+        ("0", "8"),
+        ("1", "4"),
+        ("1", "8"),
+    ]
+    assert [row[2] for row in configs_table.rows] == ["2", "2"]  # two seeds each
+    assert all(" ± " in cell for row in configs_table.rows for cell in row[3:-1])
+
+
+def test_a_failed_job_does_not_stop_the_sweep_and_the_exit_status_says_so(tmp_path):
+    result = mtlrun(tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "trainer.batch_size=0,64")
+    assert result.returncode == 1
+    sweep = the_sweep(tmp_path)
+    jobs = read_json(sweep / "sweep.json")["jobs"]
+    assert [(job["status"], job.get("error")) for job in jobs] == [
+        ("failed", "trainer.batch_size=0 must be at least 1"),
+        ("completed", None),
+    ]
+    assert read_json(sweep / "1" / "summary.json")["metrics"]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mtlrun: error:")]
+    assert errors == [
+        f"mtlrun: error: job #0 ({sweep.resolve() / '0'}): trainer.batch_size=0 must be at least 1",
+        f"mtlrun: error: 1 of 2 jobs failed (#0); see {sweep.resolve() / 'sweep.json'}",
+    ]
+
+
+def test_an_unexpected_error_keeps_its_traceback_in_the_run_folder(tmp_path, monkeypatch, capsys):
+    def broken_train(cfg, run_dir):
+        raise RuntimeError("a bug\nwith details")
+
+    monkeypatch.setattr(train_command, "train", broken_train)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mtlrun train", "-m", *SMALL, "seed=0,1"])
+    try:
+        with pytest.raises(SystemExit) as exit:
+            train_command.main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert exit.value.code == 1
+    sweep = the_sweep(tmp_path)
+    for job in ("0", "1"):
+        traceback = (sweep / job / "error.txt").read_text()
+        assert traceback.startswith("Traceback") and "RuntimeError: a bug" in traceback
+    stderr = capsys.readouterr().err
+    assert f"RuntimeError: a bug; traceback in {sweep.resolve() / '1' / 'error.txt'}" in stderr
+    assert "Traceback" not in stderr
+    statuses = [job["status"] for job in read_json(sweep / "sweep.json")["jobs"]]
+    assert statuses == ["failed", "failed"]
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_the_jobs_in_parallel_processes(tmp_path):
+    result = mtlrun(
+        tmp_path,
+        "train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *SMALL,
+        "trainer.epochs=1",
+        "seed=0,1",
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = the_sweep(tmp_path)
+    jobs = read_json(sweep / "sweep.json")["jobs"]
+    assert [(job["run_dir"], job["status"]) for job in jobs] == [
+        ("0", "completed"),
+        ("1", "completed"),
+    ]
+    # The workers see the command line as typed: the dispatcher passes it in the environment.
+    meta = [read_json(sweep / job["run_dir"] / "meta.json") for job in jobs]
+    assert all(m["command"].startswith("mtlrun train -m hydra/launcher=joblib") for m in meta)
+
+
+def test_optuna_search_optimises_the_named_metric(tmp_path):
+    result = mtlrun(
+        tmp_path,
+        "train",
+        "+experiment=vae_mnist",
+        "hparams_search=vae_optuna",
+        "hydra.sweeper.n_trials=2",
+        *SMALL,
+        "dataset.target_name=digit",
+        "trainer.epochs=1",
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = the_sweep(tmp_path)
+    values = [
+        read_json(run / "summary.json")["metrics"]["test/reconstruction/nelbo"]
+        for run in sorted(path for path in sweep.iterdir() if path.is_dir())
+    ]
+    assert len(values) == 2
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == pytest.approx(min(values))
+    assert set(best.best_params) == {"backbone.latent_dim", "optim.lr", "backbone.beta"}
+
+
+def test_optimized_metric_is_checked_against_the_config_and_the_sweeper():
+    base = [*TINY, "tasks=[reconstruction,class]"]
+    train_command.check_optimized_metric(compose_config([*base, "optimized_metric=test/class/acc"]))
+    with pytest.raises(ConfigError, match="choose one of: test/loss, test/reconstruction/loss"):
+        train_command.check_optimized_metric(
+            compose_config([*base, "optimized_metric=test/class/nelbo"])
+        )
+    assert train_command.objective(compose_config(base), {"test/loss": 1.0}) is None
+    with pytest.raises(ConfigError, match="set hydra.sweeper.direction=maximize"):
+        train_command.check_optimized_metric(
+            compose_config([*base, "optimized_metric=test/class/acc"]), "minimize"
+        )
