@@ -18,6 +18,8 @@ def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = Fa
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
+    # Per task: the examples its metrics were summed over (fewer where targets are missing).
+    counts = {task.name: torch.zeros((), device=split.inputs.device) for task in tasks}
     auxiliary = torch.zeros((), device=split.inputs.device)
 
     def add(key: str, value: torch.Tensor) -> None:
@@ -33,6 +35,7 @@ def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = Fa
                 continue
             prediction = output.predictions[task.name].float()
             encoding = output.encodings[task.name]
+            counts[task.name] += task.example_count(batch)
             for metric, value in task.metric_sums(prediction, encoding, batch).items():
                 add(f"{task.name}/{metric}", value)
             if final:
@@ -40,10 +43,10 @@ def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = Fa
                 for metric, value in task.final_metric_sums(head, encoding, batch).items():
                     add(f"{task.name}/{metric}", value)
     model.train(was_training)
-    n = len(split)
-    loss = auxiliary / n
+    means = {key: value / counts[key.split("/")[0]].clamp(min=1) for key, value in sums.items()}
+    loss = auxiliary / len(split)
     for task in experiment.loss_tasks:
-        loss = loss + task.weight * sums[f"{task.name}/loss"] / n
-    keys = ["loss", *sums]
-    values = torch.stack([loss, *(value / n for value in sums.values())]).tolist()
+        loss = loss + task.weight * means[f"{task.name}/loss"]
+    keys = ["loss", *means]
+    values = torch.stack([loss, *means.values()]).tolist()
     return {f"{name}/{key}": value for key, value in zip(keys, values, strict=True)}

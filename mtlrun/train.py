@@ -330,9 +330,11 @@ def train_epoch(
     # loss list, detached, so weightings and logs see the same tasks every epoch.
     active = [model.trains(task.name) for task in loss_tasks]
     train_split = experiment.data.train
+    # Summed losses and example counts (per task: fewer where targets are missing), on the
+    # device and read back once per epoch: no host sync per step.
     sums = at.epoch_sums
     if sums is None:
-        sums = torch.zeros(1 + len(loss_tasks), device=experiment.device)
+        sums = torch.zeros(2, 1 + len(loss_tasks), device=experiment.device)
     total_batches = train_split.num_batches(trainer.batch_size)
     bar_task = bar.add_task(
         f"epoch {at.epoch}/{trainer.epochs}", total=total_batches, completed=at.batch
@@ -354,12 +356,14 @@ def train_epoch(
         optimizer.step()
         if experiment.scheduler is not None:
             experiment.scheduler.step()
-        # Summed on the device and read back once per epoch: no host sync per step.
-        sums += torch.stack([total, *(loss.detach() for loss in losses)]).float() * len(batch)
+        counts = [len(batch), *(task.example_count(batch) for task in loss_tasks)]
+        for i, (loss, count) in enumerate(zip([total, *losses], counts, strict=True)):
+            sums[0, i] += loss.detach().float() * count
+            sums[1, i] += count
         at.batch, at.step, at.epoch_sums = index + 1, at.step + 1, sums
         bar.advance(bar_task)
         stop.check()
-    means = (sums / len(train_split)).tolist()
+    means = (sums[0] / sums[1].clamp(min=1)).tolist()
     if not all(math.isfinite(value) for value in means):
         raise TrainingDiverged(
             f"the training loss became {means[0]} in epoch {at.epoch}; lower optim.lr, "
@@ -435,7 +439,9 @@ def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, P
     reconstruction = experiment.task_of_type(Reconstruction)
     if reconstruction is None:
         return {}
+    # As the model sees them: a denoising task's grid shows the corrupted inputs.
     inputs = image_source(experiment.data).head(8 * experiment.trainer.image_rows).inputs
+    inputs = experiment.model_inputs(inputs)
     model = experiment.model
     written = {"reconstructions": run.images / f"recon_{tag}.png"}
     with experiment.autocast:

@@ -1,4 +1,4 @@
-"""Dense autoencoder and VAE: fully connected encoder and decoder."""
+"""Dense backbones: an MLP trunk, a dense autoencoder and a VAE; they take images or vectors."""
 
 import math
 from dataclasses import dataclass, field
@@ -8,6 +8,7 @@ from torch import nn
 
 from mtlrun.backbones.base import (
     Backbone,
+    FeatureLatent,
     GaussianLatent,
     PointLatent,
     activation,
@@ -17,6 +18,15 @@ from mtlrun.backbones.base import (
 from mtlrun.backbones.registry import BACKBONES
 from mtlrun.config import parse
 from mtlrun.data import DatasetInfo
+from mtlrun.errors import ConfigError
+
+
+@dataclass
+class MLPConfig:
+    name: str
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
+    activation: str = "relu"
+    dropout: float = 0.0
 
 
 @dataclass
@@ -58,3 +68,23 @@ def dense_ae(node: DictConfig, info: DatasetInfo) -> Backbone:
 def vae(node: DictConfig, info: DatasetInfo) -> Backbone:
     cfg = parse(VAEConfig, node, "backbone")
     return build_dense(cfg, info, kl_weight=cfg.beta)
+
+
+@BACKBONES.register("mlp")
+def mlp_trunk(node: DictConfig, info: DatasetInfo) -> Backbone:
+    """A multilayer perceptron whose last hidden layer is the code the task heads share (the
+    hard-sharing network of Caruana 1997); its decoder mirrors the layers below the code."""
+    cfg = parse(MLPConfig, node, "backbone")
+    if not cfg.hidden_dims:
+        raise ConfigError("backbone.hidden_dims is empty; the mlp needs at least one layer")
+    blocks = dense_blocks(
+        [math.prod(info.input_shape), *cfg.hidden_dims], cfg.activation, cfg.dropout
+    )
+    code_dim = cfg.hidden_dims[-1]
+    return Backbone(
+        info.input_shape,
+        blocks,
+        FeatureLatent(),
+        code_dim,
+        lambda: dense_decoder(code_dim, cfg.hidden_dims[:-1], info.input_shape, cfg.activation),
+    )

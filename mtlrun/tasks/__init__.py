@@ -6,7 +6,13 @@ from mtlrun.backbones import Backbone
 from mtlrun.config import parse
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks import classification, generation, reconstruction  # noqa: F401  (they register)
+from mtlrun.tasks import (  # noqa: F401  (they register)
+    classification,
+    denoising,
+    generation,
+    reconstruction,
+    regression,
+)
 from mtlrun.tasks.base import TASKS, Direction, Task
 
 __all__ = ["TASKS", "Direction", "Task", "build_tasks"]

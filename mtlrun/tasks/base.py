@@ -50,6 +50,11 @@ class Task:
     ) -> dict[str, Tensor]:
         return {"loss": self.per_example_loss(prediction, batch).sum()}
 
+    def example_count(self, batch: Batch) -> Tensor | int:
+        """How many examples `metric_sums` summed over: the denominator of the means, fewer
+        than the batch's size when some of this task's targets are missing."""
+        return len(batch)
+
     def final_metric_sums(
         self, head: nn.Module, encoding: Encoding, batch: Batch
     ) -> dict[str, Tensor]:

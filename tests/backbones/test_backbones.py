@@ -8,11 +8,14 @@ from mtlrun.backbones import BACKBONES
 from mtlrun.config import config_dir
 from mtlrun.data import DatasetInfo, TargetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.train import build
+from mtlrun.train import build, train
 from tests.conftest import TINY, compose_config
 
 MNIST_LIKE = DatasetInfo("synthetic", (1, 28, 28), {"class": TargetInfo(10)})
 CIFAR_LIKE = DatasetInfo("synthetic", (3, 32, 32), {"class": TargetInfo(10)})
+VECTORS = DatasetInfo("synthetic_regression", (16,), {"y0": TargetInfo(dim=1)})
+# The MultiMNIST trunk of Sener & Koltun 2018: conv 1→10 k5, pool, conv 10→20 k5, pool, fc 320→50.
+LENET = {"channels": [10, 20], "kernel_size": 5, "padding": "valid", "hidden_dims": [50]}
 
 
 def backbone(name, info, **overrides):
@@ -20,10 +23,22 @@ def backbone(name, info, **overrides):
     return BACKBONES.get(name)(OmegaConf.merge(node, overrides), info)
 
 
-@pytest.mark.parametrize("name", ["dense_ae", "vae", "cnn", "conv_vae"])
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("dense_ae", {}),
+        ("vae", {}),
+        ("mlp", {}),
+        ("cnn", {}),
+        ("conv_vae", {}),
+        ("cnn", LENET),
+        ("conv_vae", {"padding": "valid", "kernel_size": 5}),
+    ],
+    ids=["dense_ae", "vae", "mlp", "cnn", "conv_vae", "cnn-valid", "conv_vae-valid"],
+)
 @pytest.mark.parametrize("info", [MNIST_LIKE, CIFAR_LIKE], ids=["28x28x1", "32x32x3"])
-def test_decoder_output_matches_the_input_shape(name, info):
-    net = backbone(name, info)
+def test_decoder_output_matches_the_input_shape(name, overrides, info):
+    net = backbone(name, info, **overrides)
     x = torch.rand(5, *info.input_shape)
     encoding = net.encode(x)
     assert encoding.features.shape == (5, net.code_dim)
@@ -57,13 +72,58 @@ def test_cnn_has_the_keras_shape():
     assert [(lin.in_features, lin.out_features) for lin in linears] == [(64 * 8 * 8, 128)]
 
 
+def test_cnn_with_valid_padding_is_the_lenet_trunk():
+    net = backbone("cnn", MNIST_LIKE, **LENET)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in net.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (1, 10, (5, 5)),
+        (10, 20, (5, 5)),
+    ]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(320, 50)]
+    assert net.code_dim == 50
+
+
+def test_valid_padding_that_leaves_nothing_is_a_config_error():
+    with pytest.raises(ConfigError, match="shrinks 28×28 images to nothing"):
+        backbone("cnn", MNIST_LIKE, channels=[8, 8, 8], kernel_size=5, padding="valid")
+    with pytest.raises(ConfigError, match="backbone.padding='full' is not known"):
+        backbone("cnn", MNIST_LIKE, padding="full")
+
+
 def test_conv_backbones_reject_vector_data():
-    vectors = DatasetInfo("synthetic_regression", (16,), {})
     with pytest.raises(ConfigError, match="backbone=cnn needs image data"):
-        backbone("cnn", vectors)
+        backbone("cnn", VECTORS)
 
 
-@pytest.mark.parametrize("name", ["dense_ae", "vae", "cnn", "conv_vae"])
+@pytest.mark.parametrize("name", ["dense_ae", "vae", "mlp"])
+def test_dense_backbones_take_vectors(name):
+    net = backbone(name, VECTORS)
+    x = torch.randn(5, 16)
+    encoding = net.encode(x)
+    assert encoding.features.shape == (5, net.code_dim)
+    assert net.make_decoder()(encoding.z).shape == x.shape
+
+
+def test_mlp_code_is_its_last_hidden_layer():
+    net = backbone("mlp", MNIST_LIKE, hidden_dims=[64, 32])
+    encoding = net.encode(torch.rand(3, 1, 28, 28))
+    assert net.code_dim == 32 and torch.equal(encoding.features, encoding.z)
+    assert (encoding.features >= 0).all()  # after the activation
+    assert not net.has_prior
+    with pytest.raises(ConfigError, match="backbone.hidden_dims is empty"):
+        backbone("mlp", MNIST_LIKE, hidden_dims=[])
+
+
+def test_mlp_mnist_tasks_learns_digit_parity_and_magnitude(run_dir):
+    """The experiment's three heads on a shared MLP, on synthetic digit-labelled images."""
+    cfg = compose_config(["+experiment=mlp_mnist_tasks", *TINY, "dataset.target_name=digit"])
+    metrics = train(cfg, run_dir)["metrics"]
+    for name in ("digit", "parity", "magnitude"):
+        assert metrics[f"test/{name}/acc"] > 0.8, name
+
+
+@pytest.mark.parametrize("name", ["dense_ae", "vae", "mlp", "cnn", "conv_vae"])
 def test_each_backbone_learns_reconstruction_and_class(name):
     """A few hundred steps on synthetic data: both task losses fall clearly."""
     cfg = compose_config(

@@ -1,0 +1,126 @@
+"""Researchers' own images: a torchvision ImageFolder tree, or .npz arrays."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from mtlrun.config import parse
+from mtlrun.data.registry import DATASETS, RawData
+from mtlrun.data.split import DatasetInfo, Split, TargetInfo, images_to_float
+from mtlrun.errors import DataError
+
+
+@dataclass
+class ImageFolderConfig:
+    name: str
+    train_dir: str = "???"
+    test_dir: str | None = None  # without one, `test_size` images are held out of train_dir
+    test_size: int = 1000
+    val_size: int = 1000
+    image_size: int = 32
+    channels: int = 3
+    target_name: str = "class"
+    seed: int = 0
+
+
+def read_image_folder(folder: Path, cfg: ImageFolderConfig) -> tuple[Tensor, Tensor, list[str]]:
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import v2
+
+    if not folder.is_dir():
+        raise DataError(
+            f"dataset.train_dir/test_dir {folder} is not a folder; point it at "
+            "an ImageFolder tree (one sub-folder of images per class)"
+        )
+    mode = {1: "L", 3: "RGB"}[cfg.channels]
+    resize = v2.Compose([v2.Resize((cfg.image_size, cfg.image_size)), v2.PILToTensor()])
+    # Decoding is per image by nature; it happens once, here, never during training.
+    dataset = ImageFolder(str(folder), loader=lambda p: _open(p, mode), transform=resize)
+    images = torch.stack([image for image, _ in dataset])
+    labels = torch.tensor(dataset.targets, dtype=torch.long)
+    return images, labels, dataset.classes
+
+
+def _open(path: str, mode: str):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert(mode)
+
+
+@DATASETS.register("image_folder")
+def image_folder(node: DictConfig) -> RawData:
+    cfg = parse(ImageFolderConfig, node, "dataset")
+    if cfg.channels not in (1, 3):
+        raise DataError(f"dataset.channels={cfg.channels}: choose 1 (grayscale) or 3 (RGB)")
+    images, labels, classes = read_image_folder(Path(cfg.train_dir).expanduser(), cfg)
+    train = Split(images_to_float(images), {cfg.target_name: labels})
+    if cfg.test_dir:
+        test_images, test_labels, test_classes = read_image_folder(Path(cfg.test_dir), cfg)
+        if test_classes != classes:
+            raise DataError(
+                f"dataset.test_dir has classes {test_classes}, train_dir {classes}; "
+                "both need the same class sub-folders"
+            )
+        test = Split(images_to_float(test_images), {cfg.target_name: test_labels})
+    else:
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
+        train, test = train.subset(order[cfg.test_size :]), train.subset(order[: cfg.test_size])
+    info = DatasetInfo(
+        cfg.name, tuple(train.inputs.shape[1:]), {cfg.target_name: TargetInfo(len(classes))}
+    )
+    return RawData(info, train, test, cfg.val_size)
+
+
+@dataclass
+class ArraysConfig:
+    name: str
+    train_file: str = "???"
+    test_file: str = "???"
+    val_size: int = 1000
+    target_name: str = "class"
+
+
+def read_arrays(path: Path) -> tuple[Tensor, Tensor]:
+    try:
+        with np.load(path) as arrays:
+            images, labels = arrays["images"], arrays["labels"]
+    except FileNotFoundError:
+        raise DataError(
+            f"{path} does not exist; set dataset.train_file / dataset.test_file"
+        ) from None
+    except KeyError as missing:
+        raise DataError(f"{path} has no array {missing}; it needs 'images' and 'labels'") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path} is not a readable .npz file ({error})") from None
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise DataError(
+            f"{path}: 'images' must be uint8 N×H×W×C or N×C×H×W, "
+            f"not {images.dtype} with shape {images.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != images.shape[:1]:
+        raise DataError(f"{path}: 'labels' must be N integers, not {labels.dtype} {labels.shape}")
+    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+
+
+@DATASETS.register("arrays")
+def arrays(node: DictConfig) -> RawData:
+    cfg = parse(ArraysConfig, node, "dataset")
+    train_images, train_labels = read_arrays(Path(cfg.train_file).expanduser())
+    test_images, test_labels = read_arrays(Path(cfg.test_file).expanduser())
+    train = Split(images_to_float(train_images), {cfg.target_name: train_labels})
+    test = Split(images_to_float(test_images), {cfg.target_name: test_labels})
+    if train.inputs.shape[1:] != test.inputs.shape[1:]:
+        raise DataError(
+            f"train images are {tuple(train.inputs.shape[1:])} but test images are "
+            f"{tuple(test.inputs.shape[1:])}; both files need the same image shape"
+        )
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    info = DatasetInfo(
+        cfg.name, tuple(train.inputs.shape[1:]), {cfg.target_name: TargetInfo(num_classes)}
+    )
+    return RawData(info, train, test, cfg.val_size)

@@ -1,0 +1,118 @@
+"""MultiMNIST and MultiFashion: two overlapping images, one label per side.
+
+The recipe of Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization" (NeurIPS
+2018), after Sabour et al. 2017: each image is placed at the top-left of a 36×36 canvas, a random
+partner at an offset of 6 pixels on both axes, the two are merged by a pixel-wise max and the
+canvas is resized (nearest neighbour) to 28×28. The 60k training images come from the source's
+training set, the 10k test images from its test set.
+
+Composition is a few tensor operations; the result is cached as uint8 tensors under
+`dataset.cache_dir` (never in the data root, which may be read-only), keyed by the source, the
+seed and the recipe's version.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from mtlrun.config import parse
+from mtlrun.data.registry import DATASETS, RawData
+from mtlrun.data.split import DatasetInfo, Split, TargetInfo, images_to_float
+from mtlrun.data.torchvision_sets import TorchvisionDatasetConfig, load_torchvision
+from mtlrun.errors import DataError
+from mtlrun.runfolder import write_atomic
+
+RECIPE_VERSION = 1  # bump when the composition changes, so stale caches are not reused
+CANVAS = 36
+OFFSET = 6
+SIZE = 28
+
+
+@dataclass
+class MultiMNISTConfig(TorchvisionDatasetConfig):
+    seed: int = 0  # draws the partners: the dataset, not the run, so runs compare on one dataset
+    cache_dir: str | None = None  # null: $MTLRUN_CACHE, else ~/.cache/mtlrun
+
+
+def cache_root(cache_dir: str | None) -> Path:
+    """`dataset.cache_dir`, else `$MTLRUN_CACHE`, else `~/.cache/mtlrun`."""
+    return Path(cache_dir or os.environ.get("MTLRUN_CACHE") or "~/.cache/mtlrun").expanduser()
+
+
+def compose(images: Tensor, partners: Tensor) -> Tensor:
+    """N×28×28 uint8 images overlaid with their partners as Sener & Koltun do: left at (0, 0),
+    right at (6, 6) of a 36×36 canvas, pixel-wise max, nearest resize to 28×28."""
+    n, height, width = images.shape
+    left = torch.zeros((n, CANVAS, CANVAS), dtype=images.dtype)
+    right = torch.zeros_like(left)
+    left[:, :height, :width] = images
+    right[:, OFFSET : OFFSET + height, OFFSET : OFFSET + width] = partners
+    canvas = torch.maximum(left, right)
+    # Nearest neighbour at pixel centres (PIL's convention, which the original scipy imresize
+    # used): output pixel i reads canvas pixel floor((i + 0.5) · 36 / 28).
+    index = ((torch.arange(SIZE) + 0.5) * CANVAS / SIZE).long()
+    return canvas[:, index][:, :, index]
+
+
+def make_pairs(
+    images: Tensor, labels: Tensor, generator: torch.Generator, names: tuple[str, str]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One composed image per source image; its partner is drawn uniformly at random."""
+    partner = torch.randint(len(images), (len(images),), generator=generator)
+    left_name, right_name = names
+    return compose(images, images[partner]), {left_name: labels, right_name: labels[partner]}
+
+
+def build_or_load(
+    dataset_class: type, cfg: MultiMNISTConfig, names: tuple[str, str]
+) -> dict[str, Tensor]:
+    """The composed splits as uint8 images and int64 labels, from the cache when it has them."""
+    file_name = f"{dataset_class.__name__}_seed{cfg.seed}_v{RECIPE_VERSION}.pt"
+    path = cache_root(cfg.cache_dir) / "multimnist" / file_name
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    train_x, train_y, test_x, test_y = load_torchvision(dataset_class, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    arrays: dict[str, Tensor] = {}
+    for split, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
+        composed, targets = make_pairs(images, labels, generator, names)
+        arrays[f"{split}/images"] = composed
+        arrays.update({f"{split}/{name}": value for name, value in targets.items()})
+    try:
+        write_atomic(path, lambda tmp: torch.save(arrays, tmp))
+    except OSError as error:
+        raise DataError(
+            f"cannot write the {cfg.name} cache {path} ({error.strerror or error}); point "
+            "dataset.cache_dir (or $MTLRUN_CACHE) at a writable folder"
+        ) from None
+    return arrays
+
+
+def load_multi(dataset_class: type, node: DictConfig, names: tuple[str, str]) -> RawData:
+    cfg = parse(MultiMNISTConfig, node, "dataset")
+    arrays = build_or_load(dataset_class, cfg, names)
+
+    def split(part: str) -> Split:
+        targets = {name: arrays[f"{part}/{name}"] for name in names}
+        return Split(images_to_float(arrays[f"{part}/images"]), targets)
+
+    info = DatasetInfo(cfg.name, (1, SIZE, SIZE), {n: TargetInfo(num_classes=10) for n in names})
+    return RawData(info, split("train"), split("test"), cfg.val_size)
+
+
+@DATASETS.register("multimnist")
+def multimnist(node: DictConfig) -> RawData:
+    from torchvision.datasets import MNIST
+
+    return load_multi(MNIST, node, ("left_digit", "right_digit"))
+
+
+@DATASETS.register("multifashion")
+def multifashion(node: DictConfig) -> RawData:
+    from torchvision.datasets import FashionMNIST
+
+    return load_multi(FashionMNIST, node, ("left_class", "right_class"))

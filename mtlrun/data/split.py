@@ -1,0 +1,113 @@
+"""In-memory splits: whole datasets as tensors, batches by shuffled index slicing."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What one target column holds: class indices (`num_classes`) or real values (`dim`)."""
+
+    num_classes: int | None = None
+    dim: int | None = None
+
+    @property
+    def is_class(self) -> bool:
+        return self.num_classes is not None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    input_shape: tuple[int, ...]  # (C, H, W) for images, (D,) for vectors
+    targets: dict[str, TargetInfo] = field(default_factory=dict)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+
+@dataclass
+class Batch:
+    inputs: Tensor
+    targets: dict[str, Tensor]
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+@dataclass
+class Split:
+    """One split held as tensors: inputs are float32 (images in [0, 1], N×C×H×W)."""
+
+    inputs: Tensor
+    targets: dict[str, Tensor]
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def to(self, device: torch.device) -> "Split":
+        return Split(self.inputs.to(device), {k: v.to(device) for k, v in self.targets.items()})
+
+    def subset(self, index: Tensor) -> "Split":
+        index = index.to(self.inputs.device)
+        return Split(self.inputs[index], {k: v[index] for k, v in self.targets.items()})
+
+    def head(self, n: int) -> Batch:
+        return Batch(self.inputs[:n], {k: v[:n] for k, v in self.targets.items()})
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
+        """Shuffled batches when a generator is given, else in order; the last may be short."""
+        n = len(self)
+        if generator is None:
+            for start in range(0, n, batch_size):
+                part = slice(start, start + batch_size)
+                yield Batch(self.inputs[part], {k: v[part] for k, v in self.targets.items()})
+            return
+        order = torch.randperm(n, generator=generator).to(self.inputs.device, non_blocking=True)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            yield Batch(self.inputs[index], {k: v[index] for k, v in self.targets.items()})
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+
+@dataclass
+class Data:
+    info: DatasetInfo
+    train: Split
+    val: Split
+    test: Split
+
+
+def split_off_validation(train: Split, val_size: int, seed: int) -> tuple[Split, Split]:
+    """Carve a seeded random validation split out of the training split."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train), generator=generator)
+    return train.subset(order[val_size:]), train.subset(order[:val_size])
+
+
+def images_to_float(images: Tensor) -> Tensor:
+    """uint8 images (N×H×W, N×C×H×W or N×H×W×C with C in {1, 3}) to float N×C×H×W in [0, 1]."""
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    elif images.dim() == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.permute(0, 3, 1, 2)
+    return images.contiguous().float().div_(255.0)
+
+
+def digit_targets(digits: Tensor) -> dict[str, Tensor]:
+    """A digit label and the labels derived from it: parity (odd = 1) and magnitude (≥ 5 = 1)."""
+    digits = digits.long()
+    return {"digit": digits, "parity": digits % 2, "magnitude": (digits >= 5).long()}
+
+
+DIGIT_TARGETS = {
+    "digit": TargetInfo(num_classes=10),
+    "parity": TargetInfo(num_classes=2),
+    "magnitude": TargetInfo(num_classes=2),
+}

@@ -1,0 +1,48 @@
+"""Denoising: reconstruct the clean image from a corrupted one (Vincent et al. 2008, 2010)."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mtlrun.errors import ConfigError
+from mtlrun.tasks.base import TASKS
+from mtlrun.tasks.reconstruction import Reconstruction, ReconstructionConfig
+
+
+@dataclass
+class DenoisingConfig(ReconstructionConfig):
+    noise_std: float = 0.3  # additive Gaussian noise, then clipped to [0, 1]; 0 turns it off
+    mask_prob: float = 0.0  # each pixel set to 0 with this probability (masking noise)
+
+
+@TASKS.register("denoising")
+class Denoising(Reconstruction):
+    """A reconstruction task whose inputs are corrupted: the loss, metrics and decoder are
+    reconstruction's, and the targets stay the clean images.
+
+    The corruption applies to the model's inputs, so every task sharing the encoder sees the
+    corrupted images. It is drawn from torch's global random state, in evaluation too, so
+    evaluation stays repeatable under a seed.
+    """
+
+    Config = DenoisingConfig
+
+    def __init__(self, name: str, cfg: DenoisingConfig) -> None:
+        super().__init__(name, cfg)
+        if cfg.noise_std < 0:
+            raise ConfigError(f"tasks.{name}.noise_std={cfg.noise_std} must be at least 0")
+        if not 0 <= cfg.mask_prob < 1:
+            raise ConfigError(f"tasks.{name}.mask_prob={cfg.mask_prob} must be in [0, 1)")
+        if cfg.noise_std == 0 and cfg.mask_prob == 0:
+            raise ConfigError(
+                f"tasks.{name}: noise_std and mask_prob are both 0, so nothing is corrupted; "
+                "set one of them, or use the reconstruction task"
+            )
+
+    def corrupt(self, inputs: Tensor) -> Tensor:
+        if self.cfg.noise_std > 0:
+            inputs = (inputs + self.cfg.noise_std * torch.randn_like(inputs)).clamp(0.0, 1.0)
+        if self.cfg.mask_prob > 0:
+            inputs = inputs * (torch.rand_like(inputs) >= self.cfg.mask_prob)
+        return inputs
