@@ -22,6 +22,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from benchmarks_md import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 MTLRUN_ARGS = [
     "backbone=vae",
@@ -121,12 +123,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text()
-        start, end = "<!-- vae_speed:start -->", "<!-- vae_speed:end -->"
-        before, rest = text.split(start, 1)
-        _, after = rest.split(end, 1)
-        path.write_text(f"{before}{start}\n{table}\n{end}{after}")
+        write_section("vae_speed", table)
 
 
 if __name__ == "__main__":
