@@ -4,8 +4,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import draw_bounding_boxes, save_image
 
 from mtlrun.sharing import MultiTaskModel
 
@@ -47,3 +48,33 @@ def save_interpolations(
     line = start[:n, None] * (1 - weights) + end[:n, None] * weights
     images = torch.sigmoid(model.head(task).decoder(line.flatten(0, 1)))
     save_image(images.float().cpu(), path, nrow=steps, padding=2, pad_value=1.0)
+
+
+@torch.inference_mode()
+def save_predictions(
+    model: MultiTaskModel,
+    inputs: Tensor,
+    targets: dict[str, Tensor],
+    tasks: dict[str, str],
+    path: Path,
+    scale: int = 3,
+) -> None:
+    """Inputs with the predicted classes written on them (task order, e.g. the left and right
+    digits of MultiMNIST): green when every prediction is right, red otherwise. `tasks` maps
+    each classification task to the target it predicts."""
+    predictions = model(inputs).predictions
+    predicted = torch.stack([predictions[task].argmax(1) for task in tasks], 1).cpu()
+    truth = torch.stack([targets[target] for target in tasks.values()], 1).cpu()
+    images = F.interpolate(inputs.float().cpu().clamp(0, 1), scale_factor=scale, mode="nearest")
+    images = (images * 255).to(torch.uint8).expand(-1, 3, -1, -1)
+    frame = torch.tensor([[0, 0, images.shape[-1] - 1, images.shape[-2] - 1]])
+    drawn = [
+        draw_bounding_boxes(
+            image,
+            frame,
+            labels=[" ".join(map(str, guess.tolist()))],
+            colors="lime" if torch.equal(guess, right) else "red",
+        )
+        for image, guess, right in zip(images, predicted, truth, strict=True)
+    ]
+    save_image(torch.stack(drawn).float() / 255, path, nrow=8, padding=2, pad_value=1.0)

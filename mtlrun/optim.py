@@ -18,6 +18,7 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam, AdamW
+    eps: float = 1.0e-8  # Adam, AdamW
     momentum: float = 0.9  # SGD
     nesterov: bool = False  # SGD
     schedule: str = "none"
@@ -44,7 +45,12 @@ def build_optimizer(
         # The fused kernel updates all parameters in one pass: on a small model the optimiser
         # step otherwise costs a third of the training step.
         optimizer = OPTIMIZERS[cfg.name](
-            params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=True
+            params,
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            fused=True,
         )
     total_steps = max(1, steps_per_epoch * epochs)
     if cfg.schedule == "cosine":

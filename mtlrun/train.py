@@ -19,12 +19,18 @@ from mtlrun.config import check_choice, parse
 from mtlrun.data import Data, Split, load_data
 from mtlrun.errors import ConfigError, TrainingDiverged
 from mtlrun.evaluate import evaluate
-from mtlrun.images import save_interpolations, save_prior_samples, save_reconstructions
+from mtlrun.images import (
+    save_interpolations,
+    save_predictions,
+    save_prior_samples,
+    save_reconstructions,
+)
 from mtlrun.loggers import Loggers
 from mtlrun.optim import build_optimizer
 from mtlrun.runfolder import RunFolder, seconds_since_process_start, write_json
 from mtlrun.sharing import SHARING, MultiTaskModel
 from mtlrun.tasks import Task, build_tasks
+from mtlrun.tasks.classification import Classification
 from mtlrun.tasks.generation import Generation
 from mtlrun.tasks.reconstruction import Reconstruction
 from mtlrun.terminal import Reporter, metrics_table
@@ -356,10 +362,14 @@ def train_epoch(
         optimizer.step()
         if experiment.scheduler is not None:
             experiment.scheduler.step()
+        step_losses = torch.stack([total, *(loss.detach() for loss in losses)]).float()
         counts = [len(batch), *(task.example_count(batch) for task in loss_tasks)]
-        for i, (loss, count) in enumerate(zip([total, *losses], counts, strict=True)):
-            sums[0, i] += loss.detach().float() * count
-            sums[1, i] += count
+        if any(isinstance(count, torch.Tensor) for count in counts):  # targets missing
+            counts = torch.stack([torch.as_tensor(c, device=sums.device) for c in counts])
+        else:
+            counts = len(batch)
+        sums[0] += step_losses * counts
+        sums[1] += counts
         at.batch, at.step, at.epoch_sums = index + 1, at.step + 1, sums
         bar.advance(bar_task)
         stop.check()
@@ -435,20 +445,28 @@ def image_source(data: Data) -> Split:
 
 
 def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, Path]:
-    """Reconstruction grid, and prior samples when the backbone has a prior."""
-    reconstruction = experiment.task_of_type(Reconstruction)
-    if reconstruction is None:
+    """The grids of one evaluation (image data only): inputs labelled with the predicted
+    classes, reconstructions, and prior samples when the backbone has a prior."""
+    if not experiment.data.info.is_image:
         return {}
-    # As the model sees them: a denoising task's grid shows the corrupted inputs.
-    inputs = image_source(experiment.data).head(8 * experiment.trainer.image_rows).inputs
-    inputs = experiment.model_inputs(inputs)
-    model = experiment.model
-    written = {"reconstructions": run.images / f"recon_{tag}.png"}
+    batch = image_source(experiment.data).head(8 * experiment.trainer.image_rows)
+    # As the model sees them: a denoising task's grids show the corrupted inputs.
+    inputs = experiment.model_inputs(batch.inputs)
+    model, written = experiment.model, {}
+    classifiers = {t.name: t.target for t in experiment.tasks if isinstance(t, Classification)}
+    reconstruction = experiment.task_of_type(Reconstruction)
+    model.eval()
     with experiment.autocast:
-        save_reconstructions(model, reconstruction.name, inputs, written["reconstructions"])
-        if experiment.backbone.has_prior:
+        if classifiers:
+            written["predictions"] = run.images / f"predictions_{tag}.png"
+            save_predictions(model, inputs, batch.targets, classifiers, written["predictions"])
+        if reconstruction is not None:
+            written["reconstructions"] = run.images / f"recon_{tag}.png"
+            save_reconstructions(model, reconstruction.name, inputs, written["reconstructions"])
+        if reconstruction is not None and experiment.backbone.has_prior:
             generation = experiment.task_of_type(Generation)
             n = generation.num_samples if isinstance(generation, Generation) else 64
             written["samples"] = run.images / f"samples_{tag}.png"
             save_prior_samples(model, reconstruction.name, inputs, n, written["samples"])
+    model.train()
     return written

@@ -62,8 +62,11 @@ def test_run_folder_has_every_file_and_key(run_dir):
         "recon_e002.png",
         "samples_e001.png",
         "samples_e002.png",
+        "predictions_e002.png",
         "interpolation.png",
     } <= images
+    # 16 validation images, 3× enlarged, labelled with the predicted class
+    assert Image.open(run_dir / "images" / "predictions_e002.png").size == (8 * 86 + 2, 2 * 86 + 2)
     # 2 input rows + 2 output rows of 8 images of 28 px with 2 px padding
     assert Image.open(run_dir / "images" / "recon_e002.png").size == (8 * 30 + 2, 4 * 30 + 2)
     assert Image.open(run_dir / "images" / "samples_e002.png").size == (8 * 30 + 2, 8 * 30 + 2)

@@ -7,17 +7,19 @@ aggregator; this file is the part they share.
 """
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchjd.aggregation import Aggregator
-from torchjd.autojac import jac_to_grad, mtl_backward
 
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.base import TaskIndex, Weighting, shared_representation, trained
+
+if TYPE_CHECKING:
+    from torchjd.aggregation import Aggregator
 
 
 class GradientAggregation(Weighting):
@@ -50,7 +52,7 @@ class GradientAggregation(Weighting):
         method: str,
         tasks: list[Task],
         model: MultiTaskModel,
-        make_aggregator: Callable[[], Aggregator],
+        make_aggregator: Callable[[], "Aggregator"],
     ) -> None:
         super().__init__(tasks, model)
         self.method = method
@@ -77,6 +79,8 @@ class GradientAggregation(Weighting):
         if auxiliary is not None and auxiliary.requires_grad:
             auxiliary.backward(retain_graph=bool(rows))
         if len(rows) > 1 and shared:
+            from torchjd.autojac import mtl_backward  # imported when used: it loads cvxpy
+
             mtl_backward([losses[t] for t in rows], features=shared)
             self.rows = self.index(rows, self.steps.device)
             weights = self.aggregate([p for p in self.model_parameters if hasattr(p, "jac")])
@@ -89,6 +93,8 @@ class GradientAggregation(Weighting):
 
     def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor:
         """Aggregate the `.jac` of the shared parameters into their `.grad`; the weights."""
+        from torchjd.autojac import jac_to_grad
+
         return jac_to_grad(shared_parameters, self.aggregator)
 
     def _record_cosines(self, module: nn.Module, inputs: tuple[Tensor], aggregated: Tensor) -> None:

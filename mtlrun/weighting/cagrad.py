@@ -4,7 +4,6 @@ NeurIPS 2021)."""
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
-from torchjd.aggregation import CAGrad
 
 from mtlrun.config import parse
 from mtlrun.errors import ConfigError
@@ -27,6 +26,8 @@ class CAGradAggregation(GradientAggregation):
     gradient, a larger c moves toward MGDA. Needs `torchjd[cagrad]` (cvxpy)."""
 
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        from torchjd.aggregation import CAGrad  # imported when chosen: torchjd loads cvxpy
+
         config = parse(CAGradConfig, node, "weighting")
         if config.c < 0 or config.norm_eps < 0:
             raise ConfigError(

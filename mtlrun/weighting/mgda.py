@@ -4,7 +4,6 @@ Optimization", NeurIPS 2018)."""
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
-from torchjd.aggregation import MGDA
 
 from mtlrun.config import parse
 from mtlrun.errors import ConfigError
@@ -27,6 +26,8 @@ class MGDAAggregation(GradientAggregation):
     Pareto-stationary point."""
 
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        from torchjd.aggregation import MGDA  # imported when chosen: torchjd loads cvxpy
+
         config = parse(MGDAConfig, node, "weighting")
         if config.epsilon <= 0 or config.max_iters < 1:
             raise ConfigError(

@@ -2,12 +2,11 @@
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
-from torchjd.aggregation import NashMTL
 
 from mtlrun.config import parse
 from mtlrun.errors import ConfigError
@@ -15,6 +14,9 @@ from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
 from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
+
+if TYPE_CHECKING:
+    from torchjd.aggregation import NashMTL
 
 
 @dataclass
@@ -34,9 +36,11 @@ class NashMTLAggregation(GradientAggregation):
     trained on changes (two-stage training) the solver starts again from equal weights.
     """
 
-    aggregator: NashMTL
+    aggregator: "NashMTL"
 
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        from torchjd.aggregation import NashMTL  # imported when chosen: torchjd loads cvxpy
+
         config = parse(NashMTLConfig, node, "weighting")
         if config.max_norm < 0 or config.update_weights_every < 1 or config.optim_niter < 1:
             raise ConfigError(

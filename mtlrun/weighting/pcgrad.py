@@ -1,7 +1,6 @@
 """PCGrad (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020)."""
 
 from omegaconf import DictConfig
-from torchjd.aggregation import PCGrad
 
 from mtlrun.config import parse
 from mtlrun.sharing import MultiTaskModel
@@ -16,5 +15,7 @@ class PCGradAggregation(GradientAggregation):
     with (negative inner product), in random order; the projected gradients are summed."""
 
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        from torchjd.aggregation import PCGrad  # imported when chosen: torchjd loads cvxpy
+
         config = parse(WeightingConfig, node, "weighting")
         super().__init__(config.name, tasks, model, PCGrad)

@@ -1,7 +1,6 @@
 """UPGrad (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024)."""
 
 from omegaconf import DictConfig
-from torchjd.aggregation import UPGrad
 
 from mtlrun.config import parse
 from mtlrun.sharing import MultiTaskModel
@@ -17,5 +16,7 @@ class UPGradAggregation(GradientAggregation):
     product with every task gradient)."""
 
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        from torchjd.aggregation import UPGrad  # imported when chosen: torchjd loads cvxpy
+
         config = parse(WeightingConfig, node, "weighting")
         super().__init__(config.name, tasks, model, UPGrad)
