@@ -62,10 +62,14 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise UserError(f"bad override in {' '.join(overrides)}: {error}") from None
 
 
-def load_trained(run_dir: Path, checkpoint: str, overrides: list[str]) -> Experiment:
-    """Rebuild a run's experiment and load the weights of checkpoints/<checkpoint>.pt."""
+def load_trained(run_dir: Path, checkpoint: str, overrides: list[str]) -> tuple[Experiment, str]:
+    """Rebuild a run's experiment and load the weights of checkpoints/<checkpoint>.pt; `best`
+    falls back to `last` for runs without a validation split (they keep no best.pt). Returns
+    the experiment and the checkpoint used."""
     if checkpoint not in ("best", "last"):
         raise UserError(f"checkpoint={checkpoint!r} is not known; choose one of: best, last")
+    if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
+        checkpoint = "last"
     cfg = apply_overrides(run_config(run_dir), overrides)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     state = load_checkpoint(path)
@@ -75,6 +79,6 @@ def load_trained(run_dir: Path, checkpoint: str, overrides: list[str]) -> Experi
     except (KeyError, RuntimeError) as error:
         reason = str(error).splitlines()[0]
         raise UserError(f"{path} does not fit the run's model ({reason})") from None
-    experiment.model.to(experiment.device).eval()
+    experiment.model.eval()
     torch.manual_seed(int(cfg.seed))
-    return experiment
+    return experiment, checkpoint

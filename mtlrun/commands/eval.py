@@ -14,10 +14,7 @@ from mtlrun.terminal import metrics_table
 
 def main() -> None:
     run_dir, options, overrides = split_arguments(sys.argv[1:], {"checkpoint": "best"})
-    checkpoint = options["checkpoint"]
-    if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
-        checkpoint = "last"  # runs without a validation split keep no best.pt
-    experiment = load_trained(run_dir, checkpoint, overrides)
+    experiment, checkpoint = load_trained(run_dir, options["checkpoint"], overrides)
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     data = experiment.data

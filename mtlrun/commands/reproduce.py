@@ -28,6 +28,15 @@ def new_run_dir(name: str) -> Path:
     return path
 
 
+def relative_difference(old: float, new: float) -> float:
+    return abs(new - old) / max(abs(old), 1e-12)
+
+
+def metric_agrees(old: float, new: float, rtol: float) -> bool:
+    """Equal bit for bit when `rtol` is 0, else within `rtol` of the original."""
+    return new == old if rtol == 0 else relative_difference(old, new) <= rtol
+
+
 def compare(original: dict[str, float], new: dict[str, float], rtol: float) -> Table:
     table = Table(title="reproduction (test metrics of the final model)", title_justify="left")
     for column in ("metric", "original", "reproduced", "relative difference", ""):
@@ -37,20 +46,20 @@ def compare(original: dict[str, float], new: dict[str, float], rtol: float) -> T
         if old is None or value is None:
             table.add_row(key, str(old), str(value), "missing", "✗")
             continue
-        difference = abs(value - old) / max(abs(old), 1e-12)
-        agrees = value == old if rtol == 0 else difference <= rtol
         table.add_row(
-            key, format_value(old), format_value(value), f"{difference:.2e}", "✓" if agrees else "✗"
+            key,
+            format_value(old),
+            format_value(value),
+            f"{relative_difference(old, value):.2e}",
+            "✓" if metric_agrees(old, value, rtol) else "✗",
         )
     return table
 
 
 def agree(original: dict[str, float], new: dict[str, float], rtol: float) -> bool:
-    if original.keys() != new.keys():
-        return False
-    if rtol == 0:
-        return original == new
-    return all(abs(new[k] - v) <= rtol * max(abs(v), 1e-12) for k, v in original.items())
+    return original.keys() == new.keys() and all(
+        metric_agrees(value, new[key], rtol) for key, value in original.items()
+    )
 
 
 def main() -> None:

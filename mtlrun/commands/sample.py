@@ -24,10 +24,7 @@ def main() -> None:
         ) from None
     if n < 1:
         raise UserError(f"n={n} must be at least 1")
-    checkpoint = options["checkpoint"]
-    if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
-        checkpoint = "last"
-    experiment = load_trained(run_dir, checkpoint, overrides)
+    experiment, checkpoint = load_trained(run_dir, options["checkpoint"], overrides)
     reconstruction = experiment.task_of_type(Reconstruction)
     if reconstruction is None:
         raise UserError(f"{run_dir} has no reconstruction task, so no decoder to draw images with")
