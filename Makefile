@@ -29,6 +29,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/vae_speed.py
+	$(BIN)/python bench/vae_step.py
 	$(BIN)/python bench/multimnist_table.py
 
 lint: install
