@@ -12,6 +12,7 @@ seed and the recipe's version.
 """
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,21 @@ def make_pairs(
     return compose(images, images[partner]), {left_name: labels, right_name: labels[partner]}
 
 
+def read_cache(path: Path, names: tuple[str, str]) -> dict[str, Tensor] | None:
+    """The cached splits, or None (with a one-line warning) when the file is damaged or not
+    what this version writes: it is derived data, so it is rebuilt rather than trusted."""
+    expected = {f"{split}/{key}" for split in ("train", "test") for key in ("images", *names)}
+    try:
+        arrays = torch.load(path, weights_only=True)
+        if isinstance(arrays, dict) and expected <= arrays.keys():
+            return arrays
+        problem = "holds other arrays than expected"
+    except Exception as error:  # a truncated or garbled file: any reader error means rebuild
+        problem = f"cannot be read ({str(error).splitlines()[0] if str(error) else error!r})"
+    print(f"mtlrun: warning: the cache {path} {problem}; rebuilding it", file=sys.stderr)
+    return None
+
+
 def build_or_load(
     dataset_class: type, cfg: MultiMNISTConfig, names: tuple[str, str]
 ) -> dict[str, Tensor]:
@@ -74,7 +90,9 @@ def build_or_load(
     file_name = f"{dataset_class.__name__}_seed{cfg.seed}_v{RECIPE_VERSION}.pt"
     path = cache_root(cfg.cache_dir) / "multimnist" / file_name
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        cached = read_cache(path, names)
+        if cached is not None:
+            return cached
     train_x, train_y, test_x, test_y = load_torchvision(dataset_class, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
     arrays: dict[str, Tensor] = {}

@@ -110,6 +110,28 @@ def test_the_cache_is_written_once_then_reused(fake_sources, tmp_path):
     assert len(list((tmp_path / "cache").rglob("*.pt"))) == 2  # a new seed, a new entry
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_bytes(path.read_bytes()[:1000]),  # truncated
+        lambda path: path.write_bytes(b"not a checkpoint"),  # garbled
+        lambda path: torch.save({"train/images": torch.zeros(1)}, path),  # other arrays
+    ],
+    ids=["truncated", "garbled", "other-arrays"],
+)
+def test_a_damaged_cache_is_rebuilt_with_a_warning(fake_sources, tmp_path, capsys, damage):
+    first = raw()
+    (cached,) = (tmp_path / "cache").rglob("*.pt")
+    damage(cached)
+    second = raw()
+    assert fake_sources.built == 4  # the sources were read again
+    assert torch.equal(first.train.inputs, second.train.inputs)
+    assert f"the cache {cached}" in capsys.readouterr().err
+    third = raw()  # and the rebuilt file is good again
+    assert fake_sources.built == 4
+    assert torch.equal(first.test.inputs, third.test.inputs)
+
+
 def test_cache_folder_falls_back_to_the_environment_then_home(monkeypatch, tmp_path):
     assert cache_root(str(tmp_path / "x")) == tmp_path / "x"
     monkeypatch.setenv("MTLRUN_CACHE", str(tmp_path / "env"))
