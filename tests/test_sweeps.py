@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -144,17 +145,23 @@ def test_joblib_launcher_runs_the_jobs_in_parallel_processes(tmp_path):
     assert all(m["command"].startswith("mtlrun train -m hydra/launcher=joblib") for m in meta)
 
 
-def test_optuna_search_optimises_the_named_metric(tmp_path):
-    result = mtlrun(
-        tmp_path,
-        "train",
-        "+experiment=vae_mnist",
-        "hparams_search=vae_optuna",
-        "hydra.sweeper.n_trials=2",
-        *SMALL,
-        "dataset.target_name=digit",
-        "trainer.epochs=1",
-    )
+def test_optuna_search_optimises_the_named_metric_and_keeps_its_study(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def search(trials: int, where: Path) -> subprocess.CompletedProcess:
+        return mtlrun(
+            where,
+            "train",
+            "+experiment=vae_mnist",
+            "hparams_search=vae_optuna",
+            f"hydra.sweeper.n_trials={trials}",
+            f"hydra.sweeper.storage='{storage}'",
+            *SMALL,
+            "dataset.target_name=digit",
+            "trainer.epochs=1",
+        )
+
+    result = search(2, tmp_path)
     assert result.returncode == 0, result.stderr
     sweep = the_sweep(tmp_path)
     values = [
@@ -165,6 +172,11 @@ def test_optuna_search_optimises_the_named_metric(tmp_path):
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     assert best.best_value == pytest.approx(min(values))
     assert set(best.best_params) == {"backbone.latent_dim", "optim.lr", "backbone.beta"}
+    # A second search with the same storage continues the study: 2 + 1 trials.
+    again = tmp_path / "again"
+    again.mkdir()
+    assert search(1, again).returncode == 0
+    assert len(optuna.load_study(study_name="vae_optuna", storage=storage).trials) == 3
 
 
 def test_optimized_metric_is_checked_against_the_config_and_the_sweeper():
