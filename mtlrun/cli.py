@@ -62,21 +62,46 @@ def check_group_choices(overrides: list[str]) -> None:
                 fail(f"{group}={option!r} is not known; choose one of: {', '.join(choices)}")
 
 
+def first_job(overrides: list[str]) -> list[str] | None:
+    """The overrides of a sweep's first job (`latent_dim=2,8,32` → `latent_dim=2`, an
+    `interval(a, b)` → its start), Hydra's own overrides left out; None when the command line
+    holds Hydra flags (`--cfg job`, `-cd DIR`) that only Hydra can read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in overrides):
+        return None
+    kept = [arg for arg in overrides if not arg.startswith(("-", "hydra"))]
+    job = []
+    for override in OverridesParser.create().parse_overrides(kept):
+        if not override.is_sweep_override():
+            job.append(override.input_line)
+        elif isinstance(override.value(), IntervalSweep):
+            job.append(f"{override.get_key_element()}={override.value().start}")
+        elif override.is_choice_sweep() or override.is_range_sweep():
+            first = next(iter(override.sweep_string_iterator()))
+            job.append(f"{override.get_key_element()}={first}")
+        # a glob() sweep needs the config loader to enumerate: Hydra checks it
+    return job
+
+
 def check_composes(overrides: list[str]) -> None:
-    """Compose a single run's config before Hydra does, to report a bad override (a misspelt
-    key, a value of the wrong type) in one line. Sweeps and Hydra's own flags are left to Hydra."""
-    if any(arg.startswith("-") or "," in arg or arg.startswith("hydra") for arg in overrides):
-        return
+    """Compose the config of a run (or of a sweep's first job) before Hydra does, to report a
+    bad override (a misspelt key, a value of the wrong type, broken override grammar) in one
+    line; Hydra prints several."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
+        job = first_job(overrides)
+        if job is None:
+            return
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            compose("train", overrides=overrides)
+            compose("train", overrides=job)
     except (HydraException, OmegaConfBaseException) as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        details = ("full_key", "object_type")
+        details = ("full_key", "object_type", "See https://hydra.cc")
         kept = [line.rstrip(".") for line in lines if not line.startswith(details)]
         fail("; ".join(kept))
 

@@ -104,6 +104,9 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         "dense_ae",
         ("train", "+experiment=nope"): "experiment='nope' is not known; choose one of: ae_mnist",
         ("train", "backbone.latnt=3"): "Could not override 'backbone.latnt'",
+        ("train", "-m", "seed=0,1", "backbone.latnt=2,3"): "Could not override 'backbone.latnt'",
+        ("train", "-m", "optim.lr=interval(0.1,1)", "optim.lr_=1"): "override 'optim.lr_'",
+        ("train", "a=b=c"): "mismatched input '='",
         ("train", *TINY, "trainer.epochs=abc"): "trainer.epochs: Value 'abc'",
         ("frobnicate",): "unknown command 'frobnicate'; choose one of: train",
     }
@@ -113,6 +116,7 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         assert words in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not (tmp_path / "outputs" / "multirun").exists()  # no sweep job was started
 
 
 def test_missing_data_is_a_one_line_message_naming_the_folder(tmp_path):
