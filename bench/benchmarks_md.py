@@ -1,8 +1,32 @@
-"""Writing a benchmark's table into its marked section of BENCHMARKS.md."""
+"""What the bench scripts share: the data check, the machine line and writing a table into
+its marked section of BENCHMARKS.md."""
 
+import os
+import platform
+import sys
+from datetime import date
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def require_data() -> None:
+    if not os.environ.get("MTLRUN_DATA"):
+        sys.exit("set MTLRUN_DATA to the folder holding MNIST (make bench does)")
+
+
+def measured_on() -> str:
+    """`Measured <today> on <host> (<n> CPUs, <processor>)`, the start of every table's caption."""
+    processor = platform.processor() or platform.machine()
+    return f"Measured {date.today()} on {platform.node()} ({os.cpu_count()} CPUs, {processor})"
+
+
+def publish(name: str, lines: list[str], write: bool) -> None:
+    """Print the table, and unless told not to, put it in BENCHMARKS.md's `name` section."""
+    table = "\n".join(lines)
+    print(table)
+    if write:
+        write_section(name, table)
 
 
 def write_section(name: str, text: str) -> None:

@@ -8,16 +8,13 @@ table goes into BENCHMARKS.md between the multimnist markers.
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-from datetime import date
 from pathlib import Path
 
-from benchmarks_md import write_section
+from benchmarks_md import measured_on, publish, require_data
 
 # concat and two_stage train autoencoders on reconstruction; MultiMNIST's tasks are the two
 # digits only, so they are not in this table.
@@ -72,12 +69,11 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra mtlrun overrides for every run")
     args = parser.parse_args()
-    if not os.environ.get("MTLRUN_DATA"):
-        sys.exit("set MTLRUN_DATA to the folder holding MNIST (make bench does)")
+    require_data()
     pairs = args.only.split(",") if args.only else CONFIGURATIONS
     work = Path(tempfile.mkdtemp(prefix="mtlrun_multimnist_"))
     lines = [
-        f"Measured {date.today()} on {platform.node()} ({os.cpu_count()} CPUs), device=cpu, "
+        f"{measured_on()}, device=cpu, "
         f"one run each (seed 0). Command: `python bench/multimnist_table.py"
         f"{' ' + ' '.join(args.overrides) if args.overrides else ''}`.",
         "",
@@ -95,10 +91,7 @@ def main() -> None:
                 f"| {sharing} | {weighting} | {row['left']:.2f} | {row['right']:.2f} | "
                 f"{row['epoch_s']:.1f} | {row['total_s']:.0f} |"
             )
-    table = "\n".join(lines)
-    print(table)
-    if not args.no_write:
-        write_section("multimnist", table)
+    publish("multimnist", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

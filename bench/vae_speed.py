@@ -12,17 +12,15 @@ between the vae_speed markers.
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
-from benchmarks_md import write_section
+from benchmarks_md import measured_on, publish, require_data
 
 ROOT = Path(__file__).resolve().parent.parent
 MTLRUN_ARGS = [
@@ -57,8 +55,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-write", action="store_true", help="print, do not edit BENCHMARKS.md")
     args = parser.parse_args()
-    if not os.environ.get("MTLRUN_DATA"):
-        sys.exit("set MTLRUN_DATA to the folder holding MNIST (make bench does)")
+    require_data()
     python = sys.executable
     work = Path(tempfile.mkdtemp(prefix="mtlrun_bench_"))
     if args.device == "cpu":
@@ -109,8 +106,7 @@ def main() -> None:
         return statistics.mean(row[key] for row in rows)
 
     lines = [
-        f"Measured {date.today()} on {platform.node()} ({os.cpu_count()} CPUs, "
-        f"{platform.processor() or platform.machine()}), device={args.device}, "
+        f"{measured_on()}, device={args.device}, "
         f"{args.repeats} repetitions, alternating. Command: "
         f"`python bench/vae_speed.py --repeats {args.repeats} --device {args.device}`.",
         "",
@@ -129,10 +125,7 @@ def main() -> None:
             f"{row['nelbo']:.2f} | {row['nll_iw']:.2f} | {row['startup_s']:.2f} | "
             f"{row['import_torch_s']:.2f} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    if not args.no_write:
-        write_section("vae_speed", table)
+    publish("vae_speed", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,14 @@ table into BENCHMARKS.md between the vae_step markers.
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from benchmarks_md import write_section
+from benchmarks_md import measured_on, publish, require_data
 from torch import nn
 
 BATCH, STEPS_PER_EPOCH, EPOCHS = 128, 469, 10
@@ -148,8 +146,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="print, do not edit BENCHMARKS.md")
     args = parser.parse_args()
-    if not os.environ.get("MTLRUN_DATA"):
-        sys.exit("set MTLRUN_DATA to the folder holding MNIST (make bench does)")
+    require_data()
     torch.manual_seed(0)
     images = torch.rand(60_000, 784)
     steps = STEPS_PER_EPOCH * EPOCHS
@@ -165,8 +162,7 @@ def main() -> None:
         ("mtlrun `train_epoch`, per step", mtlrun),
     ]
     lines = [
-        f"Measured {date.today()} on {platform.node()} ({os.cpu_count()} CPUs, "
-        f"{platform.processor() or platform.machine()}), torch {torch.__version__}, "
+        f"{measured_on()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, best of {args.repeats}. Command: "
         f"`python bench/vae_step.py --repeats {args.repeats}`.",
         "",
@@ -180,10 +176,7 @@ def main() -> None:
             f"{seconds * steps + imports:.1f} |"
         )
     lines += ["", f"`import torch, torchvision` alone: {imports:.2f} s."]
-    table = "\n".join(lines)
-    print(table)
-    if not args.no_write:
-        write_section("vae_step", table)
+    publish("vae_step", lines, write=not args.no_write)
 
 
 if __name__ == "__main__":
