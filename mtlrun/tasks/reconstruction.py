@@ -117,7 +117,7 @@ class Reconstruction(Task):
         nll = -self.log_likelihood(prediction, target)
         sums = {"loss": nll.sum()}
         if self.cfg.likelihood == "bernoulli":
-            sums["bce"] = nll.sum()
+            sums["bce"] = sums["loss"]  # the Bernoulli NLL is the BCE
         else:
             sums["mse"] = (torch.sigmoid(prediction) - target).pow(2).flatten(1).mean(1).sum()
         kl = encoding.kl
