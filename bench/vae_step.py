@@ -1,13 +1,15 @@
 """Where a VAE training step's time goes, and the floor it puts under the whole 10-epoch run.
 
-The pytorch/examples VAE (784-400-20-400-784, batch 128) step, three ways, alternating,
+The pytorch/examples VAE (784-400-20-400-784, batch 128) step, several ways, alternating,
 several repetitions, best kept (this machine's timings vary by ±20 % from run to run):
 
 - matmuls only: the step's nine matrix products (four forward, five backward) on their own,
   at the BLAS library's best speed: no fp32 training loop can do its arithmetic faster (and
   the same in bf16, for comparison);
 - plain PyTorch: the step as a bare eager loop (forward, loss, backward, fused Adam);
-- mtlrun: `train_epoch` of the bench's config, per step.
+- mtlrun: `train_epoch` of the bench's config, per step, as it is, with `trainer.compile=true`
+  and with `trainer.precision=bf16` (epochs alternating in one process; the first epoch of
+  each, where compiling happens, is timed on its own).
 
 With the time of `import torch, torchvision` (both processes pay it), the matmul floor gives
 the least time any eager fp32 implementation could take for the run's 4,690 steps. Writes the
@@ -21,6 +23,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,17 +44,37 @@ CONFIG = [
 ]
 
 
-def best_seconds(step, repeats: int, n: int = 200) -> float:
-    """The best of `repeats` timings of `n` calls, per call."""
-    for _ in range(20):
-        step()
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(n):
+@dataclass
+class Timing:
+    per_step: float  # seconds, in the best epoch
+    first_epoch_extra: float  # seconds the first epoch took beyond the best
+
+
+def alternate(epochs: dict[str, Callable[[], None]], repeats: int) -> dict[str, Timing]:
+    """Runs each candidate's epoch of STEPS_PER_EPOCH steps in turn, `repeats` + 1 times, so
+    that the machine's drift hits every candidate alike. Keeps the best epoch per step, and
+    how much longer the first epoch took (where `trainer.compile=true` compiles)."""
+    timings: dict[str, list[float]] = {name: [] for name in epochs}
+    for _ in range(repeats + 1):
+        for name, epoch in epochs.items():
+            started = time.perf_counter()
+            epoch()
+            timings[name].append(time.perf_counter() - started)
+    return {
+        # Drift can make a first epoch without warm-up cost the fastest: that is no extra.
+        name: Timing(min(rest) / STEPS_PER_EPOCH, max(0.0, first - min(rest)))
+        for name, (first, *rest) in timings.items()
+    }
+
+
+def steps(step: Callable[[], None]) -> Callable[[], None]:
+    """An epoch of a one-step function."""
+
+    def epoch() -> None:
+        for _ in range(STEPS_PER_EPOCH):
             step()
-        timings.append((time.perf_counter() - started) / n)
-    return min(timings)
+
+    return epoch
 
 
 def matmuls_only(dtype: torch.dtype):
@@ -106,29 +130,32 @@ def plain_pytorch(images: torch.Tensor):
     return step
 
 
-def mtlrun_epoch_seconds(repeats: int) -> float:
+def mtlrun_epochs(variants: dict[str, list[str]]) -> dict[str, Callable[[], None]]:
+    """`train_epoch` of the bench's config with each variant's extra overrides."""
     from hydra import compose, initialize_config_dir
 
     from mtlrun.config import config_dir
     from mtlrun.terminal import Reporter
     from mtlrun.train import Progress, build, train_epoch
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        experiment = build(compose("train", overrides=CONFIG))
-    order = torch.Generator().manual_seed(0)
     reporter = Reporter(Path(os.devnull), show_progress=False)
 
     class NoStop:
         def check(self) -> None:
             pass
 
-    timings = []
-    for _ in range(repeats):
-        with reporter.progress() as bar:
-            started = time.perf_counter()
-            train_epoch(experiment, order, Progress(), bar, NoStop())
-            timings.append(time.perf_counter() - started)
-    return min(timings) / experiment.data.train.num_batches(BATCH)
+    def epoch_of(extra: list[str]) -> Callable[[], None]:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            experiment = build(compose("train", overrides=CONFIG + extra))
+        order = torch.Generator().manual_seed(0)
+
+        def epoch() -> None:
+            with reporter.progress() as bar:
+                train_epoch(experiment, order, Progress(), bar, NoStop())
+
+        return epoch
+
+    return {name: epoch_of(extra) for name, extra in variants.items()}
 
 
 def import_seconds(repeats: int) -> float:
@@ -149,31 +176,38 @@ def main() -> None:
     require_data()
     torch.manual_seed(0)
     images = torch.rand(60_000, 784)
-    steps = STEPS_PER_EPOCH * EPOCHS
-    matmuls = best_seconds(matmuls_only(torch.float32), args.repeats)
-    matmuls_bf16 = best_seconds(matmuls_only(torch.bfloat16), args.repeats)
-    plain = best_seconds(plain_pytorch(images), args.repeats)
-    mtlrun = mtlrun_epoch_seconds(args.repeats)
+    total_steps = STEPS_PER_EPOCH * EPOCHS
+    timings = alternate(
+        {
+            "matmuls only (the fp32 floor)": steps(matmuls_only(torch.float32)),
+            "matmuls only, in bf16": steps(matmuls_only(torch.bfloat16)),
+            "plain PyTorch eager step": steps(plain_pytorch(images)),
+            **mtlrun_epochs(
+                {
+                    "mtlrun `train_epoch`": [],
+                    "mtlrun, `trainer.compile=true`": ["trainer.compile=true"],
+                    "mtlrun, `trainer.precision=bf16`": ["trainer.precision=bf16"],
+                }
+            ),
+        },
+        args.repeats,
+    )
     imports = import_seconds(args.repeats)
-    rows = [
-        ("matmuls only (the fp32 floor)", matmuls),
-        ("matmuls only, in bf16", matmuls_bf16),
-        ("plain PyTorch eager step", plain),
-        ("mtlrun `train_epoch`, per step", mtlrun),
-    ]
     lines = [
         f"{measured_on()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, best of {args.repeats}. Command: "
         f"`python bench/vae_step.py --repeats {args.repeats}`.",
         "",
-        f"| one training step (batch {BATCH}) | ms | × {steps:,} steps, s | "
-        "+ `import torch, torchvision`, s |",
-        "|---|---|---|---|",
+        f"| one training step (batch {BATCH}) | ms | × {total_steps:,} steps, s | "
+        "first epoch's extra s | + both + `import torch, torchvision`, s |",
+        "|---|---|---|---|---|",
     ]
-    for label, seconds in rows:
+    for label, timing in timings.items():
+        run_seconds = timing.per_step * total_steps
+        whole = run_seconds + timing.first_epoch_extra + imports
         lines.append(
-            f"| {label} | {seconds * 1e3:.2f} | {seconds * steps:.1f} | "
-            f"{seconds * steps + imports:.1f} |"
+            f"| {label} | {timing.per_step * 1e3:.2f} | {run_seconds:.1f} | "
+            f"{timing.first_epoch_extra:.1f} | {whole:.1f} |"
         )
     lines += ["", f"`import torch, torchvision` alone: {imports:.2f} s."]
     publish("vae_step", lines, write=not args.no_write)
