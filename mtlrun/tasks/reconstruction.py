@@ -71,10 +71,10 @@ class Reconstruction(Task):
         """log p(x | z) per example, summed over pixels."""
         if self.cfg.likelihood == "bernoulli":
             nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            return -nll.flatten(1).sum(dim=1)
-        sigma = self.cfg.sigma
-        nll = 0.5 * ((torch.sigmoid(logits) - target) / sigma) ** 2
-        nll = nll + math.log(sigma) + 0.5 * math.log(2 * math.pi)
+        else:
+            sigma = self.cfg.sigma
+            nll = 0.5 * ((torch.sigmoid(logits) - target) / sigma) ** 2
+            nll = nll + math.log(sigma) + 0.5 * math.log(2 * math.pi)
         return -nll.flatten(1).sum(dim=1)
 
     def per_example_loss(self, prediction: Tensor, batch: Batch) -> Tensor:
