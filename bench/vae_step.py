@@ -136,13 +136,10 @@ def mtlrun_epochs(variants: dict[str, list[str]]) -> dict[str, Callable[[], None
 
     from mtlrun.config import config_dir
     from mtlrun.terminal import Reporter
-    from mtlrun.train import Progress, build, train_epoch
+    from mtlrun.train import Progress, StopSignals, build, train_epoch
 
     reporter = Reporter(Path(os.devnull), show_progress=False)
-
-    class NoStop:
-        def check(self) -> None:
-            pass
+    no_stop = StopSignals()  # not entered: no signal handlers, so `check` never stops
 
     def epoch_of(extra: list[str]) -> Callable[[], None]:
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
@@ -151,7 +148,7 @@ def mtlrun_epochs(variants: dict[str, list[str]]) -> dict[str, Callable[[], None
 
         def epoch() -> None:
             with reporter.progress() as bar:
-                train_epoch(experiment, order, Progress(), bar, NoStop())
+                train_epoch(experiment, order, Progress(), bar, no_stop)
 
         return epoch
 
