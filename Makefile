@@ -28,6 +28,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: install
+	$(BIN)/python bench/cpu_drift.py
 	$(BIN)/python bench/vae_speed.py
 	$(BIN)/python bench/vae_step.py
 	$(BIN)/python bench/multimnist_table.py

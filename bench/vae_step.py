@@ -1,7 +1,7 @@
 """Where a VAE training step's time goes, and the floor it puts under the whole 10-epoch run.
 
 The pytorch/examples VAE (784-400-20-400-784, batch 128) step, several ways, alternating,
-several repetitions, best kept (this machine's timings vary by ±20 % from run to run):
+several repetitions, best kept (this machine's timings drift; see bench/cpu_drift.py):
 
 - matmuls only: the step's nine matrix products (four forward, five backward) on their own,
   at the BLAS library's best speed: no fp32 training loop can do its arithmetic faster (and
