@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mtlrun.data import Split
+from mtlrun.sharing.base import OWN_LOSS
 
 if TYPE_CHECKING:
     from mtlrun.train import Experiment
@@ -13,7 +14,9 @@ if TYPE_CHECKING:
 @torch.inference_mode()
 def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = False):
     """`<name>/<task>/<metric>` means over `split`, plus `<name>/loss`, the weighted objective
-    with fixed task weights. With `final`, also the costlier end-of-training metrics (nll_iw)."""
+    with fixed task weights. With `final`, also the costlier end-of-training metrics (nll_iw).
+    A task's own modules besides its head (concat's autoencoders) report their loss as
+    `<task>/autoencoder_loss`, a mean over every example."""
     model, tasks = experiment.model, experiment.tasks
     was_training = model.training
     model.eval()
@@ -30,6 +33,8 @@ def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = Fa
             output = model(experiment.model_inputs(batch.inputs))
         if output.auxiliary_loss is not None:
             auxiliary += output.auxiliary_loss.float() * len(batch)
+        for task_name, own_loss in output.own_losses.items():
+            add(f"{task_name}/{OWN_LOSS}", own_loss.sum())
         for task in tasks:
             if task.name not in output.predictions:
                 continue
@@ -43,10 +48,15 @@ def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = Fa
                 for metric, value in task.final_metric_sums(head, encoding, batch).items():
                     add(f"{task.name}/{metric}", value)
     model.train(was_training)
-    means = {key: value / counts[key.split("/")[0]].clamp(min=1) for key, value in sums.items()}
+    means = {
+        key: value
+        / (len(split) if key.endswith(OWN_LOSS) else counts[key.split("/")[0]].clamp(min=1))
+        for key, value in sums.items()
+    }
     loss = auxiliary / len(split)
     for task in experiment.loss_tasks:
-        loss = loss + task.weight * means[f"{task.name}/loss"]
+        own = means.get(f"{task.name}/{OWN_LOSS}", 0.0)
+        loss = loss + task.weight * (means[f"{task.name}/loss"] + own)
     keys = ["loss", *means]
     values = torch.stack([loss, *means.values()]).tolist()
     return {f"{name}/{key}": value for key, value in zip(keys, values, strict=True)}

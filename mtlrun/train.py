@@ -16,7 +16,7 @@ from rich.progress import Progress as RichProgress
 from mtlrun.backbones import BACKBONES, Backbone
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from mtlrun.config import check_choice, parse
-from mtlrun.data import Data, Split, load_data
+from mtlrun.data import Batch, Data, Split, load_data
 from mtlrun.errors import ConfigError, TrainingDiverged
 from mtlrun.evaluate import evaluate
 from mtlrun.images import (
@@ -28,7 +28,8 @@ from mtlrun.images import (
 from mtlrun.loggers import Loggers
 from mtlrun.optim import build_optimizer
 from mtlrun.runfolder import RunFolder, seconds_since_process_start, write_json
-from mtlrun.sharing import SHARING, MultiTaskModel
+from mtlrun.sharing import SHARING, ModelOutput, MultiTaskModel
+from mtlrun.sharing.base import OWN_LOSS
 from mtlrun.tasks import Task, build_tasks
 from mtlrun.tasks.classification import Classification
 from mtlrun.tasks.generation import Generation
@@ -112,6 +113,19 @@ class Experiment:
         for task in self.tasks:
             inputs = task.corrupt(inputs)
         return inputs
+
+    def task_losses(self, output: ModelOutput, batch: Batch) -> list[torch.Tensor]:
+        """One loss per task with a loss, each holding everything that belongs to the task:
+        its head's loss (a VAE reconstruction's ELBO) and its own modules' (concat's
+        autoencoders)."""
+        losses = []
+        for task in self.loss_tasks:
+            name = task.name
+            loss = task.loss(output.predictions[name], output.encodings[name], batch)
+            if name in output.own_losses:
+                loss = loss + output.own_losses[name].mean()
+            losses.append(loss)
+        return losses
 
     def task_of_type(self, kind: type[Task]) -> Task | None:
         return next((task for task in self.tasks if isinstance(task, kind)), None)
@@ -263,6 +277,7 @@ def fit(
         run.update_meta(startup_seconds=seconds_since_process_start())
     started = time.perf_counter() - at.seconds
     epoch = at.epoch
+    last_val: dict[str, float] | None = None  # the final model's, which selection may read
     epoch_data_order = data_order.get_state()
     try:
         for epoch in range(at.epoch, trainer.epochs + 1):
@@ -279,7 +294,7 @@ def fit(
 
             if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
                 if len(data.val):
-                    val = evaluate(experiment, data.val, "val")
+                    val = last_val = evaluate(experiment, data.val, "val")
                     log("val", val, at.seconds)
                     reporter.print(metrics_table(f"epoch {epoch} · validation", val))
                     if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
@@ -301,15 +316,24 @@ def fit(
     log("test", test, time.perf_counter() - started)
     reporter.print(metrics_table("test (final model)", test))
     reconstruction = experiment.task_of_type(Reconstruction)
-    if reconstruction is not None:
+    if reconstruction is not None and data.info.is_image:
         path = run.images / "interpolation.png"
         with experiment.autocast:
             save_interpolations(
                 model, reconstruction.name, image_source(data).head(16).inputs, path
             )
         loggers.log_image("interpolation", path, trainer.epochs)
+    if last_val is None and len(data.val):  # resumed after the last validation
+        last_val = evaluate(experiment, data.val, "val")
     summary = {
         "metrics": test,
+        "val_metrics": last_val or {},
+        "directions": metric_directions(experiment.tasks, [*test, *(last_val or {})]),
+        "primary_metrics": {
+            task.name: f"test/{task.name}/{task.primary_metric}"
+            for task in experiment.tasks
+            if task.primary_metric is not None
+        },
         "best_epoch": at.best_epoch,
         "best_val_loss": at.best_val_loss,
         "epochs": trainer.epochs,
@@ -351,7 +375,7 @@ def train_epoch(
             continue  # trained on before the interruption
         with experiment.autocast:
             output = experiment.forward(experiment.model_inputs(batch.inputs))
-            losses = [task.loss(output.predictions[task.name], batch) for task in loss_tasks]
+            losses = experiment.task_losses(output, batch)
             losses = [
                 loss if on else loss.detach() for loss, on in zip(losses, active, strict=True)
             ]
@@ -386,6 +410,20 @@ def train_epoch(
     for key, value in experiment.weighting.logged().items():
         metrics[f"train/{key}"] = value
     return metrics
+
+
+def metric_directions(tasks: list[Task], keys: list[str]) -> dict[str, str]:
+    """Lower or higher is better, for every `<split>/loss` and `<split>/<task>/<metric>` key, so
+    that reports need no model code to compare runs."""
+    by_name = {task.name: task for task in tasks}
+    directions = {}
+    for key in keys:
+        _, *rest = key.split("/")
+        if rest == ["loss"] or rest[-1] == OWN_LOSS:
+            directions[key] = "min"
+        else:
+            directions[key] = by_name[rest[0]].directions[rest[1]]
+    return directions
 
 
 def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], seconds: float) -> str:

@@ -165,7 +165,7 @@ def test_optuna_search_optimises_the_named_metric_and_keeps_its_study(tmp_path):
     assert result.returncode == 0, result.stderr
     sweep = the_sweep(tmp_path)
     values = [
-        read_json(run / "summary.json")["metrics"]["test/reconstruction/nelbo"]
+        read_json(run / "summary.json")["val_metrics"]["val/reconstruction/nelbo"]
         for run in sorted(path for path in sweep.iterdir() if path.is_dir())
     ]
     assert len(values) == 2
@@ -181,13 +181,39 @@ def test_optuna_search_optimises_the_named_metric_and_keeps_its_study(tmp_path):
 
 def test_optimized_metric_is_checked_against_the_config_and_the_sweeper():
     base = [*TINY, "tasks=[reconstruction,class]"]
-    train_command.check_optimized_metric(compose_config([*base, "optimized_metric=test/class/acc"]))
-    with pytest.raises(ConfigError, match="choose one of: test/loss, test/reconstruction/loss"):
+    train_command.check_optimized_metric(compose_config([*base, "optimized_metric=val/class/acc"]))
+    with pytest.raises(ConfigError, match="choose one of: val/loss, val/reconstruction/loss"):
         train_command.check_optimized_metric(
-            compose_config([*base, "optimized_metric=test/class/nelbo"])
+            compose_config([*base, "optimized_metric=val/class/nelbo"])
         )
-    assert train_command.objective(compose_config(base), {"test/loss": 1.0}) is None
+    assert train_command.objective(compose_config(base), {"val_metrics": {}}) is None
+    summary = {"val_metrics": {"val/class/acc": 0.75}, "metrics": {"test/class/acc": 0.5}}
+    chosen = compose_config([*base, "optimized_metric=val/class/acc"])
+    assert train_command.objective(chosen, summary) == 0.75
     with pytest.raises(ConfigError, match="set hydra.sweeper.direction=maximize"):
         train_command.check_optimized_metric(
-            compose_config([*base, "optimized_metric=test/class/acc"]), "minimize"
+            compose_config([*base, "optimized_metric=val/class/acc"]), "minimize"
         )
+
+
+def test_selection_on_the_test_split_is_refused(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match="optimized_metric=test/class/acc is a test metric; .* "
+        "optimise the validation metric val/class/acc instead",
+    ):
+        train_command.check_optimized_metric(
+            compose_config([*TINY, "tasks=[class]", "optimized_metric=test/class/acc"])
+        )
+    with pytest.raises(ConfigError, match="needs a validation split, but dataset.val_size=0"):
+        train_command.check_optimized_metric(
+            compose_config(
+                [*TINY, "tasks=[class]", "dataset.val_size=0", "optimized_metric=val/class/acc"]
+            )
+        )
+    result = mtlrun(tmp_path, "train", *TINY, "tasks=[class]", "optimized_metric=test/class/acc")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "mtlrun: error: optimized_metric=test/class/acc is a test metric; selecting on the test "
+        "split biases the test numbers, so optimise the validation metric val/class/acc instead"
+    ]

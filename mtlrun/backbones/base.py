@@ -113,11 +113,6 @@ class Backbone(nn.Module):
         """A fresh decoder mapping codes to logits shaped like the input."""
         return self._make_decoder()
 
-    def auxiliary_loss(self, encoding: Encoding) -> Tensor | None:
-        """β · KL for a VAE (mean over the batch, summed over latent dimensions)."""
-        kl = encoding.kl
-        return None if kl is None else self.kl_weight * kl.mean()
-
 
 def mlp(dims: list[int], act: str, final_activation: bool = True) -> list[nn.Module]:
     """Linear layers with activations between them (and after the last if asked)."""

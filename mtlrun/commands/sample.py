@@ -28,6 +28,8 @@ def main() -> None:
     reconstruction = experiment.task_of_type(Reconstruction)
     if reconstruction is None:
         raise UserError(f"{run_dir} has no reconstruction task, so no decoder to draw images with")
+    if not experiment.data.info.is_image:
+        raise UserError(f"{run_dir} was trained on vectors, not images: there are no grids to draw")
     out = run_dir / "samples"
     out.mkdir(exist_ok=True)
     torch.manual_seed(seed)

@@ -5,6 +5,7 @@ sweep.json and makes the exit status non-zero."""
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,20 +19,31 @@ from mtlrun.train import train
 
 
 def check_optimized_metric(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
-    """`optimized_metric` (what a hyperparameter sweeper minimises or maximises) must be a test
-    metric this config reports, and the sweeper's direction must agree with the metric's;
+    """`optimized_metric` (what a hyperparameter sweeper minimises or maximises) must be a
+    validation metric this config reports: selecting on the test split would make the test
+    numbers of the chosen run optimistic. The sweeper's direction must agree with the metric's;
     checked before training, so a mistake costs no trials."""
     name = cfg.get("optimized_metric")
     if name is None:
         return
-    directions = {"test/loss": "min"} | {
-        f"test/{task}/{metric}": direction
+    if str(name).startswith("test/"):
+        raise ConfigError(
+            f"optimized_metric={name} is a test metric; selecting on the test split biases the "
+            f"test numbers, so optimise the validation metric {'val/' + name[5:]} instead"
+        )
+    if not cfg.dataset.get("val_size", 1):
+        raise ConfigError(
+            f"optimized_metric={name} needs a validation split, but dataset.val_size=0; "
+            "set dataset.val_size, e.g. 5000"
+        )
+    directions = {"val/loss": "min"} | {
+        f"val/{task}/{metric}": direction
         for task, node in cfg.tasks.items()
         for metric, direction in TASKS.get(node.type).directions.items()
     }
     if name not in directions:
         raise ConfigError(
-            f"optimized_metric={name!r} is not a test metric of this config; "
+            f"optimized_metric={name!r} is not a validation metric of this config; "
             f"choose one of: {', '.join(directions)}"
         )
     wanted = {"min": "minimize", "max": "maximize"}[directions[name]]
@@ -43,11 +55,13 @@ def check_optimized_metric(cfg: DictConfig, sweeper_direction: str | None = None
         )
 
 
-def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """The value a sweeper such as Optuna optimises: the final `optimized_metric`."""
+def objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
+    """The value a sweeper such as Optuna optimises: `optimized_metric` in the final model's
+    last validation evaluation."""
     name = cfg.get("optimized_metric")
     if name is None:
         return None
+    metrics = summary["val_metrics"]
     if name not in metrics:
         raise UserError(f"optimized_metric={name!r} was not computed; found: {', '.join(metrics)}")
     return metrics[name]
@@ -69,7 +83,7 @@ def main(cfg: DictConfig) -> float | None:
     job = f"job #{hydra_cfg.job.num} ({run_dir}): " if sweeping else ""
     try:
         check_optimized_metric(cfg, sweeper_direction(hydra_cfg))
-        value = objective(cfg, train(cfg, run_dir)["metrics"])
+        value = objective(cfg, train(cfg, run_dir))
     except KeyboardInterrupt:
         print(run_dir)
         sys.exit(130)  # stops a sweep too: Ctrl-C means the user wants to stop

@@ -10,16 +10,23 @@ from mtlrun.backbones import Backbone, Encoding
 from mtlrun.registry import Registry
 from mtlrun.tasks import Task
 
+OWN_LOSS = "autoencoder_loss"  # the metric a task's `own_losses` are reported as
+
 
 @dataclass
 class ModelOutput:
     predictions: dict[str, Tensor]  # one per task with a head
     encodings: dict[str, Encoding]  # the encoding each task's head read
-    auxiliary_loss: Tensor | None  # KL terms and sharing penalties, already weighted
+    # Penalties that belong to no task (soft sharing's parameter distance, the task-relation
+    # penalty, concat's Ω), already weighted; a task's own terms (a VAE's KL) are in its loss.
+    auxiliary_loss: Tensor | None
     # The last representation every task reads, as a cut through the graph (for a VAE [μ, log σ²],
     # which the sample z is computed from); gradient aggregators differentiate the task losses
     # with respect to it. Empty when the tasks share no parameters.
     shared: list[Tensor] = field(default_factory=list)
+    # Per-example losses of modules that belong to one task besides its head (concat: the task's
+    # own autoencoder), added to that task's loss; reported as `<task>/autoencoder_loss`.
+    own_losses: dict[str, Tensor] = field(default_factory=dict)
 
 
 class MultiTaskModel(nn.Module):

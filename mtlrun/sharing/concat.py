@@ -6,14 +6,19 @@ wide, feeds every task head. The heads are built by the tasks as usual, against 
 backbone whose code is that wide; a decoder head (reconstruction) first projects the
 concatenation linearly to one code's width, then decodes as the backbone's decoders do.
 
-The auxiliary loss adds, for every autoencoder, its reconstruction loss (with the likelihood of
-the config's reconstruction task if there is one, else Bernoulli: BCE with logits summed over
-pixels, mean over the batch) and, for VAEs, its β-weighted KL term; plus `sharing.penalty` · Ω,
-where the relatedness term Ω is the mean squared distance between the task codes,
-mean over pairs i<j and over the batch of ||f_i − f_j||² (f the deterministic code, μ for a
-VAE): it pulls the autoencoders towards codes that agree, as sharing would, without tying
-their weights. The autoencoders reconstruct the model's input; with a denoising task that is
-the corrupted image.
+What belongs to a task is in its loss: task t's loss is its head's loss plus autoencoder t's own
+reconstruction loss (the likelihood of the config's reconstruction task if there is one, else
+Bernoulli for images and squared error for vectors) and, for VAEs, that autoencoder's β·KL. A
+reconstruction head reads the concatenated posterior, so its ELBO's KL is the sum of every
+autoencoder's. The auxiliary loss, which belongs to no task, is `sharing.penalty` · Ω, where the
+relatedness term Ω is the mean squared distance between the task codes, mean over pairs i<j and
+over the batch of ||f_i − f_j||² (f the deterministic code, μ for a VAE): it pulls the
+autoencoders towards codes that agree, as sharing would, without tying their weights. The
+autoencoders reconstruct the model's input; with a denoising task that is the corrupted image.
+
+The concatenated code ([μ, log σ²] for VAEs) is the cut every task reads through: the sample z,
+each autoencoder's slice of it and each autoencoder's KL are computed from it, so gradient
+aggregators and GradNorm see every encoder as shared and every decoder as a task's own.
 """
 
 from dataclasses import dataclass
@@ -25,7 +30,7 @@ from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.config import parse
-from mtlrun.errors import ConfigError
+from mtlrun.data import Batch
 from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput
 from mtlrun.sharing.heads import SharingConfig, check_nonnegative, encoding_cut
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
@@ -53,15 +58,26 @@ def concatenated_code(backbone: Backbone, num_codes: int) -> Backbone:
 
 
 def concatenate(encodings: list[Encoding]) -> Encoding:
-    def cat(parts: list[Tensor | None]) -> Tensor | None:
-        return None if parts[0] is None else torch.cat(parts, dim=1)
+    """The encodings side by side; for VAEs the sample z is drawn from the concatenated μ and
+    log σ², so everything computed from the code passes through them."""
+    features = torch.cat([e.features for e in encodings], dim=1)
+    if encodings[0].mu is None:
+        return Encoding(features=features, z=features)
+    mu = torch.cat([e.mu for e in encodings], dim=1)
+    logvar = torch.cat([e.logvar for e in encodings], dim=1)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    return Encoding(features=mu, z=z, mu=mu, logvar=logvar)
 
-    return Encoding(
-        features=cat([e.features for e in encodings]),
-        z=cat([e.z for e in encodings]),
-        mu=cat([e.mu for e in encodings]),
-        logvar=cat([e.logvar for e in encodings]),
-    )
+
+def slices(code: Encoding, count: int) -> list[Encoding]:
+    """Each autoencoder's part of the concatenated code (views of it, not the encoders' own
+    outputs)."""
+
+    def split(tensor: Tensor | None) -> list[Tensor | None]:
+        return [None] * count if tensor is None else list(tensor.chunk(count, dim=1))
+
+    parts = zip(*(split(t) for t in (code.features, code.z, code.mu, code.logvar)), strict=True)
+    return [Encoding(features=f, z=z, mu=mu, logvar=logvar) for f, z, mu, logvar in parts]
 
 
 def code_distance(codes: list[Tensor]) -> Tensor:
@@ -85,28 +101,29 @@ class ConcatSharing(TaskNetworks):
         self.penalty = penalty
         self.likelihood = likelihood
 
-    def codes(self, x: Tensor) -> tuple[dict[str, Encoding], Encoding]:
-        """Each autoencoder's encoding of `x`, and their concatenation (what the heads read)."""
+    def code(self, x: Tensor) -> Encoding:
+        """The concatenation of every autoencoder's code of `x`: what the heads read."""
         own, _ = self.encode_all(x)
-        return own, concatenate(list(own.values()))
+        return concatenate(list(own.values()))
 
     def forward(self, x: Tensor) -> ModelOutput:
-        own, code = self.codes(x)
+        code = self.code(x)
+        own = dict(zip(self.networks, slices(code, len(self.networks)), strict=True))
         predictions = {name: head(code) for name, head in self.heads.items()}
-        reconstruction = [
-            -self.likelihood.log_likelihood(self.decoders[name](encoding.z), x).mean()
-            for name, encoding in own.items()
-        ]
-        kl = [self.networks[name].auxiliary_loss(encoding) for name, encoding in own.items()]
+        own_losses = {
+            name: self.likelihood.per_example_loss(self.decoders[name](part.z), part, Batch(x, {}))
+            for name, part in own.items()
+        }
         relatedness = None
         if self.penalty and len(own) > 1:
             relatedness = self.penalty * code_distance([e.features for e in own.values()])
-        auxiliary = self.auxiliary(*reconstruction, *kl, relatedness)
         encodings = dict.fromkeys(self.heads, code)
-        return ModelOutput(predictions, encodings, auxiliary, encoding_cut(code))
+        return ModelOutput(
+            predictions, encodings, self.auxiliary(relatedness), encoding_cut(code), own_losses
+        )
 
     def encode(self, task: str, x: Tensor) -> Encoding:
-        return self.codes(x)[1]
+        return self.code(x)
 
 
 @SHARING.register("concat")
@@ -115,14 +132,12 @@ def concat(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) 
     check_nonnegative("sharing.penalty", cfg.penalty)
     networks = own_networks(make_backbone, tasks)
     backbone = next(iter(networks.values()))
-    if len(backbone.input_shape) != 3:
-        raise ConfigError(
-            "sharing=concat trains an autoencoder per task on reconstructing images, but the "
-            f"dataset gives vectors of shape {backbone.input_shape}; use sharing=hard or "
-            "sharing=single_task"
+    likelihood = next((task for task in tasks if isinstance(task, Reconstruction)), None)
+    if likelihood is None:
+        is_image = len(backbone.input_shape) == 3
+        default = ReconstructionConfig(
+            "reconstruction", likelihood="bernoulli" if is_image else "mse"
         )
-    reconstruction = next((task for task in tasks if isinstance(task, Reconstruction)), None)
-    likelihood = reconstruction or Reconstruction(
-        "autoencoder", ReconstructionConfig(type="reconstruction")
-    )
+        likelihood = Reconstruction("autoencoder", default)
+        likelihood.is_image, likelihood.kl_weight = is_image, backbone.kl_weight
     return ConcatSharing(networks, tasks, cfg.task_relation, cfg.penalty, likelihood)

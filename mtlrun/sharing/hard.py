@@ -31,8 +31,7 @@ class HardSharing(TaskHeads):
         encoding = self.backbone.encode(x)
         predictions = {name: head(encoding) for name, head in self.heads.items()}
         encodings = dict.fromkeys(self.task_names, encoding)
-        auxiliary = self.auxiliary(self.backbone.auxiliary_loss(encoding))
-        return ModelOutput(predictions, encodings, auxiliary, shared=encoding_cut(encoding))
+        return ModelOutput(predictions, encodings, self.auxiliary(), encoding_cut(encoding))
 
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.backbone.encode(x)

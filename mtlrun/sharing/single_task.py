@@ -2,7 +2,8 @@
 
 One run trains them all side by side (their losses touch disjoint parameters, so the sum's
 gradient is each task's own); `mtlrun report` measures Δm against these runs. For VAE
-backbones, only the networks whose code is decoded (reconstruction-type tasks) add a KL term.
+backbones, a reconstruction task's loss holds its network's KL term (its ELBO); the other
+networks' codes are read as their means.
 """
 
 from omegaconf import DictConfig

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.sharing.base import BackboneFactory, ModelOutput
-from mtlrun.sharing.heads import TaskHeads, decodes
+from mtlrun.sharing.heads import TaskHeads
 from mtlrun.tasks import Task
 
 
@@ -23,9 +23,9 @@ class TaskNetworks(TaskHeads):
     The first `shared_blocks` blocks may be the same modules in every network: they are then
     computed once, and their output is the cut every task reads (`ModelOutput.shared`). `mixers`
     map the stacked activations of all networks after the block they are keyed by to new ones
-    (cross-stitch units); the stacked activations before the last mixer are then the cut. For
-    VAE backbones the auxiliary loss has the KL term of each network whose code is decoded
-    (a reconstruction-type task's); the other networks' codes are read only as their means.
+    (cross-stitch units); the stacked activations before the last mixer are then the cut. With
+    VAE backbones, the KL term of a network whose code is decoded is part of that reconstruction
+    task's loss (its ELBO); the other networks' codes are read only as their means.
     """
 
     def __init__(
@@ -42,7 +42,6 @@ class TaskNetworks(TaskHeads):
         self.networks = nn.ModuleDict(networks)
         self.shared_blocks = shared_blocks
         self.mixers = nn.ModuleDict({str(i): mixer for i, mixer in (mixers or {}).items()})
-        self.decoded = [task.name for task in own if decodes(task)]
 
     def encode_all(self, x: Tensor) -> tuple[dict[str, Encoding], list[Tensor]]:
         """Every network's encoding of `x`, and the cut of the graph every task reads."""
@@ -73,9 +72,7 @@ class TaskNetworks(TaskHeads):
     def forward(self, x: Tensor) -> ModelOutput:
         encodings, shared = self.encode_all(x)
         predictions = {name: head(encodings[name]) for name, head in self.heads.items()}
-        kl = [self.networks[name].auxiliary_loss(encodings[name]) for name in self.decoded]
-        auxiliary = self.auxiliary(*kl, self.sharing_penalty())
-        return ModelOutput(predictions, encodings, auxiliary, shared)
+        return ModelOutput(predictions, encodings, self.auxiliary(self.sharing_penalty()), shared)
 
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.encode_all(x)[0][task]

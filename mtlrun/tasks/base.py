@@ -14,9 +14,11 @@ Direction = Literal["min", "max"]
 class Task:
     """One task of a multi-task model.
 
-    `metric_sums` returns sums over the batch, so evaluation can add batches up on the device
-    and divide once; every metric it returns is declared in `directions` (lower or higher is
-    better), which reports and Δm rely on.
+    The loss carries everything that belongs to the task (a VAE reconstruction's β·KL is part of
+    its ELBO), so weightings and aggregators see exactly one loss per task. `metric_sums`
+    returns sums over the batch, so evaluation can add batches up on the device and divide
+    once; every metric it returns is declared in `directions` (lower or higher is better), and
+    `primary_metric` names the one metric Δm compares the task on.
     """
 
     Config: ClassVar[type]  # the dataclass its `tasks.<name>` node is validated against
@@ -39,16 +41,22 @@ class Task:
         as denoising, corrupts them); targets stay clean."""
         return inputs
 
-    def per_example_loss(self, prediction: Tensor, batch: Batch) -> Tensor:
+    @property
+    def primary_metric(self) -> str | None:
+        """The metric (a key of `directions`) that Δm compares this task on; None for a task
+        that is not compared (it has no loss)."""
+        return None
+
+    def per_example_loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
         raise NotImplementedError
 
-    def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
-        return self.per_example_loss(prediction, batch).mean()
+    def loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
+        return self.per_example_loss(prediction, encoding, batch).mean()
 
     def metric_sums(
         self, prediction: Tensor, encoding: Encoding, batch: Batch
     ) -> dict[str, Tensor]:
-        return {"loss": self.per_example_loss(prediction, batch).sum()}
+        return {"loss": self.per_example_loss(prediction, encoding, batch).sum()}
 
     def example_count(self, batch: Batch) -> Tensor | int:
         """How many examples `metric_sums` summed over: the denominator of the means, fewer

@@ -63,12 +63,14 @@ class Classification(Task):
         dims = [backbone.code_dim, *self.cfg.hidden_dims, self.num_classes]
         return MLPHead(dims, self.cfg.activation, self.cfg.dropout)
 
-    def per_example_loss(self, prediction: Tensor, batch: Batch) -> Tensor:
+    primary_metric = "acc"
+
+    def per_example_loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
         return F.cross_entropy(prediction, batch.targets[self.target], reduction="none")
 
     def metric_sums(
         self, prediction: Tensor, encoding: Encoding, batch: Batch
     ) -> dict[str, Tensor]:
-        nll = self.per_example_loss(prediction, batch).sum()
+        nll = self.per_example_loss(prediction, encoding, batch).sum()
         correct = (prediction.argmax(1) == batch.targets[self.target]).sum()
         return {"loss": nll, "nll": nll, "acc": correct.float()}

@@ -5,8 +5,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mtlrun.backbones import Backbone
+from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS
+from mtlrun.tasks.base import TASKS, Task
 from mtlrun.tasks.reconstruction import Reconstruction, ReconstructionConfig
 
 
@@ -38,6 +40,14 @@ class Denoising(Reconstruction):
             raise ConfigError(
                 f"tasks.{name}: noise_std and mask_prob are both 0, so nothing is corrupted; "
                 "set one of them, or use the reconstruction task"
+            )
+
+    def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:
+        super().check(info, backbone, tasks)
+        if not info.is_image:
+            raise ConfigError(
+                f"tasks.{self.name}: denoising corrupts pixels in [0, 1], but dataset={info.name} "
+                "gives real vectors; use the reconstruction task"
             )
 
     def corrupt(self, inputs: Tensor) -> Tensor:

@@ -1,4 +1,19 @@
-"""Reconstruction: a decoder head, Bernoulli or Gaussian likelihood, ELBO terms for VAEs."""
+"""Reconstruction: a decoder head, a likelihood for images or vectors, and for a VAE its ELBO.
+
+The task's loss is everything that belongs to it: the reconstruction's negative log-likelihood
+and, when the code it decodes is a VAE's posterior sample, β·KL(q(z|x) ‖ N(0, I)), so the loss is
+the β-VAE's negative ELBO. Weightings and gradient aggregators then scale the ELBO as a whole and
+never change β relative to the likelihood (Higgins et al. 2017; Kingma & Welling 2014).
+
+Likelihoods (`likelihood`), per example, summed over pixels or dimensions (nats per example):
+- `bernoulli`: −log p(x|z) = BCE with logits; images only (pixels in [0, 1]). Metric `bce`.
+- `gaussian`: −log N(x; μ, σ²), with σ fixed (`sigma`) or learned per input dimension
+  (`learn_sigma`, starting at `sigma`). Metrics `gaussian_nll` and `mse`.
+- `mse`: the squared error Σ (x − μ)², an autoencoder's plain objective and not a likelihood, so
+  a VAE trained with it reports no `nelbo` or `nll_iw`. Metric `mse`.
+The decoder outputs logits for images, so μ = sigmoid(output) keeps the mean in [0, 1]; for
+vectors μ is the output itself. `mse` is always the mean over examples and dimensions.
+"""
 
 import math
 from dataclasses import dataclass
@@ -13,22 +28,28 @@ from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.tasks.base import TASKS, Task
 
+LIKELIHOODS = ("bernoulli", "gaussian", "mse")
+LIKELIHOOD_METRIC = {"bernoulli": "bce", "gaussian": "gaussian_nll", "mse": "mse"}
+
 
 @dataclass
 class ReconstructionConfig:
     type: str
     weight: float = 1.0
-    likelihood: str = "bernoulli"  # "bernoulli" (BCE with logits) or "gaussian" (MSE)
-    sigma: float = 0.1  # the Gaussian likelihood's fixed standard deviation
+    likelihood: str = "bernoulli"  # bernoulli (images) | gaussian | mse
+    sigma: float = 0.1  # the Gaussian's standard deviation (the starting value with learn_sigma)
+    learn_sigma: bool = False  # gaussian: learn one σ per input dimension
     iw_samples: int = 64  # k for the importance-weighted bound nll_iw at the end; 0 skips it
 
 
 class DecoderHead(nn.Module):
-    """Decodes the encoder's sample `z` to logits shaped like the input."""
+    """Decodes the encoder's sample `z` to an output shaped like the input; holds the learned
+    log σ of a Gaussian likelihood with `learn_sigma`."""
 
-    def __init__(self, decoder: nn.Module) -> None:
+    def __init__(self, decoder: nn.Module, log_sigma: Tensor | None = None) -> None:
         super().__init__()
         self.decoder = decoder
+        self.log_sigma = None if log_sigma is None else nn.Parameter(log_sigma)
 
     def forward(self, encoding: Encoding) -> Tensor:
         return self.decoder(encoding.z)
@@ -36,13 +57,14 @@ class DecoderHead(nn.Module):
 
 @TASKS.register("reconstruction")
 class Reconstruction(Task):
-    """Reconstruct the input; per-image losses are summed over pixels (nats per image)."""
+    """Reconstruct the input; see the module docstring for the likelihoods and the ELBO."""
 
     Config = ReconstructionConfig
 
     directions = {
         "loss": "min",
         "bce": "min",
+        "gaussian_nll": "min",
         "mse": "min",
         "kl": "min",
         "nelbo": "min",
@@ -51,55 +73,97 @@ class Reconstruction(Task):
 
     def __init__(self, name: str, cfg: ReconstructionConfig) -> None:
         super().__init__(name, cfg.weight)
-        check_choice(f"tasks.{name}.likelihood", cfg.likelihood, ("bernoulli", "gaussian"))
+        check_choice(f"tasks.{name}.likelihood", cfg.likelihood, LIKELIHOODS)
+        if cfg.sigma <= 0:
+            raise ConfigError(f"tasks.{name}.sigma={cfg.sigma} must be positive")
+        if cfg.learn_sigma and cfg.likelihood != "gaussian":
+            raise ConfigError(
+                f"tasks.{name}.learn_sigma=true needs likelihood=gaussian, not {cfg.likelihood}"
+            )
         self.cfg = cfg
+        self.is_image = True
+        self.kl_weight: float | None = None  # β when the decoded code is a VAE's, from `check`
+        self.log_sigma: nn.Parameter | None = None  # the head's learned log σ (learn_sigma)
 
     def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:
-        if not info.is_image:
+        self.is_image = info.is_image
+        self.kl_weight = backbone.kl_weight
+        if self.cfg.likelihood == "bernoulli" and not info.is_image:
             raise ConfigError(
-                f"tasks.{self.name}: reconstruction needs image data, "
-                f"but dataset={info.name} gives vectors"
+                f"tasks.{self.name}.likelihood=bernoulli needs pixels in [0, 1], but "
+                f"dataset={info.name} gives real vectors; use tasks.{self.name}.likelihood="
+                "gaussian or mse"
             )
 
+    @property
+    def is_elbo(self) -> bool:
+        """Whether the loss is a (β-)VAE's negative ELBO: a prior and a likelihood."""
+        return self.kl_weight is not None and self.cfg.likelihood != "mse"
+
+    @property
+    def primary_metric(self) -> str:
+        return "nelbo" if self.is_elbo else LIKELIHOOD_METRIC[self.cfg.likelihood]
+
     def build_head(self, backbone: Backbone) -> nn.Module:
-        return DecoderHead(backbone.make_decoder())
+        log_sigma = None
+        if self.cfg.learn_sigma:
+            log_sigma = torch.full(backbone.input_shape, math.log(self.cfg.sigma))
+        head = DecoderHead(backbone.make_decoder(), log_sigma)
+        self.log_sigma = head.log_sigma
+        return head
 
     def target(self, batch: Batch) -> Tensor:
         return batch.inputs
 
-    def log_likelihood(self, logits: Tensor, target: Tensor) -> Tensor:
-        """log p(x | z) per example, summed over pixels."""
-        if self.cfg.likelihood == "bernoulli":
-            nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        else:
-            sigma = self.cfg.sigma
-            nll = 0.5 * ((torch.sigmoid(logits) - target) / sigma) ** 2
-            nll = nll + math.log(sigma) + 0.5 * math.log(2 * math.pi)
-        return -nll.flatten(1).sum(dim=1)
+    def mean(self, output: Tensor) -> Tensor:
+        """The reconstruction's mean: decoders output logits for images."""
+        return torch.sigmoid(output) if self.is_image else output
 
-    def per_example_loss(self, prediction: Tensor, batch: Batch) -> Tensor:
-        return -self.log_likelihood(prediction, self.target(batch))
+    def negative_log_likelihood(self, output: Tensor, target: Tensor) -> Tensor:
+        """−log p(x | z) per example (for `mse`, the squared error), summed over dimensions."""
+        if self.cfg.likelihood == "bernoulli":
+            nll = F.binary_cross_entropy_with_logits(output, target, reduction="none")
+        elif self.cfg.likelihood == "gaussian":
+            log_sigma = self.log_sigma if self.log_sigma is not None else math.log(self.cfg.sigma)
+            log_sigma = torch.as_tensor(log_sigma, dtype=output.dtype, device=output.device)
+            error = (self.mean(output) - target) * torch.exp(-log_sigma)
+            nll = 0.5 * error.pow(2) + log_sigma + 0.5 * math.log(2 * math.pi)
+        else:
+            nll = (self.mean(output) - target).pow(2)
+        return nll.flatten(1).sum(dim=1)
+
+    def kl_term(self, encoding: Encoding) -> Tensor | None:
+        """β·KL per example when the decoded code is a VAE's posterior sample."""
+        kl = encoding.kl
+        return None if kl is None or self.kl_weight is None else self.kl_weight * kl
+
+    def per_example_loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
+        loss = self.negative_log_likelihood(prediction, self.target(batch))
+        kl_term = self.kl_term(encoding)
+        return loss if kl_term is None else loss + kl_term
 
     def metric_sums(
         self, prediction: Tensor, encoding: Encoding, batch: Batch
     ) -> dict[str, Tensor]:
         target = self.target(batch)
-        nll = -self.log_likelihood(prediction, target)
-        sums = {"loss": nll.sum()}
-        if self.cfg.likelihood == "bernoulli":
-            sums["bce"] = sums["loss"]  # the Bernoulli NLL is the BCE
-        else:
-            sums["mse"] = (torch.sigmoid(prediction) - target).pow(2).flatten(1).mean(1).sum()
-        kl = encoding.kl
-        if kl is not None:
-            sums["kl"] = kl.sum()
-            sums["nelbo"] = (nll + kl).sum()
+        nll = self.negative_log_likelihood(prediction, target)
+        kl_term = self.kl_term(encoding)
+        sums = {"loss": (nll if kl_term is None else nll + kl_term).sum()}
+        if self.cfg.likelihood != "mse":
+            sums[LIKELIHOOD_METRIC[self.cfg.likelihood]] = nll.sum()
+        if self.cfg.likelihood != "bernoulli":
+            squared = (self.mean(prediction) - target).pow(2)
+            sums["mse"] = squared.flatten(1).mean(1).sum()
+        if kl_term is not None:
+            sums["kl"] = encoding.kl.sum()
+            if self.is_elbo:
+                sums["nelbo"] = (nll + encoding.kl).sum()  # β = 1: the ELBO itself
         return sums
 
     def final_metric_sums(
         self, head: nn.Module, encoding: Encoding, batch: Batch
     ) -> dict[str, Tensor]:
-        if encoding.mu is None or encoding.logvar is None or self.cfg.iw_samples < 1:
+        if encoding.mu is None or not self.is_elbo or self.cfg.iw_samples < 1:
             return {}
         return {"nll_iw": self.importance_weighted_nll(head.decoder, encoding, batch).sum()}
 
@@ -112,7 +176,7 @@ class Reconstruction(Task):
         for _ in range(self.cfg.iw_samples):
             eps = torch.randn_like(mu)
             z = mu + std * eps
-            log_px_z = self.log_likelihood(decoder(z), target)
+            log_px_z = -self.negative_log_likelihood(decoder(z), target)
             log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
             log_qz = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(1)
             log_weights.append(log_px_z + log_pz - log_qz)

@@ -61,7 +61,9 @@ class Regression(Task):
         # Zeroed rather than left NaN: NaN · 0 is NaN, and it would reach the gradient.
         return target.nan_to_num(), mask
 
-    def per_example_loss(self, prediction: Tensor, batch: Batch) -> Tensor:
+    primary_metric = "mse"
+
+    def per_example_loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
         """Squared error averaged over each example's observed entries; 0 if it has none."""
         target, mask = self.observed(batch)
         squared = (prediction - target).pow(2) * mask
@@ -71,13 +73,13 @@ class Regression(Task):
         _, mask = self.observed(batch)
         return mask.any(1).sum()
 
-    def loss(self, prediction: Tensor, batch: Batch) -> Tensor:
+    def loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
         """The mean over observed examples; 0 (and no gradient) in a batch without any."""
         count = self.example_count(batch).clamp(min=1)
-        return self.per_example_loss(prediction, batch).sum() / count
+        return self.per_example_loss(prediction, encoding, batch).sum() / count
 
     def metric_sums(
         self, prediction: Tensor, encoding: Encoding, batch: Batch
     ) -> dict[str, Tensor]:
-        squared_error = self.per_example_loss(prediction, batch).sum()
+        squared_error = self.per_example_loss(prediction, encoding, batch).sum()
         return {"loss": squared_error, "mse": squared_error}

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from mtlrun.backbones import Encoding
 from mtlrun.data import Batch
 from mtlrun.errors import ConfigError
 from mtlrun.tasks.denoising import Denoising, DenoisingConfig
@@ -45,7 +46,10 @@ def test_the_loss_is_reconstructions_against_the_clean_images():
     x = torch.rand(3, 1, 4, 4)
     logits = torch.randn(3, 1, 4, 4)
     plain = Reconstruction("r", DenoisingConfig(type="reconstruction"))
-    assert torch.equal(task.loss(logits, Batch(x, {})), plain.loss(logits, Batch(x, {})))
+    code = Encoding(x, x)
+    assert torch.equal(
+        task.loss(logits, code, Batch(x, {})), plain.loss(logits, code, Batch(x, {}))
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,15 +85,16 @@ def test_the_model_learns_to_denoise():
     corrupted = experiment.model_inputs(clean.inputs)
     assert (corrupted - clean.inputs).abs().mean() > 0.1  # the model sees corrupted images
 
-    def val_loss() -> float:
+    def val_loss() -> torch.Tensor:
         with torch.no_grad():
-            return task.loss(model(corrupted).predictions["denoising"], clean).item()
+            output = model(corrupted)
+            return task.loss(output.predictions["denoising"], output.encodings["denoising"], clean)
 
     before = val_loss()
     for _ in range(15):
         for batch in experiment.data.train.batches(64, torch.Generator().manual_seed(0)):
             output = model(experiment.model_inputs(batch.inputs))
-            loss = task.loss(output.predictions["denoising"], batch)
+            loss = task.loss(output.predictions["denoising"], output.encodings["denoising"], batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -26,7 +26,7 @@ def test_missing_targets_are_left_out_of_the_loss_and_its_gradient():
     reg = task()
     prediction = torch.tensor([[1.0], [2.0], [3.0], [4.0]], requires_grad=True)
     data = batch([0.0, NAN, 1.0, NAN])
-    loss = reg.loss(prediction, data)
+    loss = reg.loss(prediction, Encoding(prediction, prediction), data)
     assert torch.allclose(loss, torch.tensor((1.0 + 4.0) / 2))  # the mean over 2 observed
     loss.backward()
     assert torch.allclose(prediction.grad, torch.tensor([[1.0], [0.0], [2.0], [0.0]]))
@@ -34,7 +34,7 @@ def test_missing_targets_are_left_out_of_the_loss_and_its_gradient():
 
 def test_a_batch_without_targets_has_zero_loss_and_zero_gradient():
     prediction = torch.ones(3, 1, requires_grad=True)
-    loss = task().loss(prediction, batch([NAN, NAN, NAN]))
+    loss = task().loss(prediction, Encoding(prediction, prediction), batch([NAN, NAN, NAN]))
     loss.backward()
     assert loss.item() == 0 and torch.equal(prediction.grad, torch.zeros(3, 1))
 
@@ -53,7 +53,10 @@ def test_vector_targets_average_over_their_observed_entries():
     reg = task()
     prediction = torch.zeros(2, 2)
     data = Batch(torch.zeros(2, 3), {"y": torch.tensor([[2.0, NAN], [1.0, 3.0]])})
-    assert torch.allclose(reg.per_example_loss(prediction, data), torch.tensor([4.0, 5.0]))
+    assert torch.allclose(
+        reg.per_example_loss(prediction, Encoding(prediction, prediction), data),
+        torch.tensor([4.0, 5.0]),
+    )
 
 
 def test_the_head_predicts_the_targets_dimension_and_bad_targets_are_named():
