@@ -6,6 +6,11 @@ orthonormal columns, k ≪ D) through its own weights, y_t = z·u_t + ε_t, with
 noise ε_t. The last task keeps its training target on only `low_data_examples` examples (the
 rest are NaN, i.e. missing): on its own it must find k useful directions among D from a handful
 of examples, while a shared trunk learns them from the other tasks.
+
+With `input_noise` set, the inputs themselves carry the structure: x = sBᵀ + σ·ε with
+s ~ N(0, I_k), ε ~ N(0, I_D), so they lie near the k-dimensional subspace the targets read. That
+is the setting where an autoencoder trained on the inputs alone finds codes the tasks can use
+(two-stage training, concatenated codes); with isotropic inputs no code narrower than D can.
 """
 
 from dataclasses import dataclass
@@ -30,6 +35,7 @@ class SyntheticRegressionConfig:
     num_tasks: int = 4  # targets y0 ... y{num_tasks - 1}
     noise: float = 0.1  # standard deviation of each task's own noise
     low_data_examples: int = 20  # training examples on which the last task's target is known
+    input_noise: float | None = None  # null: x ~ N(0, I_D); σ: x = sBᵀ + σε near B's subspace
     seed: int = 0
 
 
@@ -44,7 +50,11 @@ def sample(
     n: int,
     generator: torch.Generator,
 ) -> Split:
-    x = torch.randn((n, cfg.input_dim), generator=generator)
+    if cfg.input_noise is None:
+        x = torch.randn((n, cfg.input_dim), generator=generator)
+    else:
+        signal = torch.randn((n, cfg.latent_dim), generator=generator) @ basis.T
+        x = signal + cfg.input_noise * torch.randn((n, cfg.input_dim), generator=generator)
     y = x @ basis @ weights + cfg.noise * torch.randn((n, cfg.num_tasks), generator=generator)
     return Split(x, dict(zip(target_names(cfg.num_tasks), y.T.contiguous(), strict=True)))
 
@@ -64,6 +74,8 @@ def synthetic_regression(node: DictConfig) -> RawData:
             f"dataset.low_data_examples={cfg.low_data_examples} must be between 0 and "
             f"dataset.n_train={cfg.n_train}"
         )
+    if cfg.input_noise is not None and cfg.input_noise < 0:
+        raise ConfigError(f"dataset.input_noise={cfg.input_noise} must be at least 0 (or null)")
     generator = torch.Generator().manual_seed(cfg.seed)
     basis, _ = torch.linalg.qr(torch.randn((cfg.input_dim, cfg.latent_dim), generator=generator))
     weights = torch.randn((cfg.latent_dim, cfg.num_tasks), generator=generator)

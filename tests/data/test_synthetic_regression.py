@@ -70,3 +70,15 @@ def test_the_data_is_seeded():
 def test_impossible_settings_are_config_errors(fields, words):
     with pytest.raises(ConfigError, match=words):
         raw(**fields)
+
+
+def test_with_input_noise_the_inputs_lie_near_the_subspace_the_targets_read():
+    data = raw(n_train=4000, input_dim=16, latent_dim=2, input_noise=0.1)
+    x = data.train.inputs
+    # The top-2 principal directions hold all but the noise: the rest has variance σ² = 0.01.
+    residual = torch.linalg.svdvals(x - x.mean(0))[2:] ** 2 / (len(x) - 1)
+    assert torch.allclose(residual, torch.full_like(residual, 0.01), rtol=0.2)
+    isotropic = torch.linalg.svdvals(raw(n_train=4000, input_dim=16, latent_dim=2).train.inputs)
+    assert (isotropic[2:] ** 2 / 3999).min() > 0.5  # without it, every direction has variance 1
+    with pytest.raises(ConfigError, match="dataset.input_noise=-1.0 must be at least 0"):
+        raw(input_noise=-1.0)

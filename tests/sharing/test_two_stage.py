@@ -5,6 +5,7 @@ import torch
 
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.errors import ConfigError
+from mtlrun.runfolder import read_json
 from mtlrun.sharing.two_stage import TwoStageSharing
 from mtlrun.train import build, train
 from tests.conftest import compose_config
@@ -71,3 +72,28 @@ def test_bad_combinations_are_config_errors():
     with pytest.raises(ConfigError, match="stage1_epochs=4 leaves no epoch for stage 2 with "):
         model.check_epochs(4)
     model.check_epochs(5)
+
+
+def test_the_vector_experiment_pretrains_an_autoencoder_and_fits_learners_on_its_codes(run_dir):
+    """`ae_two_stage_synthetic`: a Gaussian autoencoder of vectors near a 3-dimensional subspace
+    (noise σ = 0.1), then a small learner per task on the frozen 4-dimensional codes. The codes
+    carry the targets (unit variance, noise 0.1): both tasks end near the noise floor."""
+    cfg = compose_config(
+        [
+            "+experiment=ae_two_stage_synthetic",
+            "sharing.stage1_epochs=10",
+            "trainer.epochs=20",
+            "trainer.progress=false",
+            "device=cpu",
+        ]
+    )
+    train(cfg, run_dir)
+    metrics = read_json(run_dir / "summary.json")["metrics"]
+    assert metrics["test/reconstruction/mse"] < 0.02  # ≈ the input noise variance, 0.01
+    assert metrics["test/y0/mse"] < 0.05 and metrics["test/y1/mse"] < 0.05
+    sigma = load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"][
+        "heads.reconstruction.log_sigma"
+    ]
+    assert sigma.exp().max() < 0.5  # learned down from 1 towards the noise
+    stages = [r.get("stage") for r in read_metrics(run_dir) if r["split"] == "train"]
+    assert stages == [1] * 10 + [2] * 10
