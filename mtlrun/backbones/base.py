@@ -91,6 +91,7 @@ class Backbone(nn.Module):
         code_dim: int,
         make_decoder: Callable[[], nn.Module],
         kl_weight: float | None = None,
+        normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ) -> None:
         super().__init__()
         self.input_shape = input_shape
@@ -99,12 +100,26 @@ class Backbone(nn.Module):
         self.code_dim = code_dim
         self._make_decoder = make_decoder
         self.kl_weight = kl_weight  # β for a VAE, None for a backbone without a prior
+        self.standardises = normalization is not None
+        if normalization is not None:  # per channel: shaped (C, 1, 1) against (N, C, H, W)
+            mean, std = (
+                torch.tensor(v).view(-1, *[1] * (len(input_shape) - 1)) for v in normalization
+            )
+            self.register_buffer("input_mean", mean)
+            self.register_buffer("input_std", std)
 
     @property
     def has_prior(self) -> bool:
         return self.kl_weight is not None
 
+    def standardise(self, x: Tensor) -> Tensor:
+        """The input as the first block sees it: standardised with the dataset's per-channel
+        statistics when `dataset.normalize` is on (the data itself stays in [0, 1], so
+        reconstruction targets and image grids are untouched)."""
+        return (x - self.input_mean) / self.input_std if self.standardises else x
+
     def encode(self, x: Tensor) -> Encoding:
+        x = self.standardise(x)
         for block in self.blocks:
             x = block(x)
         return self.latent(x)

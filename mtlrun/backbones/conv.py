@@ -32,7 +32,10 @@ class CNNConfig:
     padding: str = "same"  # "same" keeps each conv's size; "valid" shrinks it by kernel - 1
     hidden_dims: list[int] = field(default_factory=lambda: [128])
     activation: str = "relu"
-    dropout: float = 0.0
+    dropout: float = 0.0  # after each dense layer of the trunk
+    # Channel dropout (Dropout2d) on the last conv layer's output, before its activation and
+    # pooling: the MultiLeNet of Sener & Koltun 2018 (0.5 there).
+    conv_dropout: float = 0.0
 
 
 @dataclass
@@ -82,15 +85,25 @@ def conv_geometry(
 
 
 def conv_trunk(
-    name: str, cfg: CNNConfig | ConvVAEConfig, info: DatasetInfo, dropout: float
+    name: str,
+    cfg: CNNConfig | ConvVAEConfig,
+    info: DatasetInfo,
+    dropout: float,
+    conv_dropout: float = 0.0,
 ) -> tuple[list[nn.Module], tuple[int, int], int]:
     """Conv-pool blocks, then dense blocks: (the blocks, the conv feature map, the output width)."""
     feature_map = conv_geometry(name, info, cfg.channels, cfg.kernel_size, cfg.padding)
+    for key, rate in (("dropout", dropout), ("conv_dropout", conv_dropout)):
+        if not 0 <= rate < 1:
+            raise ConfigError(f"backbone.{key}={rate} must be in [0, 1)")
     flat = cfg.channels[-1] * math.prod(feature_map)
     blocks: list[nn.Module] = []
-    for c_in, c_out in zip([info.input_shape[0], *cfg.channels[:-1]], cfg.channels, strict=True):
-        conv = nn.Conv2d(c_in, c_out, cfg.kernel_size, padding=cfg.padding)
-        blocks.append(nn.Sequential(conv, activation(cfg.activation), nn.MaxPool2d(2)))
+    in_channels = [info.input_shape[0], *cfg.channels[:-1]]
+    for i, (c_in, c_out) in enumerate(zip(in_channels, cfg.channels, strict=True)):
+        layers = [nn.Conv2d(c_in, c_out, cfg.kernel_size, padding=cfg.padding)]
+        if conv_dropout > 0 and i == len(cfg.channels) - 1:
+            layers.append(nn.Dropout2d(conv_dropout))
+        blocks.append(nn.Sequential(*layers, activation(cfg.activation), nn.MaxPool2d(2)))
     blocks += dense_blocks([flat, *cfg.hidden_dims], cfg.activation, dropout)
     if not cfg.hidden_dims:
         blocks.append(nn.Flatten())
@@ -125,7 +138,7 @@ def conv_decoder(
 @BACKBONES.register("cnn")
 def cnn(node: DictConfig, info: DatasetInfo) -> Backbone:
     cfg = parse(CNNConfig, node, "backbone")
-    blocks, feature_map, code_dim = conv_trunk("cnn", cfg, info, cfg.dropout)
+    blocks, feature_map, code_dim = conv_trunk("cnn", cfg, info, cfg.dropout, cfg.conv_dropout)
     hidden = cfg.hidden_dims[:-1]
     return Backbone(
         info.input_shape,
@@ -135,6 +148,7 @@ def cnn(node: DictConfig, info: DatasetInfo) -> Backbone:
         lambda: conv_decoder(
             code_dim, hidden, cfg.channels, feature_map, info.input_shape, cfg.activation
         ),
+        normalization=info.normalization,
     )
 
 
@@ -156,4 +170,5 @@ def conv_vae(node: DictConfig, info: DatasetInfo) -> Backbone:
             cfg.activation,
         ),
         kl_weight=cfg.beta,
+        normalization=info.normalization,
     )

@@ -56,6 +56,7 @@ def build_dense(cfg: DenseAEConfig, info: DatasetInfo, kl_weight: float | None) 
         cfg.latent_dim,
         lambda: dense_decoder(cfg.latent_dim, cfg.hidden_dims, info.input_shape, cfg.activation),
         kl_weight,
+        info.normalization,
     )
 
 
@@ -87,4 +88,5 @@ def mlp_trunk(node: DictConfig, info: DatasetInfo) -> Backbone:
         FeatureLatent(),
         code_dim,
         lambda: dense_decoder(code_dim, cfg.hidden_dims[:-1], info.input_shape, cfg.activation),
+        normalization=info.normalization,
     )

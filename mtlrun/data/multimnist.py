@@ -23,7 +23,11 @@ from torch import Tensor
 from mtlrun.config import parse
 from mtlrun.data.registry import DATASETS, RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo, images_to_float
-from mtlrun.data.torchvision_sets import TorchvisionDatasetConfig, load_torchvision
+from mtlrun.data.torchvision_sets import (
+    TorchvisionDatasetConfig,
+    load_torchvision,
+    normalization,
+)
 from mtlrun.errors import DataError
 from mtlrun.runfolder import write_atomic
 
@@ -110,7 +114,9 @@ def build_or_load(
     return arrays
 
 
-def load_multi(dataset_class: type, node: DictConfig, names: tuple[str, str]) -> RawData:
+def load_multi(
+    dataset_class: type, node: DictConfig, names: tuple[str, str], statistics: str
+) -> RawData:
     cfg = parse(MultiMNISTConfig, node, "dataset")
     arrays = build_or_load(dataset_class, cfg, names)
 
@@ -118,7 +124,8 @@ def load_multi(dataset_class: type, node: DictConfig, names: tuple[str, str]) ->
         targets = {name: arrays[f"{part}/{name}"] for name in names}
         return Split(images_to_float(arrays[f"{part}/images"]), targets)
 
-    info = DatasetInfo(cfg.name, (1, SIZE, SIZE), {n: TargetInfo(num_classes=10) for n in names})
+    targets = {name: TargetInfo(num_classes=10) for name in names}
+    info = DatasetInfo(cfg.name, (1, SIZE, SIZE), targets, normalization(statistics, cfg))
     return RawData(info, split("train"), split("test"), cfg.val_size)
 
 
@@ -126,11 +133,11 @@ def load_multi(dataset_class: type, node: DictConfig, names: tuple[str, str]) ->
 def multimnist(node: DictConfig) -> RawData:
     from torchvision.datasets import MNIST
 
-    return load_multi(MNIST, node, ("left_digit", "right_digit"))
+    return load_multi(MNIST, node, ("left_digit", "right_digit"), "MNIST")
 
 
 @DATASETS.register("multifashion")
 def multifashion(node: DictConfig) -> RawData:
     from torchvision.datasets import FashionMNIST
 
-    return load_multi(FashionMNIST, node, ("left_class", "right_class"))
+    return load_multi(FashionMNIST, node, ("left_class", "right_class"), "FashionMNIST")

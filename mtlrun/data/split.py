@@ -24,6 +24,9 @@ class DatasetInfo:
     name: str
     input_shape: tuple[int, ...]  # (C, H, W) for images, (D,) for vectors
     targets: dict[str, TargetInfo] = field(default_factory=dict)
+    # Per-channel (mean, std) the encoders standardise their inputs with (dataset.normalize);
+    # the data and every reconstruction target stay in [0, 1].
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def is_image(self) -> bool:

@@ -46,7 +46,7 @@ class TaskNetworks(TaskHeads):
     def encode_all(self, x: Tensor) -> tuple[dict[str, Encoding], list[Tensor]]:
         """Every network's encoding of `x`, and the cut of the graph every task reads."""
         networks = list(self.networks.values())
-        h = x
+        h = networks[0].standardise(x)
         for block in networks[0].blocks[: self.shared_blocks]:
             h = block(h)
         shared = [h] if self.shared_blocks else []

@@ -202,3 +202,44 @@ def test_real_multimnist_has_the_official_sizes_and_left_labels(tmp_path):
     assert right.min() > 800  # partners drawn from every digit
     # Two digits, each shrunk to (28/36)² of its area: more ink than one MNIST digit (33.3/255).
     assert 35 < float(data.test.inputs.mean()) * 255 < 45
+
+
+def test_the_papers_recipe_options_dropout_and_mnist_standardisation(fake_sources, monkeypatch):
+    """Sener & Koltun's MultiLeNet: Dropout2d on the second conv layer, dropout 0.5 in each head
+    before its last layer, inputs standardised with MNIST's mean and std; the data and the image
+    grids stay in [0, 1]."""
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeDigits)
+    experiment = build(
+        compose_config(
+            [
+                "+experiment=multimnist",
+                "device=cpu",
+                "dataset.val_size=10",
+                "dataset.normalize=true",
+                "backbone.conv_dropout=0.5",
+                "tasks.left_digit.dropout=0.5",
+                "tasks.right_digit.dropout=0.5",
+            ]
+        )
+    )
+    model = experiment.model
+    backbone = model.backbone
+    second_conv = list(backbone.blocks[1])
+    assert isinstance(second_conv[0], torch.nn.Conv2d) and isinstance(
+        second_conv[1], torch.nn.Dropout2d
+    )
+    assert not any(isinstance(m, torch.nn.Dropout2d) for m in backbone.blocks[0].modules())
+    head = list(model.head("left_digit").net)
+    assert [type(m).__name__ for m in head] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert head[2].p == 0.5
+    assert experiment.data.train.inputs.min() >= 0 and experiment.data.train.inputs.max() <= 1
+    x = experiment.data.val.inputs
+    first = backbone.blocks[0][0]
+    expected = first((x - 0.1307) / 0.3081)
+    seen = {}
+    first.register_forward_hook(lambda module, inputs, output: seen.update(out=output))
+    model.eval()
+    model(x)
+    assert torch.allclose(seen["out"], expected, atol=1e-5)
