@@ -45,7 +45,7 @@ def test_one_line_per_run_oldest_first(tmp_path):
         "failed",
         "outputs/runs/2026-01-02/12-00-00-000000_vae_mnist",
     ]
-    # The first task's headline (last) test metric.
+    # The first task's primary metric.
     assert lines[1].split() == [
         "2026-01-03",
         "10:00",
@@ -55,6 +55,38 @@ def test_one_line_per_run_oldest_first(tmp_path):
         "100.00",
         "outputs/multirun/2026-01-03/sweep/0",
     ]
+
+
+def key_metrics(outputs):
+    result = mtlrun_list(outputs.parent, str(outputs))
+    assert result.returncode == 0, result.stderr
+    return {line.split()[-1]: line.split()[-3:-1] for line in result.stdout.splitlines()}
+
+
+def test_key_metric_is_optimized_metric_else_primary_metric_else_the_last_one(tmp_path):
+    outputs = tmp_path / "outputs"
+    # The reconstruction task reports nll_iw last, but its primary metric is nelbo.
+    metrics = {
+        "test/reconstruction/nelbo": 100.0,
+        "test/reconstruction/nll_iw": 95.0,
+        "test/digit/acc": 0.9,
+    }
+    make_run(outputs / "primary", [], metrics)
+    make_run(outputs / "optimized", ["optimized_metric=test/digit/acc"], metrics)
+    make_run(outputs / "old", [], metrics, old_summary=True)  # no primary_metrics: the last one
+    # A first task without a primary metric: the next task's.
+    make_run(
+        outputs / "generation_first",
+        [],
+        {"test/generation/loss": 3.0, "test/digit/acc": 0.8},
+        tasks={"generation": "generation", "digit": "classification"},
+    )
+    assert key_metrics(outputs) == {
+        str(outputs / "primary"): ["test/reconstruction/nelbo", "100.00"],
+        str(outputs / "optimized"): ["test/digit/acc", "0.9000"],
+        str(outputs / "old"): ["test/reconstruction/nll_iw", "95.00"],
+        str(outputs / "generation_first"): ["test/digit/acc", "0.8000"],
+    }
 
 
 def test_missing_folder_and_no_runs_exit_2_with_one_line(tmp_path):

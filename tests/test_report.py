@@ -1,6 +1,7 @@
-"""`mtlrun report`: tables, seed means, Δm against single-task baselines, files that open from
-anywhere (checked in headless Chromium), one-line errors."""
+"""`mtlrun report`: tables, seed means, Δm against exactly matched single-task baselines,
+report.json, files that open from anywhere (checked in headless Chromium), one-line errors."""
 
+import json
 import re
 import subprocess
 import sys
@@ -10,22 +11,38 @@ from urllib.parse import unquote
 import pytest
 
 from mtlrun import cli
+from mtlrun.errors import UserError
 from mtlrun.report.build import Report, write_report
-from mtlrun.report.compare import configurations
-from mtlrun.report.delta import delta_m
-from mtlrun.report.document import Table
+from mtlrun.report.delta import CONVENTION
+from mtlrun.report.document import Table, Text
 from tests.chromium import CHROMIUM, load
 from tests.fake_runs import make_run
 
+SINGLE_TASK = ["+experiment=vae_mnist", "sharing=single_task"]
 
-def vae_metrics(nelbo: float, acc: float) -> dict[str, float]:
+
+def vae_metrics(nelbo: float, acc: float, *, kl: float = 25.0, nll: float = 0.3) -> dict:
+    """Test metrics of a VAE with a digit classifier; kl, bce, nll and the losses must not
+    enter Δm, so the tests give them values that would move it."""
     return {
-        "test/loss": nelbo + 1.0,
-        "test/reconstruction/loss": nelbo - 1.0,
+        "test/loss": nelbo + nll,
+        "test/reconstruction/loss": nelbo,
+        "test/reconstruction/bce": nelbo - kl,
+        "test/reconstruction/kl": kl,
         "test/reconstruction/nelbo": nelbo,
-        "test/digit/loss": 1.0 - acc,
+        "test/digit/loss": nll,
+        "test/digit/nll": nll,
         "test/digit/acc": acc,
     }
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Path:
+    """One hard-sharing run and its single-task baseline, seed 0 each."""
+    root = tmp_path / "pair"
+    make_run(root / "0", SINGLE_TASK, vae_metrics(110, 0.80, kl=20, nll=0.25))
+    make_run(root / "1", ["+experiment=vae_mnist"], vae_metrics(100, 0.90, kl=40, nll=0.20))
+    return root
 
 
 @pytest.fixture
@@ -33,22 +50,19 @@ def sweep(tmp_path: Path) -> Path:
     """Two seeds of a hard-sharing run and of its single-task baseline, one seed with another
     weighting, and a single-task run on another dataset that must not be used."""
     root = tmp_path / "sweep"
-    make_run(root / "0", ["+experiment=vae_mnist", "seed=0"], vae_metrics(100, 0.90))
-    make_run(root / "1", ["+experiment=vae_mnist", "seed=1"], vae_metrics(110, 0.94))
+    make_run(root / "0", ["+experiment=vae_mnist", "seed=0"], vae_metrics(100, 0.90, kl=30))
+    make_run(root / "1", ["+experiment=vae_mnist", "seed=1"], vae_metrics(110, 0.94, kl=32))
     for job, (seed, nelbo) in enumerate([(0, 98), (1, 102)], start=2):
-        overrides = ["+experiment=vae_mnist", "sharing=single_task", f"seed={seed}"]
-        make_run(root / str(job), overrides, vae_metrics(nelbo, 0.80), sharing="single_task")
+        make_run(root / str(job), [*SINGLE_TASK, f"seed={seed}"], vae_metrics(nelbo, 0.80, kl=20))
     make_run(
         root / "4",
         ["+experiment=vae_mnist", "weighting=uncertainty", "seed=0"],
-        vae_metrics(95, 0.78),
+        vae_metrics(95, 0.78, nll=0.9),
     )
     make_run(
         root / "5",
-        ["+experiment=vae_mnist", "sharing=single_task", "dataset=fashion_mnist", "seed=0"],
+        [*SINGLE_TASK, "dataset=fashion_mnist", "seed=0"],
         vae_metrics(300, 0.50),
-        sharing="single_task",
-        dataset="fashion_mnist",
     )
     return root
 
@@ -57,25 +71,63 @@ def tables(blocks: list) -> list[Table]:
     return [block for block in blocks if isinstance(block, Table)]
 
 
+def notes(blocks: list) -> list[str]:
+    return [block.text for block in blocks if isinstance(block, Text) and "undefined" in block.text]
+
+
 def column(table: Table, name: str) -> list[str]:
     return [row[table.columns.index(name)] for row in table.rows]
 
 
-def test_delta_m_matches_a_hand_computed_value(sweep):
-    report = Report(sweep, [])
-    configs = configurations(report.runs)
-    single_task = [config for config in configs if config.first.single_task]
-    # hard: nelbo 105 vs 100 (lower is better) → −5 %; acc 0.92 vs 0.80 → +15 %;
-    # the losses do not count; per-task means first: (−5 + 15) / 2 = +5 %.
-    assert delta_m(configs[0], single_task, report.metrics).value == pytest.approx(5.0)
-    # uncertainty: nelbo 95 → +5 %; acc 0.78 → −2.5 %: (5 − 2.5) / 2 = +1.25 %.
-    assert delta_m(configs[2], single_task, report.metrics).value == pytest.approx(1.25)
+def test_delta_m_counts_each_task_once_through_its_primary_metric(pair):
+    report = Report(pair, [])
+    (delta,) = [delta for delta in report.deltas if delta is not None]
+    # acc 0.90 vs 0.80 → +12.5 %; nelbo 100 vs 110 (lower is better) → +9.0909 %:
+    # (12.5 + 9.0909) / 2 = +10.7955 %. Counting KL (40 vs 20: −100 %), nll (0.20 vs 0.25) or
+    # the losses would move it.
+    assert delta.value.mean == pytest.approx(10.795454545)
+    assert delta.terms == {
+        "reconstruction": ["test/reconstruction/nelbo"],
+        "digit": ["test/digit/acc"],
+    }
+    configs_table = tables(report.blocks())[1]
+    assert column(configs_table, "Δm (%)") == ["baseline", "+10.80"]
+    assert column(configs_table, "baseline") == ["", "c1"]
+    assert column(configs_table, "Δm computed") == ["", "paired over seeds 0"]
 
-    runs_table, configs_table = tables(report.blocks())
-    assert len(runs_table.rows) == 6
-    assert column(configs_table, "Δm (%)") == ["+5.00", "baseline", "+1.25", "baseline"]
+
+def test_paired_seeds_give_mean_and_std_of_the_per_seed_delta_m(sweep):
+    report = Report(sweep, [])
+    hard = report.deltas[0]
+    # seed 0: nelbo 100 vs 98 → −2.0408 %, acc 0.90 vs 0.80 → +12.5 %: Δm = +5.2296 %;
+    # seed 1: nelbo 110 vs 102 → −7.8431 %, acc 0.94 vs 0.80 → +17.5 %: Δm = +4.8284 %.
+    assert hard.paired_seeds == [0, 1]
+    assert hard.value.n == 2
+    assert hard.value.mean == pytest.approx(5.0290116)
+    assert hard.value.std == pytest.approx(0.2836633)  # |5.2296 − 4.8284| / √2
+    configs_table = tables(report.blocks())[1]
+    assert column(configs_table, "Δm (%)") == ["+5.03 ± 0.28", "baseline", "+1.25", "baseline"]
     assert column(configs_table, "baseline") == ["c2", "", "c2", ""]
+    assert column(configs_table, "Δm computed") == [
+        "paired over seeds 0,1",
+        "",
+        "from seed means",
+        "",
+    ]
     assert column(configs_table, "runs") == ["2", "2", "1", "1"]
+
+
+def test_unequal_seed_sets_use_the_seed_means(sweep):
+    uncertainty = Report(sweep, []).deltas[2]
+    # Seed 0 against seeds 0 and 1: the baseline's means, nelbo 100 and acc 0.80.
+    # nelbo 95 → +5 %; acc 0.78 → −2.5 %: +1.25 %. (Pairing with seed 0 alone would give
+    # (3.0612 − 2.5) / 2 = +0.28 %.)
+    assert uncertainty.paired_seeds is None
+    assert (uncertainty.value.mean, uncertainty.value.std, uncertainty.value.n) == (
+        pytest.approx(1.25),
+        None,
+        1,
+    )
 
 
 def test_seeds_are_aggregated_as_mean_and_sample_std(sweep):
@@ -85,25 +137,191 @@ def test_seeds_are_aggregated_as_mean_and_sample_std(sweep):
     assert column(configs_table, "digit/acc ↑")[2] == "0.7800"  # one seed: no ±
 
 
-def test_closest_baseline_wins_and_a_tie_leaves_delta_m_undefined(tmp_path):
+def test_a_baseline_trained_for_another_number_of_epochs_is_not_used(tmp_path):
     root = tmp_path / "sweep"
-    for job, latent in enumerate([4, 8]):
-        overrides = ["sharing=single_task", f"backbone.latent_dim={latent}"]
-        make_run(root / str(job), overrides, vae_metrics(100, 0.8), sharing="single_task")
-    make_run(root / "2", ["backbone.latent_dim=4"], vae_metrics(90, 0.8))  # c1 is closer
-    make_run(root / "3", ["optim.lr=0.01"], vae_metrics(90, 0.8))  # c1 and c2 tie
-
-    blocks = Report(root, []).blocks()
-    configs_table = tables(blocks)[1]
-    assert column(configs_table, "Δm (%)") == ["baseline", "baseline", "+5.00", "—"]
-    assert column(configs_table, "baseline")[2] == "c1"
-    notes = [b.text for b in blocks if getattr(b, "text", "").startswith("Δm of")]
-    assert notes == [
-        "Δm of c4 is undefined: 2 single-task configurations fit reconstruction equally well."
+    make_run(root / "0", [*SINGLE_TASK, "trainer.epochs=1"], vae_metrics(110, 0.80))
+    make_run(root / "1", ["+experiment=vae_mnist"], vae_metrics(100, 0.90))
+    report = Report(root, [])
+    blocks = report.blocks()
+    assert column(tables(blocks)[1], "Δm (%)") == ["baseline", "—"]
+    assert notes(blocks) == [
+        "Δm of c2 is undefined: no single-task baseline: the closest (c1) differs in "
+        "trainer.epochs (1 vs 10)."
     ]
 
 
-def test_report_command_writes_markdown_html_and_curves(sweep, tmp_path):
+def test_a_baseline_may_differ_only_in_keys_that_change_neither_training_nor_measurement(
+    tmp_path,
+):
+    root = tmp_path / "sweep"
+    ignored = [
+        "+experiment=other_name",
+        "device=cpu",
+        "trainer.progress=false",
+        "dataset.root=/elsewhere",
+        "dataset.download=false",
+        "+logger.csv={}",
+        "optimized_metric=test/digit/acc",
+        "weighting=uncertainty",
+    ]
+    make_run(root / "0", [*SINGLE_TASK, *ignored], vae_metrics(110, 0.80))
+    # Task weights count: this one is the baseline of c4 only.
+    make_run(root / "1", [*SINGLE_TASK, "tasks.digit.weight=0.5"], vae_metrics(100, 0.80))
+    make_run(root / "2", ["+experiment=vae_mnist", "weighting=pcgrad"], vae_metrics(100, 0.90))
+    make_run(root / "3", ["+experiment=vae_mnist", "tasks.digit.weight=0.5"], vae_metrics(90, 1.0))
+    report = Report(root, [])
+    configs_table = tables(report.blocks())[1]
+    assert column(configs_table, "baseline") == ["", "", "c1", "c2"]
+    # c3 against c1: (+9.0909 + 12.5) / 2; c4 against c2: nelbo +10 %, acc +25 %.
+    assert column(configs_table, "Δm (%)") == ["baseline", "baseline", "+10.80", "+17.50"]
+
+
+def test_two_matching_baselines_leave_delta_m_undefined(tmp_path):
+    root = tmp_path / "sweep"
+    make_run(root / "0", SINGLE_TASK, vae_metrics(110, 0.80))
+    make_run(root / "1", [*SINGLE_TASK, "weighting=uncertainty"], vae_metrics(100, 0.80))
+    make_run(root / "2", ["+experiment=vae_mnist"], vae_metrics(100, 0.90))
+    assert notes(Report(root, []).blocks()) == [
+        "Δm of c3 is undefined: no single-task baseline: 2 configurations match (c1, c2)."
+    ]
+
+
+def test_a_baseline_value_of_zero_leaves_delta_m_undefined(tmp_path):
+    root = tmp_path / "sweep"
+    make_run(root / "0", SINGLE_TASK, vae_metrics(110, 0.0))
+    make_run(root / "1", ["+experiment=vae_mnist"], vae_metrics(100, 0.90))
+    assert notes(Report(root, []).blocks()) == [
+        "Δm of c2 is undefined: test/digit/acc is 0 in the baseline c1."
+    ]
+
+
+def test_delta_m_option_replaces_a_tasks_primary_metric(pair, tmp_path, monkeypatch):
+    def delta_m(keys: list[str]) -> float:
+        return Report(pair, [], keys).deltas[1].value.mean
+
+    # digit through nll: 0.20 vs 0.25 (lower is better) → +20 %; with nelbo's +9.0909 %:
+    assert delta_m(["test/digit/nll"]) == pytest.approx(14.545454545)
+    # Two metrics of one task are averaged first: digit (20 + 12.5) / 2 = 16.25 %.
+    assert delta_m(["test/digit/nll", "test/digit/acc"]) == pytest.approx(12.670454545)
+    # bce (nelbo − kl) 60 vs 90 → +33.333 %; with acc's +12.5 %:
+    assert delta_m(["test/reconstruction/bce"]) == pytest.approx(22.9166667)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MTLRUN_COMMAND", "")
+    monkeypatch.setattr(sys, "argv", ["mtlrun", "report", "pair", "delta_m=test/digit/nll"])
+    cli.main()
+    row = json.loads((pair / "report.json").read_text())["rows"][1]
+    assert row["delta_m"]["mean"] == pytest.approx(14.545454545)
+    assert row["delta_m_metrics"] == {
+        "reconstruction": ["test/reconstruction/nelbo"],
+        "digit": ["test/digit/nll"],
+    }
+    assert "delta_m=: test/digit/nll" in (pair / "report.md").read_text()
+
+
+def test_a_run_without_directions_is_shown_but_gets_no_delta_m(tmp_path):
+    root = tmp_path / "sweep"
+    make_run(root / "0", SINGLE_TASK, vae_metrics(110, 0.80))
+    make_run(root / "1", ["+experiment=vae_mnist"], vae_metrics(100, 0.90), old_summary=True)
+    blocks = Report(root, []).blocks()
+    runs_table, configs_table = tables(blocks)
+    assert column(runs_table, "digit/acc ↑") == ["0.8000", "0.9000"]
+    assert column(configs_table, "Δm (%)") == ["baseline", "—"]
+    assert notes(blocks) == [
+        "Δm of c2 is undefined: its summary.json has no metric directions (written by an older "
+        "mtlrun); rerun it."
+    ]
+
+    old = tmp_path / "old"
+    make_run(old / "0", ["+experiment=vae_mnist"], vae_metrics(100, 0.90), old_summary=True)
+    with pytest.raises(UserError, match=r"^delta_m=test/digit/acc has no direction in any"):
+        Report(old, [], ["test/digit/acc"])
+
+
+def test_a_task_type_unknown_to_mtlrun_gets_delta_m_from_its_summary(tmp_path):
+    root = tmp_path / "sweep"
+    tasks = {"pitch": "my_lab_task", "digit": "classification"}
+    directions = {"test/pitch/score": "max", "val/pitch/score": "max"}
+    primary = {"pitch": "test/pitch/score", "digit": "test/digit/acc"}
+    for job, (overrides, score, acc) in enumerate(
+        [(SINGLE_TASK, 0.5, 0.8), (["+experiment=vae_mnist"], 0.6, 0.9)]
+    ):
+        make_run(
+            root / str(job),
+            overrides,
+            {"test/pitch/loss": 1 - score, "test/pitch/score": score, "test/digit/acc": acc},
+            tasks=tasks,
+            directions=directions,
+            primary_metrics=primary,
+        )
+    report = Report(root, [])
+    # score 0.6 vs 0.5 (higher is better) → +20 %; acc → +12.5 %: +16.25 %.
+    assert report.deltas[1].value.mean == pytest.approx(16.25)
+    assert report.headers == ["pitch/loss ↓", "pitch/score ↑", "digit/acc ↑"]
+
+
+def test_report_json_has_every_configuration_and_its_delta_m(sweep):
+    # A NaN metric must come out as null: report.json is strict JSON.
+    make_run(
+        sweep / "6",
+        [*SINGLE_TASK, "dataset=fashion_mnist", "seed=1"],
+        vae_metrics(float("nan"), 0.60),
+    )
+    write_report(sweep, [])
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in report.json")
+
+    document = json.loads((sweep / "report.json").read_text(), parse_constant=no_constants)
+    assert document["convention"] == CONVENTION
+    assert document["sign"] == "positive = better than single-task"
+    hard, single_task, uncertainty, fashion = document["rows"]
+
+    assert hard["config"] == "c1"
+    assert hard["overrides"] == {}
+    assert (hard["sharing"], hard["weighting"]) == ("hard", "fixed")
+    assert (hard["runs"], hard["seeds"]) == (["0", "1"], [0, 1])
+    assert set(hard["metrics"]) == set(vae_metrics(0, 0))
+    acc = hard["metrics"]["test/digit/acc"]
+    assert (acc["mean"], acc["std"], acc["n"]) == (
+        pytest.approx(0.92),
+        pytest.approx(0.02828427),
+        2,
+    )
+    assert hard["primary_metrics"] == {
+        "reconstruction": "test/reconstruction/nelbo",
+        "digit": "test/digit/acc",
+    }
+    assert hard["delta_m"] == {
+        "mean": pytest.approx(5.0290116),
+        "std": pytest.approx(0.2836633),
+        "n": 2,
+        "paired": True,
+    }
+    assert (hard["delta_m_reason"], hard["baseline"], hard["is_baseline"]) == (None, "c2", False)
+
+    assert single_task["overrides"] == {"sharing": "single_task"}
+    assert (single_task["runs"], single_task["sharing"]) == (["2", "3"], "single_task")
+    assert single_task["delta_m"] is None
+    assert single_task["delta_m_reason"] == "single-task baseline"
+    assert (single_task["baseline"], single_task["is_baseline"]) == (None, True)
+
+    assert uncertainty["overrides"] == {"weighting": "uncertainty"}
+    assert uncertainty["delta_m"] == {
+        "mean": pytest.approx(1.25),
+        "std": None,
+        "n": 1,
+        "paired": False,
+    }
+    assert uncertainty["baseline"] == "c2"
+
+    assert fashion["overrides"] == {"sharing": "single_task", "dataset": "fashion_mnist"}
+    assert (fashion["runs"], fashion["seeds"]) == (["5", "6"], [0, 1])
+    assert fashion["metrics"]["test/reconstruction/nelbo"] == {"mean": None, "std": None, "n": 2}
+    assert fashion["is_baseline"] is True
+
+
+def test_report_command_writes_markdown_html_json_and_curves(sweep, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mtlrun", "report", "sweep", "metrics=test/*/nelbo,test/digit/acc"],
         cwd=tmp_path,
@@ -111,7 +329,9 @@ def test_report_command_writes_markdown_html_and_curves(sweep, tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "Δm" in result.stdout and "+5.00" in result.stdout
+    assert "Δm" in result.stdout and "+5.03 ± 0.28" in result.stdout
+    assert "positive = better than single-task" in result.stdout
+    assert (sweep / "report.json").is_file()
     markdown = (sweep / "report.md").read_text()
     runs_rows = re.findall(r"^\| \d \|", markdown, flags=re.MULTILINE)
     assert len(runs_rows) == 6
@@ -157,17 +377,34 @@ def test_missing_folder_is_one_line_and_exit_2(tmp_path):
     )
 
 
+def test_kl_in_delta_m_is_refused_with_one_line_and_exit_2(sweep, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mtlrun", "report", "sweep", "delta_m=test/reconstruction/kl"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "mtlrun: error: delta_m=test/reconstruction/kl: KL never enters Δm (the nelbo already "
+        "contains it); name another metric, e.g. test/<task>/nelbo\n"
+    )
+    assert not (sweep / "report.json").exists()
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["empty"], "no runs under empty"),
         (["sweep", "metrics=test/nope/*"], "metrics='test/nope/*' matches no metric; found:"),
         (["sweep", "colour=red"], "'colour=red' is not an option"),
+        (["sweep", "delta_m=test/digit/f1"], "delta_m=test/digit/f1 is reported by no run; found:"),
+        (["sweep", "delta_m=test/loss"], "delta_m=test/loss is not a task's test metric"),
         ([], "usage: mtlrun report DIR"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(sweep, tmp_path, monkeypatch, capsys, arguments, message):
-    # In this process (the subprocess test above covers the real command line): quicker.
+    # In this process (the subprocess tests above cover the real command line): quicker.
     (tmp_path / "empty").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MTLRUN_COMMAND", "")  # the dispatcher sets it; restored afterwards

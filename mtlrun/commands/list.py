@@ -17,11 +17,15 @@ STATUS_STYLE = {"completed": "green", "failed": "red", "running": "yellow"}
 
 
 def key_metric(run: Run) -> str:
-    """The config's `optimized_metric` when set, else the first task's last test metric: tasks
-    report their headline metric last (acc after nll, nelbo or nll_iw after bce and kl)."""
+    """The config's `optimized_metric` when set, else the primary metric of the first task that
+    has one (summary.json's `primary_metrics`), else the first task's last test metric (runs of
+    an older mtlrun: tasks report their headline metric last)."""
     metrics = run.metrics
     name = run.config.get("optimized_metric")
     if name not in metrics:
+        primary = [run.primary_metrics[task] for task in run.tasks if task in run.primary_metrics]
+        name = primary[0] if primary and primary[0] in metrics else None
+    if name is None:
         first_task = next(iter(run.tasks), None)
         own = [key for key in metrics if key.startswith(f"test/{first_task}/")]
         name = own[-1] if own else next(iter(metrics), None)

@@ -1,5 +1,6 @@
-"""`mtlrun report DIR [metrics=PATTERN,...]`: tables, learning curves, image grids and Δm for
-the runs under DIR (a run or a sweep folder), on the terminal and in DIR/report.{md,html}."""
+"""`mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...]`: tables, learning curves, image
+grids and Δm for the runs under DIR (a run or a sweep folder), on the terminal and in
+DIR/report.{md,html,json}."""
 
 import sys
 from pathlib import Path
@@ -11,22 +12,24 @@ from mtlrun.report.build import write_report
 from mtlrun.report.document import Table, Text, to_rich
 
 USAGE = (
-    "usage: mtlrun report DIR [metrics=PATTERN,...]   "
-    "e.g. metrics=test/digit/acc,test/*/nelbo (default: every test metric)"
+    "usage: mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...]   "
+    "e.g. metrics=test/digit/acc,test/*/nelbo (default: every test metric), "
+    "delta_m=test/digit/nll (default: each task's primary metric)"
 )
 
 
-def parse(args: list[str]) -> tuple[Path, list[str]]:
-    """DIR, then `metrics=a,b` (also `metrics=[a,b]`, or given more than once)."""
+def parse(args: list[str]) -> tuple[Path, list[str], list[str]]:
+    """DIR, then the metric patterns and the Δm keys: `metrics=a,b` and `delta_m=a,b` (also
+    `metrics=[a,b]`, or given more than once)."""
     if not args or "=" in args[0] or args[0].startswith("-"):
         raise UserError(USAGE)
-    patterns = []
+    options: dict[str, list[str]] = {"metrics": [], "delta_m": []}
     for arg in args[1:]:
         key, _, value = arg.partition("=")
-        if key != "metrics" or not value:
+        if key not in options or not value:
             raise UserError(f"{arg!r} is not an option; {USAGE}")
-        patterns += [p.strip() for p in value.strip("[]").split(",") if p.strip()]
-    return Path(args[0]), patterns
+        options[key] += [p.strip() for p in value.strip("[]").split(",") if p.strip()]
+    return Path(args[0]), options["metrics"], options["delta_m"]
 
 
 def main() -> None:
@@ -34,8 +37,8 @@ def main() -> None:
     if args[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return
-    root, patterns = parse(args)
-    blocks = write_report(root, patterns)
+    root, patterns, delta_m_keys = parse(args)
+    blocks = write_report(root, patterns, delta_m_keys)
     # Piped into a file or a pager, the tables keep their natural width instead of 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
     for block in blocks:
@@ -43,4 +46,5 @@ def main() -> None:
             console.print(to_rich(block))
         elif isinstance(block, Text):
             console.print(block.text, markup=False)
-    console.print(f"wrote {root / 'report.md'} and {root / 'report.html'}", markup=False)
+    written = ", ".join(str(root / name) for name in ("report.md", "report.html", "report.json"))
+    console.print(f"wrote {written}", markup=False)

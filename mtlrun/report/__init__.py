@@ -1,4 +1,5 @@
 """Reading run folders and reporting on them (`mtlrun report`, `mtlrun list`).
 
-Import from the modules: `runs` needs no torch, so `mtlrun list` starts quickly; `build`
-(Δm needs the tasks' metric directions) imports torch."""
+Import from the modules: `runs` needs neither torch nor matplotlib, so `mtlrun list` starts
+quickly. Metric directions and primary metrics come from each run's summary.json, so the report
+never imports the tasks."""

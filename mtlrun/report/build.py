@@ -1,13 +1,17 @@
 """`mtlrun report DIR`: the runs under DIR compared in tables (seeds aggregated, Δm against
 single-task baselines), learning curves and the last image grids, written to DIR/report.md and
-DIR/report.html, with the figures in DIR/report_files/."""
+DIR/report.html, with the figures in DIR/report_files/, and the numbers in DIR/report.json."""
 
+import json
+import math
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from mtlrun.report.compare import Configuration, Stat, choose_metrics, configurations, varying_keys
-from mtlrun.report.delta import CONVENTION, MATCHING, Delta, delta_m, direction
+from mtlrun.report.compare import Stat, choose_metrics, configurations, varying_keys
+from mtlrun.report.delta import CONVENTION, MATCHING, SIGN, Delta, check_delta_m_keys, delta_m
 from mtlrun.report.document import Block, Heading, Images, Table, Text, to_html, to_markdown
 from mtlrun.report.figures import learning_curves
 from mtlrun.report.runs import Run, find_runs
@@ -29,19 +33,50 @@ def format_stat(stat: Stat | None, fmt: Callable[[float], str] = format_value) -
 
 def metric_header(key: str, runs: list[Run]) -> str:
     """`digit/acc ↑`: the key without `test/`, with an arrow for the better direction."""
-    way = next((direction(run, key) for run in runs if key in run.metrics), None)
+    way = next((run.directions[key] for run in runs if key in run.directions), None)
     return key.removeprefix("test/") + {"min": " ↓", "max": " ↑"}.get(way or "", "")
 
 
-class Report:
-    """The runs under `root`, the metrics and overrides to show, and names for the runs."""
+def format_delta(delta: Delta | None) -> str:
+    if delta is None:
+        return "baseline"
+    if delta.value is None:
+        return "—"
+    mean, std = delta.value.mean, delta.value.std
+    return f"{mean:+.2f}" if std is None else f"{mean:+.2f} ± {std:.2f}"
 
-    def __init__(self, root: Path, patterns: list[str]) -> None:
+
+def strict_json(value: Any) -> Any:
+    """`value` with NaN and infinities as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strict_json(item) for item in value]
+    return value
+
+
+class Report:
+    """The runs under `root` grouped into configurations with their Δm, the metrics and
+    overrides to show, and names for the runs."""
+
+    def __init__(self, root: Path, patterns: list[str], delta_m_keys: list[str] | None = None):
         self.root = root
         self.runs = find_runs(root)
         self.metrics = choose_metrics(self.runs, patterns)
+        self.delta_m_keys = delta_m_keys or []
+        check_delta_m_keys(self.delta_m_keys, self.runs)
         self.keys = varying_keys(self.runs)
         self.headers = [metric_header(key, self.runs) for key in self.metrics]
+        self.configs = configurations(self.runs)
+        single_task = [config for config in self.configs if config.single_task]
+        self.has_baselines = bool(single_task)
+        # Per configuration: its Δm, or None for a single-task baseline.
+        self.deltas = [
+            None if config.single_task else delta_m(config, single_task, self.delta_m_keys)
+            for config in self.configs
+        ]
 
     def url(self, path: Path) -> str:
         return quote(path.relative_to(self.root).as_posix())
@@ -76,27 +111,19 @@ class Report:
             numeric=set(range(first, first + len(self.metrics) + 1)),
         )
 
-    def configurations_table(
-        self, configs: list[Configuration], deltas: list[Delta | None] | None
-    ) -> Table:
-        """One row per configuration; Δm and its baseline come first when there are
-        single-task runs (`deltas`: a configuration's Δm, or None for a baseline)."""
+    def configurations_table(self) -> Table:
+        """One row per configuration; Δm, its baseline and how it was computed come first when
+        there are single-task runs."""
         keys = [key for key in self.keys if key != "seed"]
-        names = [f"c{index}" for index in range(1, len(configs) + 1)]
         rows = []
-        for index, config in enumerate(configs):
+        for config, delta in zip(self.configs, self.deltas, strict=True):
             comparison = []
-            if deltas is not None:
-                delta = deltas[index]
-                if delta is None:
-                    comparison = ["baseline", ""]
-                else:
-                    value = "—" if delta.value is None else f"{delta.value:+.2f}"
-                    used = [names[configs.index(b)] for b in delta.baselines]
-                    comparison = [value, ", ".join(used)]
+            if self.has_baselines:
+                baseline = delta.baseline.name if delta and delta.baseline else ""
+                comparison = [format_delta(delta), baseline, delta.method if delta else ""]
             rows.append(
                 [
-                    names[index],
+                    config.name,
                     *(config.overrides.get(key, "") for key in keys),
                     str(len(config.runs)),
                     *comparison,
@@ -104,9 +131,9 @@ class Report:
                     format_stat(config.seconds(), seconds),
                 ]
             )
-        comparison_columns = ["Δm (%)", "baseline"] if deltas is not None else []
+        comparison_columns = ["Δm (%)", "baseline", "Δm computed"] if self.has_baselines else []
         first = 1 + len(keys)
-        numeric = {first, first + 1} if deltas is not None else {first}
+        numeric = {first, first + 1} if self.has_baselines else {first}
         metrics_start = first + 1 + len(comparison_columns)
         return Table(
             "Configurations: mean ± sample standard deviation over seeds",
@@ -115,27 +142,60 @@ class Report:
             numeric=numeric | set(range(metrics_start, metrics_start + len(self.metrics) + 1)),
         )
 
+    def as_json(self) -> dict[str, Any]:
+        """report.json: every configuration with its metrics over seeds and its Δm."""
+        rows = []
+        for config, delta in zip(self.configs, self.deltas, strict=True):
+            metrics = dict.fromkeys(key for run in config.runs for key in run.metrics)
+            stats = {key: config.stat(key) for key in metrics}
+            known = next((run for run in config.measured if run.knows_directions), None)
+            rows.append(
+                {
+                    "config": config.name,
+                    "overrides": {
+                        key: setting
+                        for key, setting in config.overrides.items()
+                        if key in self.keys
+                    },
+                    "sharing": config.first.config.get("sharing", {}).get("name"),
+                    "weighting": config.first.config.get("weighting", {}).get("name"),
+                    "runs": [run.path.relative_to(self.root).as_posix() for run in config.runs],
+                    "seeds": config.seeds,
+                    "metrics": {key: asdict(stat) for key, stat in stats.items() if stat},
+                    "primary_metrics": known.primary_metrics if known else None,
+                    "delta_m": asdict(delta.value) | {"paired": delta.paired_seeds is not None}
+                    if delta is not None and delta.value is not None
+                    else None,
+                    "delta_m_metrics": delta.terms
+                    if delta is not None and delta.value is not None
+                    else None,
+                    "delta_m_reason": "single-task baseline" if delta is None else delta.reason,
+                    "baseline": delta.baseline.name if delta and delta.baseline else None,
+                    "is_baseline": config.single_task,
+                }
+            )
+        return {"convention": CONVENTION, "sign": SIGN, "baseline_rule": MATCHING, "rows": rows}
+
     def blocks(self) -> list[Block]:
         """The report's content; the learning curves are written on the way."""
         blocks: list[Block] = [
             Text(f"{len(self.runs)} runs under {self.root}."),
             self.runs_table(),
         ]
-        configs = configurations(self.runs)
-        single_task = [config for config in configs if config.first.single_task]
-        deltas = None  # per configuration: its Δm, or None for a single-task baseline
-        if single_task:
-            deltas = [
-                None if config.first.single_task else delta_m(config, single_task, self.metrics)
-                for config in configs
-            ]
-        if deltas is not None or len(configs) < len(self.runs):
-            blocks.append(self.configurations_table(configs, deltas))
-        if deltas is not None:
+        if self.has_baselines or len(self.configs) < len(self.runs):
+            blocks.append(self.configurations_table())
+        if self.has_baselines:
             blocks += [Text(CONVENTION), Text(MATCHING)]
+            if self.delta_m_keys:
+                blocks.append(
+                    Text(
+                        f"Δm metrics chosen with delta_m=: {', '.join(self.delta_m_keys)}; "
+                        "the other tasks count through their primary metric."
+                    )
+                )
             blocks += [
-                Text(f"Δm of c{index} is undefined: {delta.reason}.")
-                for index, delta in enumerate(deltas, start=1)
+                Text(f"Δm of {config.name} is undefined: {delta.reason}.")
+                for config, delta in zip(self.configs, self.deltas, strict=True)
                 if delta is not None and delta.value is None
             ]
         curves = learning_curves(
@@ -157,15 +217,19 @@ class Report:
         return blocks
 
 
-def write_report(root: Path, patterns: list[str]) -> list[Block]:
-    """Write DIR/report_files/*.png, DIR/report.md and DIR/report.html; return the blocks, for
-    the terminal."""
-    report = Report(root, patterns)
+def write_report(
+    root: Path, patterns: list[str], delta_m_keys: list[str] | None = None
+) -> list[Block]:
+    """Write DIR/report_files/*.png, DIR/report.md, DIR/report.html and DIR/report.json; return
+    the blocks, for the terminal."""
+    report = Report(root, patterns, delta_m_keys)
     blocks = report.blocks()
     title = f"mtlrun report: {root.resolve().name}"
+    numbers = strict_json(report.as_json())
     for name, text in (
         ("report.md", to_markdown(title, blocks)),
         ("report.html", to_html(title, blocks)),
+        ("report.json", json.dumps(numbers, indent=2, ensure_ascii=False, allow_nan=False)),
     ):
         write_atomic(root / name, lambda tmp, text=text: Path(tmp).write_text(text, "utf-8"))
     return blocks

@@ -1,9 +1,14 @@
-"""Comparing runs: the overrides that differ, the metrics to show, and seeds of one
-configuration aggregated as mean ± standard deviation."""
+"""Comparing runs: the overrides that differ, the metrics to show, and runs grouped into
+configurations (equal resolved configs but for the seed), aggregated as mean ± standard
+deviation."""
 
+import json
+import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatch
+from typing import Any
 
 from mtlrun.errors import UserError
 from mtlrun.report.runs import Run
@@ -36,27 +41,85 @@ def choose_metrics(runs: list[Run], patterns: list[str]) -> list[str]:
 @dataclass
 class Stat:
     mean: float
-    std: float | None  # sample standard deviation (n − 1); None for a single value
+    std: float | None  # sample standard deviation (n − 1); None for one value or a NaN
     n: int
 
     @classmethod
     def of(cls, values: list[float]) -> "Stat | None":
         if not values:
             return None
-        std = statistics.stdev(values) if len(values) > 1 else None
+        # A NaN or infinite value (a diverged metric) leaves the spread undefined; stdev would
+        # raise on it.
+        spread = len(values) > 1 and all(math.isfinite(value) for value in values)
+        std = statistics.stdev(values) if spread else None
         return cls(statistics.fmean(values), std, len(values))
+
+
+# Resolved-config keys (with everything under them) in which a single-task baseline may differ
+# from the multi-task configuration it is compared with, each with why it is ignored.
+# Configurations are grouped by all the other keys plus COMPARED_KEYS.
+IGNORED_KEYS: dict[str, str] = {
+    "sharing": "what Δm measures: the multi-task strategy against none",
+    "weighting": "how the task losses are combined, part of the multi-task method",
+    "seed": "seeds are repeats of one configuration, paired or averaged",
+    "name": "a label for the run folder",
+    "device": "where a run trains, not what it trains",
+    "trainer.progress": "the progress bar",
+    "logger": "where metrics are written, not their values",
+    "dataset.root": "where the data files are, not which data",
+    "dataset.download": "whether missing data files are fetched",
+    "dataset.cache_dir": "where composed datasets are cached",
+    "optimized_metric": "what a sweeper reads after training",
+    "hydra": "Hydra's own settings: output folders, launcher, sweeper",
+}
+# The ignored keys that still tell configurations apart: what a sweep over methods compares.
+COMPARED_KEYS = ("sharing", "weighting")
+
+
+def is_under(key: str, prefixes: Iterable[str]) -> bool:
+    """Whether the dotted `key` is one of `prefixes` or lies under one."""
+    return any(key == prefix or key.startswith(f"{prefix}.") for prefix in prefixes)
+
+
+def trained_config(run: Run) -> dict[str, Any]:
+    """The run's resolved config as dotted keys, without the keys that neither change what is
+    trained nor what is measured (and without the seed); sharing and weighting stay."""
+    ignored = [key for key in IGNORED_KEYS if key not in COMPARED_KEYS]
+    return {key: value for key, value in run.flat_config.items() if not is_under(key, ignored)}
 
 
 @dataclass
 class Configuration:
-    """Runs with the same overrides apart from `seed`."""
+    """Runs whose resolved configs are equal apart from the seed and the ignored keys."""
 
-    overrides: dict[str, str]
+    name: str  # c1, c2, ... in the order of their first runs
     runs: list[Run]
 
     @property
     def first(self) -> Run:
         return self.runs[0]
+
+    @property
+    def single_task(self) -> bool:
+        return self.first.single_task
+
+    @property
+    def overrides(self) -> dict[str, str]:
+        """The command-line overrides all its runs share, seed aside: labels for its row."""
+        return {
+            key: value
+            for key, value in self.first.overrides.items()
+            if key != "seed" and all(run.overrides.get(key) == value for run in self.runs)
+        }
+
+    @property
+    def measured(self) -> list[Run]:
+        """The runs that finished with test metrics."""
+        return [run for run in self.runs if run.metrics]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({run.seed for run in self.runs if run.seed is not None})
 
     def stat(self, metric: str) -> Stat | None:
         return Stat.of([run.metrics[metric] for run in self.runs if metric in run.metrics])
@@ -66,9 +129,9 @@ class Configuration:
 
 
 def configurations(runs: list[Run]) -> list[Configuration]:
-    groups: dict[tuple[tuple[str, str], ...], Configuration] = {}
+    """The runs grouped by their trained config, named c1, c2, ... in order of appearance."""
+    groups: dict[str, list[Run]] = {}
     for run in runs:
-        overrides = {key: value for key, value in run.overrides.items() if key != "seed"}
-        key = tuple(sorted(overrides.items()))
-        groups.setdefault(key, Configuration(overrides, [])).runs.append(run)
-    return list(groups.values())
+        key = json.dumps(trained_config(run), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(run)
+    return [Configuration(f"c{index}", group) for index, group in enumerate(groups.values(), 1)]

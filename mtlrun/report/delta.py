@@ -1,115 +1,216 @@
-"""Δm, the average relative gain of a multi-task configuration over single-task baselines
-(Maninis et al. 2019; Vandenhende et al. 2021), with each metric's direction taken from its
-task's `directions`."""
+"""Δm, the average relative gain of a multi-task configuration over its single-task baseline
+(Maninis et al. 2019; Vandenhende et al. 2021): one term per task, through the task's primary
+metric, each metric's direction read from the runs' summary.json."""
 
+import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtlrun.report.compare import Configuration
+from mtlrun.errors import UserError
+from mtlrun.report.compare import (
+    COMPARED_KEYS,
+    IGNORED_KEYS,
+    Configuration,
+    Stat,
+    is_under,
+    trained_config,
+)
 from mtlrun.report.runs import Run
-from mtlrun.tasks import TASKS, Direction
 
+SIGN = "positive = better than single-task"
 CONVENTION = (
-    "Δm = (1/T) Σ_t (1/M_t) Σ_m (−1)^d_m (M_mtl − M_stl) / |M_stl| × 100 %, with d_m = 1 where "
-    "lower is better, so a positive Δm is a gain over the single-task baselines. M are means "
-    "over seeds; the metrics of a task are its reported test metrics except its loss (kept "
-    "only when it is the task's one metric); each task's terms are averaged first, so every "
-    "task weighs the same."
+    "Δm = (1/T) Σ_t (−1)^d_t (M_mtl,t − M_stl,t) / |M_stl,t| × 100 %, over the T tasks with a "
+    f"primary metric, d_t = 1 where lower is better: {SIGN}. Each task counts once, through "
+    "its primary metric (or the mean of the metrics named with delta_m=); KL never counts. "
+    "Paired over seeds (mean ± sample std of the per-seed Δm) when both configurations have "
+    "the same seeds, else from the seed means."
 )
 MATCHING = (
-    "Baselines: for each task of a multi-task configuration, the single-task configuration "
-    "(sharing=single_task) that trains a task of the same name and type on the same dataset "
-    "(equal resolved dataset config, root aside) and whose overrides differ least from the "
-    "multi-task configuration's, ignoring seed, name, sharing.*, weighting.*, the tasks list "
-    "and task weights. Two equally close baselines leave Δm undefined."
+    "Baseline: the single-task configuration (sharing=single_task) whose resolved config equals "
+    f"the multi-task configuration's in every key but {', '.join(IGNORED_KEYS)} (and the keys "
+    "under them)."
 )
+OLD_SUMMARY = "its summary.json has no metric directions (written by an older mtlrun); rerun it"
 
 
-def direction(run: Run, metric_key: str) -> Direction | None:
-    """Lower or higher is better for `test/<task>/<metric>`; None for other keys."""
-    parts = metric_key.split("/")
-    if len(parts) != 3 or parts[1] not in run.tasks or run.tasks[parts[1]] not in TASKS:
-        return None
-    return TASKS.get(run.tasks[parts[1]]).directions.get(parts[2])
+def is_kl(key: str) -> bool:
+    """KL never enters Δm: the nelbo already contains it, and a lower KL alone is not a better
+    model (a collapsed posterior has none)."""
+    return key.rsplit("/", 1)[-1] == "kl"
 
 
-def task_metrics(run: Run, metrics: list[str]) -> dict[str, list[str]]:
-    """Each task's metric keys that count towards Δm."""
-    per_task: dict[str, list[str]] = {}
-    for key in metrics:
-        if key.startswith("test/") and direction(run, key) is not None:
-            per_task.setdefault(key.split("/")[1], []).append(key)
+def check_delta_m_keys(keys: list[str], runs: list[Run]) -> None:
+    """Refuse, in one line, a `delta_m=` key that cannot enter Δm."""
+    reported = list(dict.fromkeys(key for run in runs for key in run.metrics))
+    with_direction = {key for run in runs for key in run.directions}
+    usable = [key for key in reported if key.count("/") == 2 and not is_kl(key)]
+    for key in keys:
+        parts = key.split("/")
+        if is_kl(key):
+            raise UserError(
+                f"delta_m={key}: KL never enters Δm (the nelbo already contains it); "
+                "name another metric, e.g. test/<task>/nelbo"
+            )
+        if len(parts) != 3 or parts[0] != "test":
+            raise UserError(f"delta_m={key} is not a task's test metric; name test/<task>/<metric>")
+        if key not in reported:
+            raise UserError(
+                f"delta_m={key} is reported by no run; found: {', '.join(usable) or 'none'}"
+            )
+        if key not in with_direction:
+            raise UserError(
+                f"delta_m={key} has no direction in any summary.json (written by an older "
+                "mtlrun); rerun the runs"
+            )
+
+
+def delta_m_terms(
+    tasks: list[str], primary_metrics: dict[str, str], chosen: list[str]
+) -> dict[str, list[str]]:
+    """Each task's metric keys in Δm: its primary metric, or the `delta_m=` keys naming it."""
+    terms = {task: [key] for task, key in primary_metrics.items() if not is_kl(key)}
+    named: dict[str, list[str]] = {}
+    for key in chosen:
+        task = key.split("/")[1]
+        if task in tasks:
+            named.setdefault(task, []).append(key)
+    return terms | named
+
+
+def shown(flat_config: dict[str, Any], key: str) -> str:
+    if key not in flat_config:
+        return "absent"
+    value = flat_config[key]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def matched_config(config: Configuration) -> dict[str, Any]:
+    """What a baseline must share with `config`: its trained config but sharing and weighting."""
     return {
-        task: [key for key in keys if not key.endswith("/loss")] or keys
-        for task, keys in per_task.items()
+        key: value
+        for key, value in trained_config(config.first).items()
+        if not is_under(key, COMPARED_KEYS)
     }
 
 
-def counts_for_matching(key: str) -> bool:
-    top = key.split(".")[0]
-    if top in ("seed", "name", "sharing", "weighting"):
-        return False
-    return key != "tasks" and not (top == "tasks" and key.endswith(".weight"))
+def differences(single_task: Configuration, config: Configuration) -> dict[str, tuple[str, str]]:
+    """The keys a baseline may not differ in but does: key → (its value, the config's value)."""
+    stl, mtl = matched_config(single_task), matched_config(config)
+    return {
+        key: (shown(stl, key), shown(mtl, key))
+        for key in dict.fromkeys([*mtl, *stl])
+        if key not in stl or key not in mtl or stl[key] != mtl[key]
+    }
 
 
-def distance(a: Configuration, b: Configuration) -> int:
-    """How many overrides that matter for a baseline differ between two configurations."""
-    keys = {key for key in a.overrides.keys() | b.overrides.keys() if counts_for_matching(key)}
-    return sum(a.overrides.get(key) != b.overrides.get(key) for key in keys)
-
-
-def dataset(run: Run) -> dict[str, Any]:
-    return {key: value for key, value in run.config.get("dataset", {}).items() if key != "root"}
+def find_baseline(config: Configuration, single_task: list[Configuration]) -> Configuration | str:
+    """The one single-task configuration `config` is measured against, or why there is none."""
+    if not single_task:
+        return "no single-task baseline: no run here has sharing=single_task"
+    gaps = [(differences(candidate, config), candidate) for candidate in single_task]
+    matches = [candidate for gap, candidate in gaps if not gap]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        names = ", ".join(match.name for match in matches)
+        return f"no single-task baseline: {len(matches)} configurations match ({names})"
+    gap, closest = min(gaps, key=lambda item: len(item[0]))
+    listed = [f"{key} ({stl} vs {mtl})" for key, (stl, mtl) in gap.items()]
+    more = f" and {len(listed) - 3} more keys" if len(listed) > 3 else ""
+    return (
+        f"no single-task baseline: the closest ({closest.name}) differs in "
+        f"{', '.join(listed[:3])}{more}"
+    )
 
 
 @dataclass
 class Delta:
-    value: float | None
-    baselines: list[Configuration] = field(default_factory=list)
-    reason: str = ""  # why `value` is None
+    """Δm of one multi-task configuration, or why it has none."""
+
+    value: Stat | None  # in %; over seed pairs, or one value from the seed means
+    reason: str | None = None  # why `value` is None
+    baseline: Configuration | None = None
+    paired_seeds: list[int] | None = None  # None: computed from the seed means
+    terms: dict[str, list[str]] = field(default_factory=dict)  # task → its metric keys
+
+    @property
+    def method(self) -> str:
+        if self.value is None:
+            return ""
+        if self.paired_seeds is None:
+            return "from seed means"
+        return f"paired over seeds {','.join(str(seed) for seed in self.paired_seeds)}"
 
 
-def baseline(
-    config: Configuration, task: str, single_task: list[Configuration]
-) -> Configuration | str:
-    """The single-task configuration to compare `task` of `config` with, or why there is none."""
-    task_type = config.first.tasks[task]
-    candidates = [
-        candidate
-        for candidate in single_task
-        if candidate.first.tasks.get(task) == task_type
-        and dataset(candidate.first) == dataset(config.first)
-    ]
-    if not candidates:
-        return f"no single-task run of {task} on this dataset"
-    closest = min(distance(config, candidate) for candidate in candidates)
-    tied = [candidate for candidate in candidates if distance(config, candidate) == closest]
-    if len(tied) > 1:
-        return f"{len(tied)} single-task configurations fit {task} equally well"
-    return tied[0]
+def average_gain(
+    mtl: dict[str, float],
+    stl: dict[str, float],
+    terms: dict[str, list[str]],
+    directions: dict[str, str],
+) -> float:
+    """Δm in % from one set of multi-task and single-task values; a task's metrics are averaged
+    first, so every task weighs the same."""
+
+    def gain(key: str) -> float:
+        sign = -1 if directions[key] == "min" else 1
+        return sign * (mtl[key] - stl[key]) / abs(stl[key]) * 100
+
+    return statistics.fmean(statistics.fmean(gain(key) for key in keys) for keys in terms.values())
 
 
-def delta_m(config: Configuration, single_task: list[Configuration], metrics: list[str]) -> Delta:
-    per_task = task_metrics(config.first, metrics)
-    if not per_task:
-        return Delta(None, reason="no test metric with a known direction")
-    task_gains = []
-    baselines: list[Configuration] = []
-    for task, keys in per_task.items():
-        reference = baseline(config, task, single_task)
-        if isinstance(reference, str):
-            return Delta(None, reason=reference)
-        gains = []
+def seed_means(runs: list[Run], keys: list[str]) -> dict[str, float]:
+    return {key: statistics.fmean(run.metrics[key] for run in runs) for key in keys}
+
+
+def delta_m(config: Configuration, single_task: list[Configuration], chosen: list[str]) -> Delta:
+    """Δm of `config` against its baseline among `single_task`; `chosen`: the `delta_m=` keys."""
+    runs = config.measured
+    if not runs:
+        return Delta(None, "no run of it finished with test metrics")
+    if not all(run.knows_directions for run in runs):
+        return Delta(None, OLD_SUMMARY)
+    terms = delta_m_terms(list(runs[0].tasks), runs[0].primary_metrics, chosen)
+    if not terms:
+        return Delta(None, "none of its tasks has a primary metric")
+    found = find_baseline(config, single_task)
+    if isinstance(found, str):
+        return Delta(None, found, terms=terms)
+
+    def undefined(reason: str) -> Delta:
+        return Delta(None, reason, found, terms=terms)
+
+    baseline_runs = found.measured
+    if not baseline_runs:
+        return undefined(f"no run of its baseline {found.name} finished with test metrics")
+    keys = [key for task_keys in terms.values() for key in task_keys]
+    directions = {key: way for run in runs for key, way in run.directions.items()}
+    for key in keys:
+        if key not in directions:
+            return undefined(f"{key} has no direction in its summary.json")
+        if any(key not in run.metrics for run in runs + baseline_runs):
+            return undefined(
+                f"{key} is not reported by every run of {config.name} and {found.name}"
+            )
+
+    seeds = [run.seed for run in runs]
+    paired_seeds = None
+    if (
+        None not in seeds
+        and len(set(seeds)) == len(seeds)
+        and sorted(seeds) == sorted(run.seed for run in baseline_runs)
+    ):
+        by_seed = {run.seed: run for run in baseline_runs}
+        pairs = [(run.metrics, by_seed[run.seed].metrics) for run in runs]
+        paired_seeds = sorted(seeds)
+    else:
+        pairs = [(seed_means(runs, keys), seed_means(baseline_runs, keys))]
+    for mtl, stl in pairs:
         for key in keys:
-            mtl, stl = config.stat(key), reference.stat(key)
-            if mtl is None or stl is None:
-                return Delta(None, reason=f"{key} is not reported by both configurations")
-            if stl.mean == 0:
-                return Delta(None, reason=f"{key} is 0 in the baseline")
-            sign = -1 if direction(config.first, key) == "min" else 1
-            gains.append(sign * (mtl.mean - stl.mean) / abs(stl.mean) * 100)
-        task_gains.append(statistics.fmean(gains))
-        if reference not in baselines:
-            baselines.append(reference)
-    return Delta(statistics.fmean(task_gains), baselines)
+            if not (math.isfinite(mtl[key]) and math.isfinite(stl[key])):
+                return undefined(f"{key} is not a finite number")
+            if stl[key] == 0:
+                return undefined(f"{key} is 0 in the baseline {found.name}")
+    values = [average_gain(mtl, stl, terms, directions) for mtl, stl in pairs]
+    return Delta(Stat.of(values), None, found, paired_seeds, terms)

@@ -1,5 +1,5 @@
 """Run folders under a directory, found by their meta.json and read without building anything
-(no torch): status, config, overrides, final metrics, image grids."""
+(no torch): status, config, overrides, final metrics with their directions, image grids."""
 
 import json
 import re
@@ -19,6 +19,18 @@ GRID_NAME = re.compile(r"(?P<kind>.+)_e(?P<epoch>\d+)")
 
 def read_yaml(path: Path) -> Any:
     return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
+
+
+def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys: {"trainer": {"epochs": 10}} → {"trainer.epochs": 10}.
+    Lists and empty mappings are values (`logger.jsonl: {}` still says which logger is on)."""
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 @dataclass
@@ -55,6 +67,31 @@ class Run:
     @property
     def metrics(self) -> dict[str, float]:
         return self.summary.get("metrics", {})
+
+    @property
+    def directions(self) -> dict[str, str]:
+        """Metric key → "min" (lower is better) or "max", for every key in summary.json."""
+        return self.summary.get("directions", {})
+
+    @property
+    def primary_metrics(self) -> dict[str, str]:
+        """Task → its headline test metric key; tasks without one (generation) are absent."""
+        return self.summary.get("primary_metrics", {})
+
+    @property
+    def knows_directions(self) -> bool:
+        """Whether summary.json says which way its metrics improve (an older mtlrun did not)."""
+        return "directions" in self.summary and "primary_metrics" in self.summary
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.config.get("seed", self.meta.get("seed"))
+        return None if seed is None else int(seed)
+
+    @property
+    def flat_config(self) -> dict[str, Any]:
+        """The resolved config as dotted keys."""
+        return flatten(self.config)
 
     @property
     def seconds(self) -> float | None:
