@@ -1,0 +1,102 @@
+"""The whole method matrix: every weighting × every sharing strategy × each backbone family
+trains a few steps on tiny synthetic images, or is refused before training in one line.
+
+The weightings and strategies are read from the registries, so methods added later are covered
+without editing this file."""
+
+import math
+
+import pytest
+import torch
+
+from mtlrun.errors import ConfigError
+from mtlrun.sharing import SHARING
+from mtlrun.train import build
+from mtlrun.weighting import WEIGHTINGS
+from tests.conftest import compose_config
+
+BACKBONES = {
+    "dense_ae": ["backbone.hidden_dims=[16]", "backbone.latent_dim=4"],
+    "vae": ["backbone.hidden_dims=[16]", "backbone.latent_dim=4"],
+    "cnn": ["backbone.channels=[4,8]", "backbone.hidden_dims=[16]"],
+    "conv_vae": ["backbone.channels=[4,8]", "backbone.hidden_dims=[16]", "backbone.latent_dim=4"],
+}
+TINY_IMAGES = [
+    "dataset=synthetic",
+    "dataset.n_train=64",
+    "dataset.n_test=16",
+    "dataset.val_size=16",
+    "dataset.image_size=16",
+    "device=cpu",
+    "tasks=[reconstruction,class]",
+    "tasks.class.hidden_dims=[8]",
+    "tasks.reconstruction.iw_samples=0",
+    "trainer.batch_size=16",
+    "trainer.epochs=2",
+]
+
+
+def overrides(weighting: str, sharing: str, backbone: str) -> list[str]:
+    chosen = [f"weighting={weighting}", f"sharing={sharing}", f"backbone={backbone}"]
+    stage = ["sharing.stage1_epochs=1"] if sharing == "two_stage" else []  # a step in each stage
+    return [*TINY_IMAGES, *chosen, *stage, *BACKBONES[backbone]]
+
+
+def steps(experiment, epoch: int, count: int = 2) -> list[torch.Tensor]:
+    """`count` training steps of `epoch` as the loop takes them; the gradients of the last one
+    stay in `.grad`."""
+    model, weighting = experiment.model, experiment.weighting
+    model.begin_epoch(epoch)
+    model.train()
+    batches = experiment.data.train.batches(16, torch.Generator().manual_seed(epoch))
+    totals = []
+    for _, batch in zip(range(count), batches, strict=False):
+        output = model(experiment.model_inputs(batch.inputs))
+        losses = experiment.task_losses(output, batch)
+        losses = [
+            loss if model.trains(task.name) else loss.detach()
+            for task, loss in zip(experiment.loss_tasks, losses, strict=True)
+        ]
+        experiment.optimizer.zero_grad(set_to_none=True)
+        totals.append(weighting.backward(losses, output))
+        experiment.optimizer.step()
+    return totals
+
+
+def untrained_heads(experiment) -> set[int]:
+    """The parameters of the heads whose task is not trained in the current stage."""
+    model = experiment.model
+    return {
+        id(p)
+        for task in experiment.loss_tasks
+        if not model.trains(task.name)
+        for p in model.head(task.name).parameters()
+    }
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+@pytest.mark.parametrize("sharing", SHARING.names)
+@pytest.mark.parametrize("weighting", WEIGHTINGS.names)
+def test_every_combination_trains_or_is_refused_in_one_line(weighting, sharing, backbone):
+    try:
+        experiment = build(compose_config(overrides(weighting, sharing, backbone)))
+    except ConfigError as error:
+        message = str(error)
+        assert "\n" not in message and f"weighting={weighting}" in message, message
+        assert WEIGHTINGS.get(weighting).needs_shared_representation
+        return
+    epochs = [1, 2] if sharing == "two_stage" else [1]
+    for epoch in epochs:
+        totals = steps(experiment, epoch)
+        assert all(math.isfinite(total.item()) for total in totals)
+        untrained = untrained_heads(experiment)
+        parameters = [
+            *experiment.model.named_parameters(),
+            *experiment.weighting.named_parameters(),
+        ]
+        for name, p in parameters:
+            if not p.requires_grad or id(p) in untrained:  # frozen, or its task not trained now
+                assert p.grad is None, f"epoch {epoch}: {name} got a gradient"
+            else:
+                assert p.grad is not None, f"epoch {epoch}: {name} got no gradient"
+                assert torch.isfinite(p.grad).all(), f"epoch {epoch}: {name}'s gradient"
