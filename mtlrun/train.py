@@ -34,7 +34,7 @@ from mtlrun.tasks.classification import Classification
 from mtlrun.tasks.generation import Generation
 from mtlrun.tasks.reconstruction import Reconstruction
 from mtlrun.terminal import Reporter, metrics_table
-from mtlrun.weighting import WEIGHTINGS, Weighting
+from mtlrun.weighting import WEIGHTINGS, Weighting, check_sharing
 
 
 @dataclass
@@ -137,6 +137,7 @@ def build(cfg: DictConfig) -> Experiment:
     model = SHARING.get(cfg.sharing.name)(cfg.sharing, make_backbone, tasks).to(device)
     model.check_epochs(trainer.epochs)
     loss_tasks = [task for task in tasks if task.has_loss]
+    check_sharing(cfg.weighting, cfg.sharing, model)
     weighting = WEIGHTINGS.get(cfg.weighting.name)(cfg.weighting, loss_tasks, model).to(device)
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
     parameters = [*model.parameters(), *weighting.extra_parameters()]

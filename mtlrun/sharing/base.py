@@ -48,6 +48,12 @@ class MultiTaskModel(nn.Module):
         training needs epochs left for its second stage); for the loop to call at build."""
 
     @property
+    def shares_representation(self) -> bool:
+        """Whether the tasks read a representation computed by parameters they share, the cut
+        `ModelOutput.shared` gives (what gradient aggregators and GradNorm work on)."""
+        return False
+
+    @property
     def stage(self) -> int | None:
         """The training stage, for strategies that train in stages (logged with the metrics)."""
         return None

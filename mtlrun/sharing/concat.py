@@ -108,6 +108,10 @@ class ConcatSharing(TaskNetworks):
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.codes(x)[1]
 
+    @property
+    def shares_representation(self) -> bool:
+        return True  # every head reads the concatenation of all the codes
+
 
 @SHARING.register("concat")
 def concat(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> ConcatSharing:

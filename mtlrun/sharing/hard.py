@@ -37,6 +37,10 @@ class HardSharing(TaskHeads):
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.backbone.encode(x)
 
+    @property
+    def shares_representation(self) -> bool:
+        return True
+
 
 def split_trunk(backbone: Backbone, tasks: list[Task], shared_layers: int) -> dict[str, Backbone]:
     """A network per task with a loss whose first `shared_layers` blocks are `backbone`'s own

@@ -79,3 +79,7 @@ class TaskNetworks(TaskHeads):
 
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.encode_all(x)[0][task]
+
+    @property
+    def shares_representation(self) -> bool:
+        return bool(self.shared_blocks or self.mixers)

@@ -11,6 +11,6 @@ from mtlrun.weighting import (  # noqa: F401  (they register)
     uncertainty,
     upgrad,
 )
-from mtlrun.weighting.base import WEIGHTINGS, Weighting, total_loss
+from mtlrun.weighting.base import WEIGHTINGS, Weighting, check_sharing, total_loss
 
-__all__ = ["WEIGHTINGS", "Weighting", "total_loss"]
+__all__ = ["WEIGHTINGS", "Weighting", "check_sharing", "total_loss"]

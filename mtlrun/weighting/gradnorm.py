@@ -49,6 +49,8 @@ class GradNorm(Weighting):
     from Σ_t w_t L_t with the weights detached, so the weights' own loss never reaches the model.
     """
 
+    needs_shared_representation = True
+
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
         config = parse(GradNormConfig, node, "weighting")
