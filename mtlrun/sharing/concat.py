@@ -108,6 +108,10 @@ class ConcatSharing(TaskNetworks):
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.codes(x)[1]
 
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """Every autoencoder's latent layer: each head reads all the codes."""
+        return self.last_layers()
+
     @property
     def shares_representation(self) -> bool:
         return True  # every head reads the concatenation of all the codes

@@ -5,7 +5,7 @@ import torch
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.train import build, train
 from tests.conftest import compose_config
-from tests.sharing import SMALL, assert_learns, config_error, read_metrics
+from tests.sharing import SMALL, assert_learns, config_error, read_metrics, same_parameters
 
 TASKS = "tasks=[reconstruction,class]"
 
@@ -64,3 +64,10 @@ def test_gradient_aggregators_treat_the_stitch_units_as_shared(run_dir):
     train(compose_config([*SMALL, TASKS, *overrides]), run_dir)
     record = next(r for r in read_metrics(run_dir) if r["split"] == "train")
     assert -1 <= record["train/class/cosine"] <= 1
+
+
+def test_the_last_shared_parameters_are_the_last_units_alpha():
+    overrides = [*SMALL, TASKS, "sharing=cross_stitch", "sharing.stitch_after=[1,0]"]
+    model = build(compose_config(overrides)).model
+    assert same_parameters(model.last_shared_parameters(), [model.mixers["1"].alpha])
+    assert model.shares_representation
