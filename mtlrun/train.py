@@ -141,7 +141,9 @@ def build(cfg: DictConfig) -> Experiment:
     weighting = WEIGHTINGS.get(cfg.weighting.name)(cfg.weighting, loss_tasks, model).to(device)
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
     parameters = [*model.parameters(), *weighting.extra_parameters()]
-    optimizer, scheduler = build_optimizer(cfg.optim, parameters, steps_per_epoch, trainer.epochs)
+    optimizer, scheduler = build_optimizer(
+        cfg.optim, parameters, steps_per_epoch, trainer.epochs, model.learning_rate_scales()
+    )
     return Experiment(
         cfg, trainer, device, data, backbone, tasks, model, weighting, optimizer, scheduler
     )
