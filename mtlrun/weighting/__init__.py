@@ -6,6 +6,7 @@ from mtlrun.weighting import (  # noqa: F401  (they register)
     fixed,
     gradnorm,
     mgda,
+    mgda_ub,
     nashmtl,
     pcgrad,
     uncertainty,
