@@ -53,7 +53,11 @@ class CrossStitchUnit(nn.Module):
 
 
 class CrossStitchNetworks(TaskNetworks):
-    """Task networks mixed by cross-stitch units, whose α train at their own learning rate."""
+    """Task networks mixed by cross-stitch units, whose α train at their own learning rate.
+
+    Their last shared parameters (GradNorm's W, `last_shared_parameters`) are the last unit's
+    α: after it no parameter serves more than one task, and every task's loss depends on it,
+    each through its own row, so G_t measures how hard task t pulls on its mixing weights."""
 
     def __init__(
         self,
