@@ -1,5 +1,6 @@
 """Optimisers and learning-rate schedules (stepped once per optimiser step)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -26,13 +27,35 @@ class OptimConfig:
     gamma: float = 0.1  # schedule=step: decay factor
 
 
+def parameter_groups(
+    parameters: list[nn.Parameter], lr: float, scaled: Sequence[tuple[list[nn.Parameter], float]]
+) -> list[dict]:
+    """The trainable `parameters` at `lr`, first, then one group per (parameters, multiple)
+    pair of `scaled` at lr × multiple (those parameters leave the first group)."""
+    groups = []
+    moved = set()
+    for members, scale in scaled:
+        trainable = [p for p in members if p.requires_grad]
+        if trainable:
+            groups.append({"params": trainable, "lr": lr * scale})
+            moved.update(id(p) for p in trainable)
+    rest = [p for p in parameters if p.requires_grad and id(p) not in moved]
+    return [{"params": rest, "lr": lr}, *groups]
+
+
 def build_optimizer(
-    node: DictConfig, parameters: list[nn.Parameter], steps_per_epoch: int, epochs: int
+    node: DictConfig,
+    parameters: list[nn.Parameter],
+    steps_per_epoch: int,
+    epochs: int,
+    scaled: Sequence[tuple[list[nn.Parameter], float]] = (),
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The optimiser over `parameters` at `optim.lr`, except those in `scaled`, which train at
+    `optim.lr` times their multiple (`MultiTaskModel.learning_rate_scales`), and its schedule."""
     cfg = parse(OptimConfig, node, "optim")
     check_choice("optim.name", cfg.name, list(OPTIMIZERS))
     check_choice("optim.schedule", cfg.schedule, SCHEDULES)
-    params = [p for p in parameters if p.requires_grad]
+    params = parameter_groups(parameters, cfg.lr, scaled)
     if cfg.name == "sgd":
         optimizer = torch.optim.SGD(
             params,
@@ -60,8 +83,9 @@ def build_optimizer(
             optimizer, step_size=cfg.step_epochs * steps_per_epoch, gamma=cfg.gamma
         )
     elif cfg.schedule == "onecycle":
+        peaks = [group["lr"] for group in optimizer.param_groups]
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total_steps
+            optimizer, max_lr=peaks, total_steps=total_steps
         )
     else:
         scheduler = None

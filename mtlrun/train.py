@@ -35,7 +35,7 @@ from mtlrun.tasks.classification import Classification
 from mtlrun.tasks.generation import Generation
 from mtlrun.tasks.reconstruction import Reconstruction
 from mtlrun.terminal import Reporter, metrics_table
-from mtlrun.weighting import WEIGHTINGS, Weighting
+from mtlrun.weighting import WEIGHTINGS, Weighting, check_sharing
 
 
 @dataclass
@@ -151,10 +151,13 @@ def build(cfg: DictConfig) -> Experiment:
     model = SHARING.get(cfg.sharing.name)(cfg.sharing, make_backbone, tasks).to(device)
     model.check_epochs(trainer.epochs)
     loss_tasks = [task for task in tasks if task.has_loss]
+    check_sharing(cfg.weighting, cfg.sharing, model)
     weighting = WEIGHTINGS.get(cfg.weighting.name)(cfg.weighting, loss_tasks, model).to(device)
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
     parameters = [*model.parameters(), *weighting.extra_parameters()]
-    optimizer, scheduler = build_optimizer(cfg.optim, parameters, steps_per_epoch, trainer.epochs)
+    optimizer, scheduler = build_optimizer(
+        cfg.optim, parameters, steps_per_epoch, trainer.epochs, model.learning_rate_scales()
+    )
     return Experiment(
         cfg, trainer, device, data, backbone, tasks, model, weighting, optimizer, scheduler
     )

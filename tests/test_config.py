@@ -5,6 +5,7 @@ import pytest
 from mtlrun.config import config_dir
 from mtlrun.errors import ConfigError
 from mtlrun.train import build
+from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import TINY, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
@@ -65,3 +66,44 @@ def test_impossible_combinations_fail_before_training():
         cfg = compose_config([*TINY, *overrides.split()])
         with pytest.raises(ConfigError, match=words):
             build(cfg)
+
+
+# Every weighting that works on what the tasks share, read from the registry so that methods
+# added later are covered too.
+SHARED_ONLY = [
+    name for name in WEIGHTINGS.names if WEIGHTINGS.get(name).needs_shared_representation
+]
+SHARE_NOTHING = {
+    "sharing=single_task": "sharing=single_task",
+    "sharing=soft": "sharing=soft",
+    "sharing=hard sharing.shared_layers=0": "sharing=hard with sharing.shared_layers=0",
+}
+
+
+def test_the_methods_on_shared_parameters_are_the_aggregators_and_gradnorm():
+    expected = {"pcgrad", "mgda", "mgda_ub", "cagrad", "upgrad", "nashmtl", "gradnorm"}
+    assert expected <= set(SHARED_ONLY)
+    assert not {"equal", "fixed", "uncertainty", "dwa"} & set(SHARED_ONLY)
+
+
+@pytest.mark.parametrize("weighting", SHARED_ONLY)
+@pytest.mark.parametrize("sharing", SHARE_NOTHING)
+def test_a_method_on_shared_parameters_with_a_strategy_sharing_none_fails_at_build(
+    weighting, sharing
+):
+    cfg = compose_config(
+        [*TINY, "tasks=[reconstruction,class]", f"weighting={weighting}", *sharing.split()]
+    )
+    with pytest.raises(ConfigError) as error:
+        build(cfg)
+    assert str(error.value) == (
+        f"weighting={weighting} works on the parameters the tasks share, but "
+        f"{SHARE_NOTHING[sharing]} shares none; use sharing=hard (shared_layers null or above "
+        "0), cross_stitch or concat, or a loss weighting such as weighting=equal or uncertainty"
+    )
+
+
+def test_the_same_strategies_build_with_a_loss_weighting_and_the_method_with_hard_sharing():
+    for sharing in SHARE_NOTHING:
+        build(compose_config([*TINY, "tasks=[reconstruction,class]", *sharing.split()]))
+    build(compose_config([*TINY, "tasks=[reconstruction,class]", "weighting=pcgrad"]))

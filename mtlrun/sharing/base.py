@@ -54,6 +54,22 @@ class MultiTaskModel(nn.Module):
         """Raise a ConfigError if the model cannot be trained in `epochs` epochs (two-stage
         training needs epochs left for its second stage); for the loop to call at build."""
 
+    def learning_rate_scales(self) -> list[tuple[list[nn.Parameter], float]]:
+        """Parameters that train at a multiple of `optim.lr`, with the multiple: each pair
+        becomes its own optimiser parameter group (schedules scale every group alike)."""
+        return []
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the last layer every task's loss depends on (the W on which GradNorm
+        measures the task gradients); empty when the tasks share no parameters."""
+        return []
+
+    @property
+    def shares_representation(self) -> bool:
+        """Whether the tasks read a representation computed by parameters they share, the cut
+        `ModelOutput.shared` gives (what gradient aggregators and GradNorm work on)."""
+        return False
+
     @property
     def stage(self) -> int | None:
         """The training stage, for strategies that train in stages (logged with the metrics)."""

@@ -125,6 +125,14 @@ class ConcatSharing(TaskNetworks):
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.code(x)
 
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """Every autoencoder's latent layer: each head reads all the codes."""
+        return self.last_layers()
+
+    @property
+    def shares_representation(self) -> bool:
+        return True  # every head reads the concatenation of all the codes
+
 
 @SHARING.register("concat")
 def concat(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> ConcatSharing:

@@ -6,6 +6,15 @@ activations by a learned linear combination of all tasks' activations, x̃_t = �
 one scalar per pair of tasks for the whole layer, so one unit fits dense and conv blocks alike.
 α starts near the identity: `sharing.init_self` on the diagonal, the rest of each row spread
 evenly over the other tasks, so each row sums to 1 and every network starts mostly its own.
+
+α trains at `sharing.alpha_lr_scale` times `optim.lr` (its own optimiser parameter group). Misra
+et al. (§5.2, "Learning rates for cross-stitch units", and Table 2) found the layers' gradient
+updates too small for α, which starts one to two orders of magnitude larger than AlexNet's
+weights; training with SGD, they scaled α's learning rate (Caffe's lr_mult) by 1, 10, 10² and
+10³, found 10²–10³ best and higher values to diverge. The network they report (Tables 3 and 5)
+has the numbers of Table 2's 10³ row, the default here. The factor was tuned for SGD, whose
+steps grow with the gradient; Adam's are about lr whatever the gradient, so with Adam it
+multiplies α's step itself (10³ × lr 1e-3: about 1 a step) and is best lowered.
 """
 
 from dataclasses import dataclass
@@ -14,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from mtlrun.backbones import Backbone
 from mtlrun.config import parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing.base import SHARING, BackboneFactory
@@ -26,6 +36,7 @@ from mtlrun.tasks import Task
 class CrossStitchConfig(SharingConfig):
     stitch_after: list[int] | None = None  # block indices to mix after; null: every block
     init_self: float = 0.9  # α's initial diagonal: how much of its own activations a task keeps
+    alpha_lr_scale: float = 1000.0  # α's learning rate over optim.lr; Misra et al.'s 10³ (§5.2)
 
 
 class CrossStitchUnit(nn.Module):
@@ -41,11 +52,38 @@ class CrossStitchUnit(nn.Module):
         return torch.tensordot(self.alpha.to(stacked.dtype), stacked, dims=1)
 
 
+class CrossStitchNetworks(TaskNetworks):
+    """Task networks mixed by cross-stitch units, whose α train at their own learning rate.
+
+    Their last shared parameters (GradNorm's W, `last_shared_parameters`) are the last unit's
+    α: after it no parameter serves more than one task, and every task's loss depends on it,
+    each through its own row, so G_t measures how hard task t pulls on its mixing weights."""
+
+    def __init__(
+        self,
+        networks: dict[str, Backbone],
+        tasks: list[Task],
+        task_relation: float,
+        mixers: dict[int, nn.Module],
+        alpha_lr_scale: float,
+    ) -> None:
+        super().__init__(networks, tasks, task_relation, mixers=mixers)
+        self.alpha_lr_scale = alpha_lr_scale
+
+    def learning_rate_scales(self) -> list[tuple[list[nn.Parameter], float]]:
+        return [([unit.alpha for unit in self.mixers.values()], self.alpha_lr_scale)]
+
+
 @SHARING.register("cross_stitch")
 def cross_stitch(
     node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]
-) -> TaskNetworks:
+) -> CrossStitchNetworks:
     cfg = parse(CrossStitchConfig, node, "sharing")
+    if cfg.alpha_lr_scale <= 0:
+        raise ConfigError(
+            f"sharing.alpha_lr_scale={cfg.alpha_lr_scale} must be positive: it multiplies "
+            "optim.lr for the cross-stitch units' α"
+        )
     if not 0.0 <= cfg.init_self <= 1.0:
         raise ConfigError(
             f"sharing.init_self={cfg.init_self} must be in [0, 1]: it is the share of its own "
@@ -68,4 +106,4 @@ def cross_stitch(
     if len(set(stitch_after)) < len(stitch_after):
         raise ConfigError(f"sharing.stitch_after={stitch_after} names a block twice")
     mixers = {i: CrossStitchUnit(len(networks), cfg.init_self) for i in stitch_after}
-    return TaskNetworks(networks, tasks, cfg.task_relation, mixers=mixers)
+    return CrossStitchNetworks(networks, tasks, cfg.task_relation, mixers, cfg.alpha_lr_scale)

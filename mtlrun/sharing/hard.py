@@ -9,12 +9,18 @@ gradients). With null (the default) the whole encoder, latent layer included, is
 import copy
 
 from omegaconf import DictConfig
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.config import parse
 from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput, MultiTaskModel
-from mtlrun.sharing.heads import SharedLayersConfig, TaskHeads, check_shared_layers, encoding_cut
+from mtlrun.sharing.heads import (
+    SharedLayersConfig,
+    TaskHeads,
+    check_shared_layers,
+    encoding_cut,
+    last_with_parameters,
+)
 from mtlrun.sharing.task_networks import TaskNetworks
 from mtlrun.tasks import Task
 
@@ -35,6 +41,15 @@ class HardSharing(TaskHeads):
 
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.backbone.encode(x)
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The latent layer for autoencoder and VAE backbones; the last block's layer for
+        classifier trunks (mlp, cnn), whose latent layer has no parameters."""
+        return last_with_parameters([*self.backbone.blocks, self.backbone.latent])
+
+    @property
+    def shares_representation(self) -> bool:
+        return True
 
 
 def split_trunk(backbone: Backbone, tasks: list[Task], shared_layers: int) -> dict[str, Backbone]:

@@ -50,6 +50,16 @@ def encoding_cut(encoding: Encoding) -> list[Tensor]:
     return [encoding.features] if encoding.mu is None else [encoding.mu, encoding.logvar]
 
 
+def last_with_parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
+    """The parameters of the last of `modules` that has any (a trunk block holds one layer with
+    parameters, or none: a classifier's `FeatureLatent`, a lone `Flatten`)."""
+    for module in reversed(modules):
+        parameters = list(module.parameters())
+        if parameters:
+            return parameters
+    return []
+
+
 def add_terms(*terms: Tensor | None) -> Tensor | None:
     present = [term for term in terms if term is not None]
     return sum(present[1:], present[0]) if present else None

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.sharing.base import BackboneFactory, ModelOutput
-from mtlrun.sharing.heads import TaskHeads
+from mtlrun.sharing.heads import TaskHeads, last_with_parameters
 from mtlrun.tasks import Task
 
 
@@ -76,3 +76,24 @@ class TaskNetworks(TaskHeads):
 
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.encode_all(x)[0][task]
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """With mixers, the last one's parameters (a cross-stitch unit's α, through which every
+        task's loss depends on every network before it); else the last shared block that has
+        parameters; else none."""
+        if self.mixers:
+            return list(self.mixers[max(self.mixers, key=int)].parameters())
+        networks = list(self.networks.values())
+        return last_with_parameters(list(networks[0].blocks[: self.shared_blocks]))
+
+    def last_layers(self) -> list[nn.Parameter]:
+        """Every network's last layer with parameters (an autoencoder's latent layer)."""
+        return [
+            p
+            for network in self.networks.values()
+            for p in last_with_parameters([*network.blocks, network.latent])
+        ]
+
+    @property
+    def shares_representation(self) -> bool:
+        return bool(self.shared_blocks or self.mixers)

@@ -6,11 +6,12 @@ from mtlrun.weighting import (  # noqa: F401  (they register)
     fixed,
     gradnorm,
     mgda,
+    mgda_ub,
     nashmtl,
     pcgrad,
     uncertainty,
     upgrad,
 )
-from mtlrun.weighting.base import WEIGHTINGS, Weighting, total_loss
+from mtlrun.weighting.base import WEIGHTINGS, Weighting, check_sharing, total_loss
 
-__all__ = ["WEIGHTINGS", "Weighting", "total_loss"]
+__all__ = ["WEIGHTINGS", "Weighting", "check_sharing", "total_loss"]

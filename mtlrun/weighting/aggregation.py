@@ -47,6 +47,8 @@ class GradientAggregation(Weighting):
     that `mtl_backward` differentiates through.
     """
 
+    needs_shared_representation = True
+
     def __init__(
         self,
         method: str,

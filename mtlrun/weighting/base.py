@@ -2,8 +2,10 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mtlrun.errors import ConfigError
@@ -18,6 +20,10 @@ class Weighting(nn.Module):
     An nn.Module so that learnt weights (e.g. uncertainty's log-variances) are saved in
     checkpoints and trained by the optimiser (`extra_parameters`).
     """
+
+    # Whether the method works on what the tasks share (`ModelOutput.shared`, the shared
+    # parameters); `check_sharing` then refuses strategies that share nothing, at build time.
+    needs_shared_representation: ClassVar[bool] = False
 
     def __init__(self, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__()
@@ -54,6 +60,23 @@ def total_loss(
     if output.auxiliary_loss is not None:
         total = total + output.auxiliary_loss
     return total
+
+
+def check_sharing(weighting: DictConfig, sharing: DictConfig, model: MultiTaskModel) -> None:
+    """Refuse, before training, a weighting that works on what the tasks share with a model
+    whose tasks share nothing (otherwise it would fail at the first step)."""
+    if not WEIGHTINGS.get(weighting.name).needs_shared_representation:
+        return
+    if model.shares_representation:
+        return
+    chosen = f"sharing={sharing.name}"
+    if sharing.get("shared_layers") == 0:
+        chosen += " with sharing.shared_layers=0"
+    raise ConfigError(
+        f"weighting={weighting.name} works on the parameters the tasks share, but {chosen} "
+        "shares none; use sharing=hard (shared_layers null or above 0), cross_stitch or "
+        "concat, or a loss weighting such as weighting=equal or uncertainty"
+    )
 
 
 def shared_representation(output: ModelOutput, method: str) -> list[Tensor]:

@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mtlrun.config import parse
+from mtlrun.config import check_choice, parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -21,33 +21,42 @@ from mtlrun.weighting.base import (
     trained,
 )
 
+GRADIENTS_OF = ("last_shared_weights", "representation")
+
 
 @dataclass
 class GradNormConfig(WeightingConfig):
     alpha: float = 1.5  # asymmetry: how hard tasks that train slower are pulled up; 0 equalises
+    # where G_t is measured: the paper's last shared layer's weights W, or the representation h
+    gradient_of: str = "last_shared_weights"
 
 
 @WEIGHTINGS.register("gradnorm")
 class GradNorm(Weighting):
     """L = Σ_t w_t L_t with learnt weights w_t that keep the tasks' gradient norms balanced.
 
-    Each step, G_t = ‖∇_h w_t L_t‖ is the norm of the weighted task gradient, and the weights
+    Each step, G_t = ‖∇_W w_t L_t‖ is the norm of the weighted task gradient, and the weights
     get the gradient of L_grad = Σ_t |G_t − Ḡ·r_t^α|, where Ḡ is the mean G_t, r_t the task's
     inverse training rate (L_t / L_t(0)) over its mean across tasks, and α the asymmetry. The
     target Ḡ·r_t^α is a constant, as in the paper. The weights are then renormalised to sum to
     T; the loop owns the optimiser step, so that happens at the start of the next step, before
     they are used.
 
-    h is the shared representation (`output.shared`), where the paper takes the last shared
-    layer's weights W: ∇_W L_t = (∂h/∂W)ᵀ ∇_h L_t, with the same ∂h/∂W for every task, so both
-    compare the same task signals. h needs no knowledge of which module is the last shared
-    layer (it works for every backbone and sharing strategy that fills `shared`), and its
-    gradients cost a backward through the heads only.
+    `weighting.gradient_of` says what W is. `last_shared_weights` (the default, the paper's
+    choice, §3.1) is the parameters of the last layer every task's loss depends on, as the
+    model names them (`MultiTaskModel.last_shared_parameters`); `representation` takes the
+    gradients with respect to the shared representation h instead (`output.shared`, the cut the
+    gradient aggregators use), which needs no knowledge of the layers. The two differ:
+    ∇_W L_t = (∂h/∂W)ᵀ ∇_h L_t, and the same ∂h/∂W does not scale every task's ∇_h L_t alike
+    (each example's h weighs by its input to the layer), so their norms can rank the tasks
+    differently.
 
-    The norms are taken without a graph (G_t is linear in w_t, so d G_t / d w_t = ‖∇_h L_t‖
+    The norms are taken without a graph (G_t is linear in w_t, so d G_t / d w_t = ‖∇_W L_t‖
     needs none) and L_grad is backpropagated into the weights alone; the model's gradients come
     from Σ_t w_t L_t with the weights detached, so the weights' own loss never reaches the model.
     """
+
+    needs_shared_representation = True
 
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
@@ -55,22 +64,35 @@ class GradNorm(Weighting):
         if config.alpha < 0:
             raise ConfigError(f"weighting.alpha={config.alpha} must not be negative")
         self.alpha = config.alpha
+        check_choice("weighting.gradient_of", config.gradient_of, GRADIENTS_OF)
+        self.gradient_of = config.gradient_of
+        # A plain list, not registered: the model's parameters are saved with the model.
+        self.last_shared = model.last_shared_parameters()
+        if self.gradient_of == "last_shared_weights" and not self.last_shared:
+            raise ConfigError(
+                "weighting=gradnorm with weighting.gradient_of=last_shared_weights needs a layer "
+                "all tasks share, and this sharing strategy has none; use "
+                "weighting.gradient_of=representation or sharing=hard, cross_stitch or concat"
+            )
         self.weights = nn.Parameter(torch.ones(len(tasks)))
         # L_t(0), taken at the first step (NaN until then, so no flag needs a host sync).
         self.register_buffer("initial_losses", torch.full((len(tasks),), float("nan")))
         self.index = TaskIndex()
 
     def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
-        shared = [f for f in shared_representation(output, "gradnorm") if f.requires_grad]
+        if self.gradient_of == "representation":
+            at = [f for f in shared_representation(output, "gradnorm") if f.requires_grad]
+        else:  # a frozen layer (two-stage training's stage 2) has no gradient to measure
+            at = [p for p in self.last_shared if p.requires_grad]
         with torch.no_grad():
             self.weights.mul_(len(losses) / self.weights.sum())
         current = torch.stack([loss.detach().float() for loss in losses])
         unseen = self.initial_losses.isnan()
         self.initial_losses.copy_(torch.where(unseen, current, self.initial_losses))
         rows = trained(losses)
-        if rows and shared:
+        if rows and at:
             index = self.index(rows, self.weights.device)
-            norms = torch.stack([gradient_norm(losses[t], shared) for t in rows])
+            norms = torch.stack([gradient_norm(losses[t], at) for t in rows])
             weighted_norms = self.weights[index] * norms
             ratios = current[index] / self.initial_losses[index]
             targets = weighted_norms.mean().detach() * (ratios / ratios.mean()) ** self.alpha
@@ -84,7 +106,8 @@ class GradNorm(Weighting):
         return {f"{name}/weight": w for name, w in zip(self.task_names, weights, strict=True)}
 
 
-def gradient_norm(loss: Tensor, features: list[Tensor]) -> Tensor:
-    """‖∇ loss‖ over all `features` (a task may not read all of them: a VAE's log-variance)."""
-    grads = torch.autograd.grad(loss, features, retain_graph=True, allow_unused=True)
-    return torch.stack([g.float().pow(2).sum() for g in grads if g is not None]).sum().sqrt()
+def gradient_norm(loss: Tensor, inputs: list[Tensor]) -> Tensor:
+    """‖∇ loss‖ over all `inputs` (a task may not read all of them: a VAE's log-variance)."""
+    grads = torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True)
+    squares = [g.float().pow(2).sum() for g in grads if g is not None]
+    return torch.stack(squares).sum().sqrt() if squares else loss.new_zeros((), dtype=torch.float)

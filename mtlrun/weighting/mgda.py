@@ -1,5 +1,12 @@
-"""MGDA (Désidéri 2012; Sener & Koltun, "Multi-Task Learning as Multi-Objective
-Optimization", NeurIPS 2018)."""
+"""Full MGDA (Désidéri, "Multiple-gradient descent algorithm (MGDA) for multiobjective
+optimization", 2012), solved with the Frank-Wolfe algorithm of Sener & Koltun ("Multi-Task
+Learning as Multi-Objective Optimization", NeurIPS 2018, Algorithm 2).
+
+It solves on the Jacobian of the task losses with respect to all the shared parameters. It is
+not the MGDA-UB of Sener & Koltun's experiments (`weighting=mgda_ub`), which minimises an
+upper bound of the same objective using the gradients with respect to the shared
+representation instead.
+"""
 
 from dataclasses import dataclass
 
@@ -21,9 +28,13 @@ class MGDAConfig(WeightingConfig):
 
 @WEIGHTINGS.register("mgda")
 class MGDAAggregation(GradientAggregation):
-    """The minimum-norm convex combination of the task gradients, found with the Frank-Wolfe
-    solver of Sener & Koltun (Algorithm 2); it decreases every task, or is zero at a
-    Pareto-stationary point."""
+    """Full MGDA: the minimum-norm convex combination of the task gradients on all the shared
+    parameters (every row of the Jacobian is one task's gradient on every parameter that
+    `output.shared` depends on), found with Sener & Koltun's Frank-Wolfe solver (their
+    Algorithm 2, as torchjd's `MGDA`); it decreases every task, or is zero at a
+    Pareto-stationary point. One backward per task through the shared encoder each step; the
+    cheaper MGDA-UB of their experiments, on the shared representation, is `weighting=mgda_ub`.
+    """
 
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import MGDA  # imported when chosen: torchjd loads cvxpy

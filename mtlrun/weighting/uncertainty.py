@@ -13,13 +13,25 @@ from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_
 
 @WEIGHTINGS.register("uncertainty")
 class UncertaintyWeighting(Weighting):
-    """L = Σ_t exp(−s_t)·L_t + s_t, with a learnt log-variance s_t = log σ_t² per task.
+    """L = Σ_t exp(−s_t)·L_t + s_t, with a learnt log-variance s_t = log σ_t² per task (their
+    §3.2: s is learnt rather than σ², for numerical stability), every s_t starting at 0.
 
-    This is twice Kendall et al.'s Gaussian form ½·exp(−s_t)·L_t + ½·s_t (their eq. 5 with
-    s = log σ²), the convention LibMTL uses: the factor scales the whole objective, not the
-    balance (for a fixed L_t both are smallest at s_t = log L_t, i.e. weight 1/L_t), and it
-    makes every weight start at 1 (s_t = 0), as with `equal`. The noisier a task's loss stays,
-    the larger s_t grows and the less the task weighs. Logged: the weights exp(−s_t).
+    Kendall et al. derive a different term for each kind of likelihood: ½σ⁻²·L + log σ for a
+    Gaussian (regression) task (eq. 7), i.e. ½·exp(−s)·L + ½·s, and σ⁻²·L + log σ for a softmax
+    (classification) task (eq. 10, after their approximation), i.e. exp(−s)·L + ½·s. mtlrun uses
+    one form for every task, whatever its likelihood:
+    - for a regression task it is exactly twice Kendall's term, at the same s;
+    - for a classification task it is twice Kendall's term at s + log 2 (σ² twice as large),
+      less the constant log 2: the same term, its variable shifted.
+    So at the s that minimises each term for a given L_t, every task's loss weighs 1/L_t here and
+    1/(2·L_t) in Kendall's eq. 10: the same balance between tasks, the whole objective doubled
+    (which changes SGD's step size, not Adam's). What differs is the path there: here every
+    weight starts at 1; Kendall's terms at s = 0 weigh a regression loss ½ and a classification
+    loss 1.
+
+    LibMTL's `UW` uses Kendall's regression form for every task, ½·exp(−s)·L + ½·s (half of
+    this), starting from s = −0.5 (weights ½·e^0.5 ≈ 0.82). The noisier a task's loss stays, the
+    larger s_t grows and the less the task weighs. Logged: the weights exp(−s_t).
     """
 
     def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:

@@ -1,9 +1,11 @@
 """Tests of the sharing strategies: small dense networks on generated images."""
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from mtlrun.errors import ConfigError
 from mtlrun.train import build
@@ -38,3 +40,8 @@ def assert_learns(run_dir: Path, task: str = "class") -> None:
     val = [record for record in read_metrics(run_dir) if record["split"] == "val"]
     assert val[-1]["val/loss"] < val[0]["val/loss"]
     assert val[-1][f"val/{task}/acc"] > 0.3
+
+
+def same_parameters(got: Iterable[nn.Parameter], expected: Iterable[nn.Parameter]) -> bool:
+    """Whether `got` is exactly the parameter objects `expected`, in order."""
+    return [id(p) for p in got] == [id(p) for p in expected]

@@ -7,7 +7,7 @@ from mtlrun.data import Batch
 from mtlrun.runfolder import read_json
 from mtlrun.train import build, train
 from tests.conftest import compose_config
-from tests.sharing import SMALL, assert_learns, config_error
+from tests.sharing import SMALL, assert_learns, config_error, same_parameters
 
 CONCAT = [*SMALL, "tasks=[reconstruction,class]", "sharing=concat"]
 
@@ -105,3 +105,11 @@ def test_a_negative_penalty_is_a_config_error():
     assert "sharing.penalty=-0.1 must be at least 0" in config_error(
         [*CONCAT, "sharing.penalty=-0.1"]
     )
+
+
+def test_the_last_shared_layers_are_every_autoencoders_latent_layer():
+    model = build(compose_config(CONCAT)).model
+    latents = [*model.networks["reconstruction"].latent.parameters()]
+    latents += model.networks["class"].latent.parameters()
+    assert same_parameters(model.last_shared_parameters(), latents)
+    assert model.shares_representation

@@ -6,8 +6,8 @@ import torch
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.sharing.hard import HardSharing
 from mtlrun.train import build, train
-from tests.conftest import compose_config
-from tests.sharing import SMALL, assert_learns, config_error
+from tests.conftest import TINY, compose_config
+from tests.sharing import SMALL, assert_learns, config_error, same_parameters
 
 TASKS = "tasks=[reconstruction,class]"
 
@@ -66,3 +66,19 @@ def test_shared_layers_out_of_range_lists_the_valid_range(k):
 def test_unknown_key_and_wrong_type_are_config_errors():
     assert "sharing.split" in config_error([*SMALL, TASKS, "+sharing.split=1"])
     assert "sharing.shared_layers" in config_error([*SMALL, TASKS, "sharing.shared_layers=all"])
+
+
+def test_the_last_shared_layer_is_the_latent_layer_or_the_last_shared_block():
+    autoencoder = build(compose_config([*SMALL, TASKS])).model
+    assert same_parameters(
+        autoencoder.last_shared_parameters(), autoencoder.backbone.latent.parameters()
+    )
+    # A classifier trunk's latent layer has no parameters: its last block's Linear it is.
+    mlp = build(compose_config([*TINY, "backbone=mlp", "backbone.hidden_dims=[64,32]"])).model
+    assert same_parameters(mlp.last_shared_parameters(), mlp.backbone.blocks[1][0].parameters())
+    split = build(compose_config([*SMALL, TASKS, "sharing.shared_layers=1"])).model
+    flatten_linear = split.networks["class"].blocks[0]
+    assert same_parameters(split.last_shared_parameters(), flatten_linear[1].parameters())
+    assert split.shares_representation
+    none = build(compose_config([*SMALL, TASKS, "sharing.shared_layers=0"])).model
+    assert none.last_shared_parameters() == [] and not none.shares_representation

@@ -27,3 +27,8 @@ def test_it_trains_and_samples_from_the_prior(run_dir):
     train(compose_config(SINGLE), run_dir)
     assert_learns(run_dir)
     assert (run_dir / "images" / "samples_e003.png").is_file()
+
+
+def test_nothing_is_a_last_shared_layer():
+    model = build(compose_config(SINGLE)).model
+    assert model.last_shared_parameters() == [] and not model.shares_representation

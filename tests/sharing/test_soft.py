@@ -47,3 +47,8 @@ def test_bad_values_are_config_errors():
     soft = [*SMALL, TASKS, "sharing=soft"]
     assert "sharing.penalty=-1.0 must be at least 0" in config_error([*soft, "sharing.penalty=-1"])
     assert "choose 0 to 2" in config_error([*soft, "sharing.shared_layers=5"])
+
+
+def test_tied_layers_are_not_shared():
+    model = build(compose_config([*SMALL, TASKS, "sharing=soft"])).model
+    assert model.last_shared_parameters() == [] and not model.shares_representation

@@ -17,8 +17,8 @@ from tests.conftest import TINY, compose_config
 
 class SharedVector(MultiTaskModel):
     """θ, shared by every task; the shared representation is h = θ (through an op, so that it
-    is a cut in the graph as a backbone's output is). `shares=False` plays a strategy that
-    shares nothing."""
+    is a cut in the graph as a backbone's output is), and θ is also the last shared layer's
+    weights. `shares=False` plays a strategy that shares nothing."""
 
     def __init__(self, theta: list[float], shares: bool = True) -> None:
         super().__init__()
@@ -27,6 +27,13 @@ class SharedVector(MultiTaskModel):
 
     def representation(self) -> Tensor:
         return self.theta * 1.0
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        return [self.theta] if self.shares else []
+
+    @property
+    def shares_representation(self) -> bool:
+        return self.shares
 
     def output(self, h: Tensor, auxiliary_loss: Tensor | None = None) -> ModelOutput:
         return ModelOutput({}, {}, auxiliary_loss, shared=[h] if self.shares else [])

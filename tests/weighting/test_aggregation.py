@@ -10,10 +10,13 @@ from tests.weighting.problems import SharedVector, aggregated, linear_losses, ma
 AGGREGATORS = ["pcgrad", "mgda", "cagrad", "upgrad", "nashmtl"]
 
 
-@pytest.mark.parametrize("name", [*AGGREGATORS, "gradnorm"])
-def test_a_strategy_that_shares_nothing_is_a_one_line_config_error(name):
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [*((name, {}) for name in AGGREGATORS), ("gradnorm", {"gradient_of": "representation"})],
+)
+def test_a_strategy_that_shares_nothing_is_a_one_line_config_error(name, options):
     model = SharedVector([0.0, 0.0], shares=False)
-    weighting = make(name, model)
+    weighting = make(name, model, **options)
     h = model.representation()
     with pytest.raises(ConfigError) as error:
         weighting.backward(linear_losses(h, [[1.0, 0.0], [0.0, 1.0]]), model.output(h))
@@ -22,8 +25,10 @@ def test_a_strategy_that_shares_nothing_is_a_one_line_config_error(name):
     )
 
 
-@pytest.mark.parametrize("name", ["upgrad", "gradnorm"])
-def test_a_compiled_model_is_a_one_line_config_error(name):
+@pytest.mark.parametrize(
+    ("name", "options"), [("upgrad", {}), ("gradnorm", {"gradient_of": "representation"})]
+)
+def test_a_compiled_model_is_a_one_line_config_error(name, options):
     model = SharedVector([0.0, 0.0])
 
     @torch.compile(backend="aot_eager")  # what trainer.compile does, without code generation
@@ -33,7 +38,7 @@ def test_a_compiled_model_is_a_one_line_config_error(name):
 
     h, losses = forward(model.theta)
     with pytest.raises(ConfigError, match=f"^weighting={name} cannot see inside a compiled model"):
-        make(name, model).backward(losses, model.output(h))
+        make(name, model, **options).backward(losses, model.output(h))
 
 
 def test_the_auxiliary_loss_is_added_once_and_not_aggregated():

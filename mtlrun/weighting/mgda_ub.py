@@ -1,0 +1,138 @@
+"""MGDA-UB (Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018,
+§3.3): MGDA on the gradients with respect to the shared representation, the method of their
+experiments. `weighting=mgda` is full MGDA, on the shared parameters."""
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from mtlrun.config import check_choice, parse
+from mtlrun.errors import ConfigError
+from mtlrun.sharing import ModelOutput, MultiTaskModel
+from mtlrun.tasks import Task
+from mtlrun.weighting.base import (
+    WEIGHTINGS,
+    TaskIndex,
+    Weighting,
+    WeightingConfig,
+    shared_representation,
+    total_loss,
+    trained,
+)
+
+NORMALIZATIONS = ("none", "l2", "loss", "loss+")
+
+
+@dataclass
+class MGDAUBConfig(WeightingConfig):
+    # What each task's gradient is divided by before solving: 1, its norm, its loss, or both
+    # (the authors' gradient_normalizers); none is the authors' MultiMNIST setting.
+    normalization: str = "none"
+    epsilon: float = 0.001  # Frank-Wolfe stops when its step size falls below this
+    max_iters: int = 100  # Frank-Wolfe iterations at most
+
+
+@WEIGHTINGS.register("mgda_ub")
+class MGDAUB(Weighting):
+    """L = Σ_t α_t L_t + the auxiliary loss, with α the minimum-norm convex combination of the
+    task gradients on the shared representation Z, solved anew every step.
+
+    Full MGDA minimises ‖Σ_t α_t ∇_θ L_t‖ over the shared parameters θ, a backward pass per task.
+    With Z = g(x; θ) the representation every task reads, ‖Σ_t α_t ∇_θ L_t‖² ≤ ‖∂Z/∂θ‖² ·
+    ‖Σ_t α_t ∇_Z L_t‖² (their eq. 6); MGDA-UB minimises the second factor instead, which needs
+    the gradients on Z only, and (their Theorem 1) still gives a direction that decreases every
+    task, or a Pareto-stationary point, when ∂Z/∂θ has full rank.
+
+    Each step, for the tasks trained on: g_t = ∇_Z L_t over the whole batch (`output.shared`,
+    [μ, log σ²] for a VAE, flattened and concatenated; zero on a part a task does not read),
+    divided by the normaliser `weighting.normalization` names, as in the authors'
+    `gradient_normalizers`: none 1, l2 ‖g_t‖, loss L_t, loss+ L_t·‖g_t‖ (their code calls it
+    optional and not part of the paper; the loss-based ones assume positive losses; a zero
+    normaliser, as when a batch has no target for a task, is left at 1). The default, none, is
+    what the authors trained MultiMNIST with (Sener, isl-org/MultiObjectiveOptimization issue
+    #14: "optimizer=SGD|batch_size=256|lr=0.05|normalization_type=none"); their sample config
+    (CelebA) uses loss+. The weights α come from torchjd's `MGDAWeighting` (Frank-Wolfe, their
+    Algorithm 2) on the Gramian of the normalised gradients, and Σ_t α_t L_t of the raw losses
+    (as the authors' training script scales them) plus the auxiliary loss is backpropagated once
+    through the whole network.
+
+    Where this differs from the authors' code: their script solves with projected gradient
+    descent from the best pair of tasks and, for a pair, clamps α to [0.001, 0.999]; Frank-Wolfe
+    reaches the same minimiser, 0 or 1 on the boundary. They run the forward pass twice (once for
+    Z, once for the weighted loss); here one serves both, so dropout draws one mask.
+
+    With fewer than two tasks trained on (two-stage training), the step is a plain backward of
+    their sum. The total returned for the logs is the loss backpropagated. Logged each epoch, per
+    task: its weight α_t, averaged over the steps it was weighted in (summed on the device, read
+    once per epoch; torchjd's Frank-Wolfe loop itself reads the Gramian back to branch). A
+    `torch.compile`d model is refused: its outputs hide the cut Z.
+    """
+
+    needs_shared_representation = True
+
+    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        super().__init__(tasks, model)
+        config = parse(MGDAUBConfig, node, "weighting")
+        check_choice("weighting.normalization", config.normalization, NORMALIZATIONS)
+        if config.epsilon <= 0 or config.max_iters < 1:
+            raise ConfigError(
+                f"weighting.epsilon={config.epsilon} and weighting.max_iters={config.max_iters} "
+                "must be positive"
+            )
+        from torchjd.aggregation import MGDAWeighting  # imported when chosen: torchjd loads cvxpy
+
+        self.normalization = config.normalization
+        self.solver = MGDAWeighting(epsilon=config.epsilon, max_iters=config.max_iters)
+        self.index = TaskIndex()
+        # Saved in checkpoints, so an epoch resumed midway logs the same averages.
+        self.register_buffer("weight_sums", torch.zeros(len(tasks)))
+        self.register_buffer("steps", torch.zeros(len(tasks)))
+
+    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+        shared = [f for f in shared_representation(output, "mgda_ub") if f.requires_grad]
+        rows = trained(losses)
+        weights = torch.zeros(len(losses), device=self.steps.device)
+        if len(rows) > 1 and shared:
+            index = self.index(rows, self.steps.device)
+            alphas = self.solve([losses[t] for t in rows], shared)
+            weights.index_copy_(0, index, alphas)
+            self.weight_sums.index_add_(0, index, alphas)
+            self.steps.index_add_(0, index, torch.ones_like(alphas))
+        elif rows:
+            weights.index_fill_(0, self.index(rows, self.steps.device), 1.0)
+        total = total_loss(weights, losses, output)
+        if total.requires_grad:
+            total.backward()
+        return total.detach()
+
+    def solve(self, losses: list[Tensor], shared: list[Tensor]) -> Tensor:
+        """The min-norm convex weights of the normalised gradients of `losses` on `shared`."""
+        rows = []
+        for loss in losses:
+            grads = torch.autograd.grad(loss, shared, retain_graph=True, materialize_grads=True)
+            rows.append(torch.cat([g.flatten() for g in grads]).float())
+        gradients = torch.stack(rows)
+        norms = gradients.norm(dim=1)
+        values = torch.stack([loss.detach().float() for loss in losses])
+        normalizer = {
+            "none": torch.ones_like(norms),
+            "l2": norms,
+            "loss": values,
+            "loss+": values * norms,
+        }[self.normalization]
+        normalizer = torch.where(normalizer == 0, torch.ones_like(normalizer), normalizer)
+        normalized = gradients / normalizer[:, None]
+        return self.solver(normalized @ normalized.T)
+
+    def logged(self) -> dict[str, float]:
+        steps = self.steps.tolist()
+        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
+        self.weight_sums.zero_()
+        self.steps.zero_()
+        return {
+            f"{name}/weight": weight
+            for name, n, weight in zip(self.task_names, steps, weights, strict=True)
+            if n
+        }
