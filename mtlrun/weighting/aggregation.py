@@ -83,7 +83,9 @@ class GradientAggregation(Weighting):
         if len(rows) > 1 and shared:
             from torchjd.autojac import mtl_backward  # imported when used: it loads cvxpy
 
-            mtl_backward([losses[t] for t in rows], features=shared)
+            # The graph is kept until the step ends: tasks may read one tensor computed from the
+            # cut (concat's VAE sample), which the first task's backward would otherwise free.
+            mtl_backward([losses[t] for t in rows], features=shared, retain_graph=True)
             self.rows = self.index(rows, self.steps.device)
             weights = self.aggregate([p for p in self.model_parameters if hasattr(p, "jac")])
             self.weight_sums.index_add_(0, self.rows, weights.detach().float())
