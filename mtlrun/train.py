@@ -156,7 +156,11 @@ def build(cfg: DictConfig) -> Experiment:
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
     parameters = [*model.parameters(), *weighting.extra_parameters()]
     optimizer, scheduler = build_optimizer(
-        cfg.optim, parameters, steps_per_epoch, trainer.epochs, model.learning_rate_scales()
+        cfg.optim,
+        parameters,
+        steps_per_epoch,
+        trainer.epochs,
+        model.learning_rate_scales(str(cfg.optim.name)),
     )
     return Experiment(
         cfg, trainer, device, data, backbone, tasks, model, weighting, optimizer, scheduler

@@ -54,9 +54,11 @@ class MultiTaskModel(nn.Module):
         """Raise a ConfigError if the model cannot be trained in `epochs` epochs (two-stage
         training needs epochs left for its second stage); for the loop to call at build."""
 
-    def learning_rate_scales(self) -> list[tuple[list[nn.Parameter], float]]:
-        """Parameters that train at a multiple of `optim.lr`, with the multiple: each pair
-        becomes its own optimiser parameter group (schedules scale every group alike)."""
+    def learning_rate_scales(self, optimizer: str) -> list[tuple[list[nn.Parameter], float]]:
+        """Parameters that train at a multiple of `optim.lr` under `optimizer` (`optim.name`),
+        with the multiple: each pair becomes its own optimiser parameter group (schedules scale
+        every group alike). The multiple may depend on the optimiser: a factor tuned for SGD's
+        steps, which grow with the gradient, is not one for Adam's."""
         return []
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
