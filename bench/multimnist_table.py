@@ -4,16 +4,22 @@ seconds per epoch for each sharing strategy (with equal weighting) and each weig
 run uses the `multimnist` experiment plus the paper's recipe options (RECIPE). Each run is its own
 process; the table goes into BENCHMARKS.md between the multimnist markers.
 
-    python bench/multimnist_table.py [--seeds 0,1,2] [--only hard/equal,soft/equal] [--no-write]
-        [overrides...]
+    python bench/multimnist_table.py [--seeds 0,1,2] [--jobs 2] [--only hard/equal,soft/equal]
+        [--no-write] [overrides...]
+
+With --jobs N, N runs go at once, each on one thread (OMP_NUM_THREADS=1): on a small CPU that
+trains more runs an hour than one run on every core, and the seconds per epoch are then those
+of a one-thread run.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from benchmarks_md import measured_on, publish, require_data
@@ -51,7 +57,7 @@ PUBLISHED = {
 }
 
 
-def run(sharing: str, weighting: str, seed: int, extra: list[str], work: Path) -> dict:
+def run(sharing: str, weighting: str, seed: int, extra: list[str], work: Path, env: dict) -> dict:
     command = [
         sys.executable,
         "-m",
@@ -67,7 +73,7 @@ def run(sharing: str, weighting: str, seed: int, extra: list[str], work: Path) -
         f"name=bench_{sharing}_{weighting}",
         *extra,
     ]
-    result = subprocess.run(command, cwd=work, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1]}
     run_dir = Path(result.stdout.strip().splitlines()[-1])
@@ -86,9 +92,37 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def run_cells(pairs: list[str], seeds: list[int], jobs: int, run_one) -> dict:
+    """Every (pair, seed) cell, `jobs` at a time, seed by seed (every pair's first seed before
+    any second one), each printed as it finishes. Ctrl-C (to the whole process group, so the
+    runs under way stop too) keeps what has finished, so a table can be written from part of
+    the seeds."""
+    stopping = False
+
+    def cell(pair: str, seed: int) -> dict | None:
+        return None if stopping else run_one(pair, seed)
+
+    results = {}
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = {pool.submit(cell, pair, seed): (pair, seed) for seed in seeds for pair in pairs}
+    try:
+        for future in as_completed(futures):
+            row = future.result()
+            if row is not None:
+                results[futures[future]] = row
+                print(*futures[future], json.dumps(row), flush=True)
+    except KeyboardInterrupt:
+        stopping = True
+        pool.shutdown(wait=True, cancel_futures=True)  # the runs the Ctrl-C stopped are not kept
+        print(f"interrupted: {len(results)} of {len(futures)} runs finished", flush=True)
+    pool.shutdown()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds per cell")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     parser.add_argument("--only", help="comma-separated sharing/weighting pairs")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra mtlrun overrides for every run")
@@ -100,26 +134,40 @@ def main() -> None:
     command = "python bench/multimnist_table.py" + "".join(f" {o}" for o in args.overrides)
     if args.seeds != "0,1,2":
         command += f" --seeds {args.seeds}"
+    env = dict(os.environ)
+    threads = "every core"
+    if args.jobs > 1:
+        command += f" --jobs {args.jobs}"
+        env["OMP_NUM_THREADS"] = "1"
+        threads = f"{args.jobs} runs at once, one thread each"
+    results = run_cells(
+        pairs,
+        seeds,
+        args.jobs,
+        lambda pair, seed: run(*pair.split("/"), seed, args.overrides, work, env),
+    )
+    done = sorted({seed for _, seed in results})
     lines = [
-        f"{measured_on()}, device=cpu, seeds {args.seeds} per cell (mean ± sample std). "
-        f"Command: `{command}`. Every run: `+experiment=multimnist {' '.join(RECIPE)}`.",
+        f"{measured_on()}, device=cpu, {threads}, seeds {','.join(map(str, done))} "
+        f"(mean ± sample std over the runs column). Command: `{command}`. Every run: "
+        f"`+experiment=multimnist {' '.join(RECIPE)}`.",
         "",
-        "| sharing | weighting | left acc % | right acc % | s / epoch | "
+        "| sharing | weighting | runs | left acc % | right acc % | s / epoch | "
         "Sener & Koltun (left / right) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for pair in pairs:
         sharing, weighting = pair.split("/")
-        rows = [run(sharing, weighting, seed, args.overrides, work) for seed in seeds]
-        print(pair, json.dumps(rows), flush=True)
+        rows = [results[pair, seed] for seed in seeds if (pair, seed) in results]
         published = PUBLISHED.get(pair)
         paper = f"{published[1]:.2f} / {published[2]:.2f} ({published[0]})" if published else ""
         failed = [row["error"] for row in rows if "error" in row]
-        if failed:
-            lines.append(f"| {sharing} | {weighting} | failed: {failed[0]} | | | {paper} |")
+        if not rows or failed:
+            why = f"failed: {failed[0]}" if failed else "not run"
+            lines.append(f"| {sharing} | {weighting} | {len(rows)} | {why} | | | {paper} |")
             continue
         lines.append(
-            f"| {sharing} | {weighting} | {mean_std([r['left'] for r in rows])} | "
+            f"| {sharing} | {weighting} | {len(rows)} | {mean_std([r['left'] for r in rows])} | "
             f"{mean_std([r['right'] for r in rows])} | "
             f"{statistics.mean(r['epoch_s'] for r in rows):.1f} | {paper} |"
         )
