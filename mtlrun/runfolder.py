@@ -12,6 +12,36 @@ from pathlib import Path
 from typing import Any
 
 import mtlrun
+from mtlrun.errors import ConfigError
+
+NAME_MAX = 255  # bytes in one file or folder name, on Linux and macOS file systems
+# Run folders are named `<HH-MM-SS-ffffff>_<name>` (Hydra's run and sweep dirs, reproduce's).
+RUN_FOLDER_PREFIX = len("00-00-00-000000_")
+
+
+def check_run_name(name: str, suffix: str = "") -> None:
+    """A run's `name` (then `suffix`) ends its folder's name: one plain folder name, neither a
+    path (a separator or `..` would put the run elsewhere, even outside the output tree) nor
+    longer than the file system allows."""
+    key = "name"
+    shown = name if len(name) <= 40 else f"{name[:40]}..."
+    if "/" in name or "\\" in name or os.sep in name or "\0" in name:
+        raise ConfigError(
+            f"{key}={shown!r} contains a path separator; a run's name is part of one folder "
+            "name, e.g. name=vae_small"
+        )
+    if ".." in name:
+        raise ConfigError(
+            f"{key}={shown!r} contains '..'; a run's name is part of one folder name, "
+            "e.g. name=vae_small"
+        )
+    longest = NAME_MAX - RUN_FOLDER_PREFIX - len(suffix.encode())
+    size = len(name.encode())
+    if size > longest:
+        raise ConfigError(
+            f"{key}={shown!r} is {size} bytes long, too long for a folder name; "
+            f"use at most {longest} bytes"
+        )
 
 
 def write_atomic(path: Path, write: Any) -> None:

@@ -15,7 +15,7 @@ from rich.progress import Progress as RichProgress
 
 from mtlrun.backbones import BACKBONES, Backbone
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from mtlrun.config import check_choice, parse
+from mtlrun.config import check_choice, check_range, check_run_keys, parse
 from mtlrun.data import Batch, Data, Split, load_data
 from mtlrun.errors import ConfigError, TrainingDiverged
 from mtlrun.evaluate import evaluate
@@ -50,6 +50,12 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model
     image_rows: int = 2  # rows of input/reconstruction pairs in each reconstruction grid
     progress: bool = True  # the progress bar (shown only on a terminal)
+
+    def check(self, key: str) -> None:
+        check_choice(f"{key}.precision", self.precision, ("fp32", "bf16"))
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "image_rows"):
+            check_range(f"{key}.{name}", getattr(self, name), 1)
+        check_range(f"{key}.grad_clip", self.grad_clip, 0)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,21 +139,18 @@ class Experiment:
 
 def build(cfg: DictConfig) -> Experiment:
     """Build from the config; every config mistake surfaces here, before any training."""
+    check_run_keys(cfg)
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
-    check_choice("trainer.precision", trainer.precision, ("fp32", "bf16"))
-    for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
-        if getattr(trainer, key) < 1:
-            raise ConfigError(f"trainer.{key}={getattr(trainer, key)} must be at least 1")
     device = resolve_device(str(cfg.device))
-    seed_everything(int(cfg.seed), trainer.deterministic)
-    data = load_data(cfg.dataset, device, int(cfg.seed))
+    seed_everything(cfg.seed, trainer.deterministic)
+    data = load_data(cfg.dataset, device, cfg.seed)
 
     def make_backbone() -> Backbone:
         return BACKBONES.get(cfg.backbone.name)(cfg.backbone, data.info)
 
     backbone = make_backbone()
     tasks = build_tasks(cfg.tasks, data.info, backbone)
-    torch.manual_seed(int(cfg.seed))  # the same initial weights, whatever the checks drew
+    torch.manual_seed(cfg.seed)  # the same initial weights, whatever the checks drew
     model = SHARING.get(cfg.sharing.name)(cfg.sharing, make_backbone, tasks).to(device)
     model.check_epochs(trainer.epochs)
     loss_tasks = [task for task in tasks if task.has_loss]
@@ -203,6 +206,7 @@ class StopSignals:
 def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train from `cfg` into `run_dir` (continuing from its last.pt with `resume`);
     meta.json's status ends as completed, failed or interrupted."""
+    check_run_keys(cfg)  # before anything is written
     run = RunFolder(run_dir)
     if resume:
         run.update_meta(status="running", end_time=None)

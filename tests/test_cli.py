@@ -103,9 +103,10 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         ("train", "backbone=vea"): "backbone='vea' is not known; choose one of: cnn, conv_vae, "
         "dense_ae",
         ("train", "+experiment=nope"): "experiment='nope' is not known; choose one of: ae_mnist",
-        ("train", "backbone.latnt=3"): "Could not override 'backbone.latnt'",
-        ("train", "-m", "seed=0,1", "backbone.latnt=2,3"): "Could not override 'backbone.latnt'",
-        ("train", "-m", "optim.lr=interval(0.1,1)", "optim.lr_=1"): "override 'optim.lr_'",
+        ("train", "backbone.latnt=3"): "backbone.latnt is not a key of the config; did you mean "
+        "backbone.latent_dim?",
+        ("train", "-m", "seed=0,1", "backbone.latnt=2,3"): "backbone.latnt is not a key",
+        ("train", "-m", "optim.lr=interval(0.1,1)", "optim.lr_=1"): "did you mean optim.lr?",
         ("train", "a=b=c"): "mismatched input '='",
         ("train", *TINY, "trainer.epochs=abc"): "trainer.epochs: Value 'abc'",
         ("frobnicate",): "unknown command 'frobnicate'; choose one of: train",
@@ -117,6 +118,34 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not (tmp_path / "outputs" / "multirun").exists()  # no sweep job was started
+
+
+def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(tmp_path):
+    long_name = "x" * 240
+    cases = {
+        ("trainer.epoch=3",): "trainer.epoch is not a key of the config; "
+        "did you mean trainer.epochs?",
+        ("backbone.latnt_dim=8",): "backbone.latnt_dim is not a key of the config; "
+        "did you mean backbone.latent_dim?",
+        ("traner.epochs=3",): "traner.epochs is not a key of the config; "
+        "did you mean trainer.epochs?",
+        ("backbone=cnn", "backbone.latent_dim=8"): "backbone.latent_dim is not a key of the "
+        "config; see its keys with `mtlrun train --cfg job`",
+        ("seed=1.5",): "seed=1.5 must be an integer, e.g. seed=0",
+        ("seed=abc",): "seed='abc' must be an integer, e.g. seed=0",
+        ("tasks=[]",): "tasks is empty; pick at least one, e.g. tasks=[reconstruction]",
+        ("name=a/b",): "name='a/b' contains a path separator; a run's name is part of one "
+        "folder name, e.g. name=vae_small",
+        ("name=..",): "name='..' contains '..'; a run's name is part of one folder name, "
+        "e.g. name=vae_small",
+        (f"name={long_name}",): f"name='{long_name[:40]}...' is 240 bytes long, too long for "
+        "a folder name; use at most 239 bytes",
+    }
+    for args, line in cases.items():
+        result = mtlrun(tmp_path, "train", *TINY, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr == f"mtlrun: error: {line}\n", args
+        assert not (tmp_path / "outputs").exists()
 
 
 def test_missing_data_is_a_one_line_message_naming_the_folder(tmp_path):
