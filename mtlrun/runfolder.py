@@ -61,7 +61,7 @@ def write_atomic(path: Path, write: Any) -> None:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     def dump(tmp: str) -> None:
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
+            json.dump(data, f, indent=2, allow_nan=False)  # strict JSON: no NaN or Infinity
             f.write("\n")
 
     write_atomic(path, dump)
