@@ -8,9 +8,10 @@ import os
 import re
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.config import config_dir
 from mtlrun.errors import UserError
@@ -107,7 +108,8 @@ def check_composes(overrides: list[str]) -> None:
             job = first_job(overrides)
             if job is None:
                 return
-            cfg = compose("train", overrides=job)
+            folders = [arg for arg in overrides if arg.startswith(("hydra.run.", "hydra.sweep."))]
+            cfg = compose("train", overrides=[*job, *folders], return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as error:
             missing = re.match(r"Could not override '([^']+)'", str(error))
             if missing and job:
@@ -120,6 +122,25 @@ def check_composes(overrides: list[str]) -> None:
         check_run_keys(cfg)
     except ConfigError as error:
         fail(str(error))
+    check_fresh_folder(cfg, multirun=any(arg in ("-m", "--multirun") for arg in overrides))
+
+
+def check_fresh_folder(cfg: DictConfig, multirun: bool) -> None:
+    """A new run never writes into an existing run's folder, as it would with a fixed
+    `hydra.run.dir` (or `hydra.sweep.dir`) given twice: refused before Hydra writes `.hydra/`
+    into it. A folder that cannot be worked out here (an interpolation only Hydra resolves) is
+    checked again by `mtlrun train` itself, before it writes anything of its own."""
+    from mtlrun.runfolder import existing_run_message
+
+    try:
+        folder = Path(
+            str(OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir"))
+        )
+    except Exception:  # a resolver that only Hydra's job setup provides
+        return
+    message = existing_run_message(folder, sweep=multirun)
+    if message:
+        fail(message)
 
 
 def unknown_key(key: str, job: list[str]) -> str:

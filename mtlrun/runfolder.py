@@ -44,6 +44,24 @@ def check_run_name(name: str, suffix: str = "") -> None:
         )
 
 
+def existing_run_message(folder: Path, sweep: bool = False) -> str | None:
+    """Why a new run (or sweep) must not start in `folder`: it already holds a run (its
+    meta.json), or, for a sweep, runs in its job folders; None when it holds none."""
+    if sweep:
+        if next(folder.glob("**/meta.json"), None) is None:
+            return None
+        return (
+            f"{folder} already holds the runs of a sweep; pass another hydra.sweep.dir, or "
+            f"continue one of its jobs with `mtlrun resume {folder}/N`"
+        )
+    if not (folder / "meta.json").is_file():
+        return None
+    return (
+        f"{folder} already holds a run; continue it with `mtlrun resume {folder}`, "
+        "or pass another hydra.run.dir"
+    )
+
+
 def write_atomic(path: Path, write: Any) -> None:
     """Call `write(file_path)` on a temporary file beside `path`, then rename it into place,
     so a crash never leaves a half-written file."""

@@ -6,6 +6,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY
 
 
@@ -146,6 +148,89 @@ def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(t
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr == f"mtlrun: error: {line}\n", args
         assert not (tmp_path / "outputs").exists()
+
+
+def folder_contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_new_run_never_writes_into_an_existing_run_folder(tmp_path):
+    first = mtlrun(tmp_path, "train", *TINY, "trainer.epochs=1", "hydra.run.dir=fixed")
+    assert first.returncode == 0, first.stderr
+    before = folder_contents(tmp_path / "fixed")
+    for args in (
+        ["hydra.run.dir=fixed"],
+        ["hydra.run.dir=fixed", "seed=1", "trainer.epochs=2"],
+        [f"hydra.run.dir={tmp_path / 'fixed'}"],
+    ):
+        result = mtlrun(tmp_path, "train", *TINY, *args)
+        folder = args[0].split("=", 1)[1]
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (
+            f"mtlrun: error: {folder} already holds a run; continue it with "
+            f"`mtlrun resume {folder}`, or pass another hydra.run.dir\n"
+        )
+        assert folder_contents(tmp_path / "fixed") == before  # .hydra/ included
+
+    sweep = ["-m", *TINY, "trainer.epochs=1", "hydra.sweep.dir=sweep", "seed=0,1"]
+    assert mtlrun(tmp_path, "train", *sweep).returncode == 0
+    before = folder_contents(tmp_path / "sweep")
+    again = mtlrun(tmp_path, "train", *sweep)
+    assert again.returncode == 2
+    assert again.stderr == (
+        "mtlrun: error: sweep already holds the runs of a sweep; pass another hydra.sweep.dir, "
+        "or continue one of its jobs with `mtlrun resume sweep/N`\n"
+    )
+    assert folder_contents(tmp_path / "sweep") == before
+
+
+def test_train_itself_refuses_an_existing_run_folder_the_dispatcher_did_not_see(
+    tmp_path, monkeypatch, capsys
+):
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mtlrun.commands import train as train_command
+
+    folder = tmp_path / "fixed"
+    folder.mkdir()
+    (folder / "meta.json").write_text('{"status": "completed"}')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mtlrun train", *TINY, f"hydra.run.dir={folder}"])
+    try:
+        with pytest.raises(SystemExit) as exit:
+            train_command.main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == (
+        f"mtlrun: error: {folder} already holds a run; continue it with `mtlrun resume "
+        f"{folder}`, or pass another hydra.run.dir\n"
+    )
+    assert (folder / "meta.json").read_text() == '{"status": "completed"}'
+    assert not (folder / "checkpoints").exists()
+
+
+def test_reproduce_never_reuses_a_folder_made_in_the_same_microsecond(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from mtlrun.commands import reproduce
+
+    times = iter([datetime(2026, 1, 2, 3, 4, 5, 6)] * 2 + [datetime(2026, 1, 2, 3, 4, 5, 7)])
+
+    class Clock:
+        @staticmethod
+        def now():
+            return next(times)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(reproduce, "datetime", Clock)
+    taken = Path("outputs/runs/2026-01-02/03-04-05-000006_x_reproduce")
+    taken.mkdir(parents=True)
+    (taken / "meta.json").write_text("{}")
+    assert reproduce.new_run_dir("x_reproduce") == Path(
+        "outputs/runs/2026-01-02/03-04-05-000007_x_reproduce"
+    )
+    assert [p.name for p in taken.iterdir()] == ["meta.json"]
 
 
 def test_missing_data_is_a_one_line_message_naming_the_folder(tmp_path):

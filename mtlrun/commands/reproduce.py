@@ -21,11 +21,17 @@ from mtlrun.train import train
 
 
 def new_run_dir(name: str) -> Path:
-    """A fresh folder named like Hydra's run folders (unique to the microsecond)."""
-    now = datetime.now()
-    path = Path("outputs/runs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
-    path.mkdir(parents=True)
-    return path
+    """A fresh folder named like Hydra's run folders (unique to the microsecond): never one
+    that exists, even when another process made it in the same microsecond."""
+    while True:
+        now = datetime.now()
+        path = Path("outputs/runs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
 
 
 def relative_difference(old: float, new: float) -> float:
