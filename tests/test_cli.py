@@ -280,3 +280,17 @@ def test_the_wheel_ships_the_configs(tmp_path):
         "tasks/digit.yaml",
     ]:
         assert f"mtlrun/configs/{config}" in names, config
+
+
+def test_sample_n_is_bounded_so_the_grid_stays_loadable(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for n in ("0", "1025", "1000000"):
+        result = mtlrun(tmp_path, "sample", str(run), f"n={n}")
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"mtlrun: error: n={n} must be between 1 and 1024: a grid of more images makes a PNG "
+            "too large for image viewers to open; draw several grids with different seed=S "
+            "instead\n"
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and not any(run.iterdir())
