@@ -13,8 +13,9 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from mtlrun.config import check_run_keys
 from mtlrun.errors import UserError
-from mtlrun.runfolder import RunFolder, read_json
+from mtlrun.runfolder import RunFolder, check_run_name, read_json
 from mtlrun.runs import apply_overrides, run_config, split_arguments
 from mtlrun.terminal import format_value
 from mtlrun.train import train
@@ -84,6 +85,8 @@ def main() -> None:
     except ValueError:
         raise UserError(f"rtol={options['rtol']!r} is not a number") from None
 
+    check_run_keys(cfg)  # with the overrides, before the new folder is made
+    check_run_name(str(cfg.name), suffix="_reproduce")
     new_dir = new_run_dir(f"{cfg.name}_reproduce").resolve()
     (new_dir / ".hydra").mkdir()
     (new_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
