@@ -1,13 +1,14 @@
 """Where the configs live, and turning config nodes into typed, validated dataclasses."""
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mtlrun.errors import ConfigError
 from mtlrun.runfolder import check_run_name
@@ -35,6 +36,10 @@ def parse(schema: type[T], node: DictConfig | dict[str, Any] | None, key: str) -
     except OmegaConfBaseException as error:
         where = f"{key}.{error.full_key}" if getattr(error, "full_key", None) else key
         reason = str(getattr(error, "msg", error)).splitlines()[0]
+        if isinstance(error, ConfigKeyError):  # a key added with +, misspelt
+            fields = [field.name for field in dataclasses.fields(schema)]  # type: ignore[arg-type]
+            match = difflib.get_close_matches(str(error.key), fields, n=1, cutoff=0.8)
+            reason += f"; did you mean {key}.{match[0]}?" if match else ""
         raise ConfigError(f"{where}: {reason}") from None
     assert dataclasses.is_dataclass(value)
     if hasattr(value, "check"):

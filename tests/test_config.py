@@ -104,6 +104,20 @@ def test_values_out_of_range_are_refused_before_training_with_the_allowed_range(
     assert str(error.value) == line
 
 
+def test_a_misspelt_key_added_with_plus_names_the_closest_real_key():
+    cases = {
+        "+trainer.epoch=3": "trainer.epoch: Key 'epoch' not in 'TrainerConfig'; "
+        "did you mean trainer.epochs?",
+        "+backbone.latnt_dim=8": "backbone.latnt_dim: Key 'latnt_dim' not in 'VAEConfig'; "
+        "did you mean backbone.latent_dim?",
+        "+optim.zzz=1": "optim.zzz: Key 'zzz' not in 'OptimConfig'",
+    }
+    for override, line in cases.items():
+        with pytest.raises(ConfigError) as error:
+            build(compose_config([*TINY, override]))
+        assert str(error.value) == line
+
+
 def test_impossible_combinations_fail_before_training():
     cases = {
         "tasks=[class,generation] backbone=dense_ae": "generation needs a backbone with a prior",
