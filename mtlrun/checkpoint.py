@@ -1,5 +1,7 @@
 """Checkpoints: everything needed to continue a run exactly, loadable with weights_only=True."""
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +16,42 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint at `path`, loaded with weights_only=True: tensors and plain data only.
+    A file that holds anything else is refused, never loaded some other way, since unpickling
+    arbitrary objects can run code."""
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; was the run started and did it finish an epoch?")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for damaged files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(
-            f"checkpoint {path} is corrupt or unreadable ({reason}); "
-            "use the other checkpoint (last.pt / best.pt) or train again"
-        ) from None
+        raise UserError(unloadable(path, error)) from None
+
+
+def unloadable(path: Path, error: Exception) -> str:
+    """One line on what is wrong with a checkpoint torch would not load, without torch's
+    advice to load it with weights_only=False (mtlrun never does)."""
+    text = str(error)
+    code = re.search(r"GLOBAL ([\w.]+)", text)
+    if code:
+        return (
+            f"checkpoint {path} holds a Python object ({code.group(1)}) that could run code "
+            "when loaded, so mtlrun refuses it; use a checkpoint written by mtlrun, or train again"
+        )
+    if isinstance(error, EOFError) or path.stat().st_size == 0:
+        reason = "the file is empty"
+    elif "zip archive" in text:
+        reason = "a damaged or truncated zip archive"
+    elif "Weights only load failed" in text:
+        reason = "not a PyTorch checkpoint"
+    else:
+        first = text.split(". ")[0].splitlines()[0] if text else ""
+        reason = f"{type(error).__name__}: {first[:80]}" if first else type(error).__name__
+    return (
+        f"checkpoint {path} is corrupt or unreadable ({reason}); use the other checkpoint "
+        "(last.pt / best.pt) or train again"
+    )
 
 
 def rng_states(data_generator: torch.Generator) -> dict[str, Any]:

@@ -2,10 +2,16 @@
 command line to that command's main (for `train`, a @hydra.main function), so Hydra's own
 grammar (-m, --cfg, --help, hydra/launcher=...) works unchanged."""
 
+import difflib
 import importlib
 import os
+import re
 import shlex
 import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.config import config_dir
 from mtlrun.errors import UserError
@@ -87,23 +93,84 @@ def first_job(overrides: list[str]) -> list[str] | None:
 
 def check_composes(overrides: list[str]) -> None:
     """Compose the config of a run (or of a sweep's first job) before Hydra does, to report a
-    bad override (a misspelt key, a value of the wrong type, broken override grammar) in one
-    line; Hydra prints several."""
+    bad override (a misspelt key, a value of the wrong type, broken override grammar) or a bad
+    top-level value (`seed`, `name`, `tasks`) in one line; Hydra prints several."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from mtlrun.config import check_run_keys
+    from mtlrun.errors import ConfigError
+
+    job: list[str] | None = None
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        try:
+            job = first_job(overrides)
+            if job is None:
+                return
+            folders = [arg for arg in overrides if arg.startswith(("hydra.run.", "hydra.sweep."))]
+            cfg = compose("train", overrides=[*job, *folders], return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as error:
+            missing = re.match(r"Could not override '([^']+)'", str(error))
+            if missing and job:
+                fail(unknown_key(missing.group(1), job))
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            details = ("full_key", "object_type", "See https://hydra.cc")
+            kept = [line.rstrip(".") for line in lines if not line.startswith(details)]
+            fail("; ".join(kept))
     try:
-        job = first_job(overrides)
-        if job is None:
-            return
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            compose("train", overrides=job)
-    except (HydraException, OmegaConfBaseException) as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        details = ("full_key", "object_type", "See https://hydra.cc")
-        kept = [line.rstrip(".") for line in lines if not line.startswith(details)]
-        fail("; ".join(kept))
+        check_run_keys(cfg)
+    except ConfigError as error:
+        fail(str(error))
+    check_fresh_folder(cfg, multirun=any(arg in ("-m", "--multirun") for arg in overrides))
+
+
+def check_fresh_folder(cfg: DictConfig, multirun: bool) -> None:
+    """A new run never writes into an existing run's folder, as it would with a fixed
+    `hydra.run.dir` (or `hydra.sweep.dir`) given twice: refused before Hydra writes `.hydra/`
+    into it. A folder that cannot be worked out here (an interpolation only Hydra resolves) is
+    checked again by `mtlrun train` itself, before it writes anything of its own."""
+    from mtlrun.runfolder import existing_run_message
+
+    try:
+        folder = Path(
+            str(OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir"))
+        )
+    except Exception:  # a resolver that only Hydra's job setup provides
+        return
+    message = existing_run_message(folder, sweep=multirun)
+    if message:
+        fail(message)
+
+
+def unknown_key(key: str, job: list[str]) -> str:
+    """The message for an override of a key the config does not have: the closest real key
+    (`trainer.epoch` → `trainer.epochs`), from the config composed without that override.
+    Hydra's own advice, `+key=value`, only adds a key that the part's schema then refuses."""
+    from hydra import compose
+
+    rest = [arg for arg in job if arg.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        keys = config_keys(OmegaConf.to_container(compose("train", overrides=rest)))
+    except Exception:  # another bad override: no suggestion, the message still stands
+        keys = []
+    # Keys as deep as the misspelt one: `backbone.zzz` is not a misspelt `backbone`.
+    keys = [known for known in keys if known.count(".") == key.count(".")]
+    match = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+    if match:
+        return f"{key} is not a key of the config; did you mean {match[0]}?"
+    return f"{key} is not a key of the config; see its keys with `mtlrun train --cfg job`"
+
+
+def config_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a config container: `trainer`, `trainer.epochs`, ..."""
+    if not isinstance(node, dict):
+        return []
+    keys = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        keys += [key, *config_keys(value, f"{key}.")]
+    return keys
 
 
 def main() -> None:

@@ -1,13 +1,17 @@
 """Where the configs live, and turning config nodes into typed, validated dataclasses."""
 
 import dataclasses
+import difflib
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mtlrun.errors import ConfigError
+from mtlrun.runfolder import check_run_name
 
 T = TypeVar("T")
 
@@ -23,7 +27,8 @@ def config_dir() -> Path:
 
 def parse(schema: type[T], node: DictConfig | dict[str, Any] | None, key: str) -> T:
     """Validate `node` against the dataclass `schema`: wrong types and unknown keys become
-    one-line ConfigErrors naming the full key (e.g. `backbone.latent_dim`)."""
+    one-line ConfigErrors naming the full key (e.g. `backbone.latent_dim`), and so do values
+    out of range when the schema has a `check(key)` method (it raises them)."""
     node = {} if node is None else node
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
@@ -31,11 +36,61 @@ def parse(schema: type[T], node: DictConfig | dict[str, Any] | None, key: str) -
     except OmegaConfBaseException as error:
         where = f"{key}.{error.full_key}" if getattr(error, "full_key", None) else key
         reason = str(getattr(error, "msg", error)).splitlines()[0]
+        if isinstance(error, ConfigKeyError):  # a key added with +, misspelt
+            fields = [field.name for field in dataclasses.fields(schema)]  # type: ignore[arg-type]
+            match = difflib.get_close_matches(str(error.key), fields, n=1, cutoff=0.8)
+            reason += f"; did you mean {key}.{match[0]}?" if match else ""
         raise ConfigError(f"{where}: {reason}") from None
     assert dataclasses.is_dataclass(value)
+    if hasattr(value, "check"):
+        value.check(key)
     return value  # type: ignore[return-value]
+
+
+def check_range(
+    key: str,
+    value: float,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = True,
+) -> None:
+    """Refuse a number outside [low, high) (or (low, ...) with `low_open`, [..., high] with
+    `high_open=False`), or not finite, before PyTorch sees it: `optim.lr=0.0 must be above 0`."""
+    above = low < value if low_open else low <= value
+    below = value < high if high_open else value <= high
+    if math.isfinite(value) and above and below:
+        return
+    if high == math.inf:
+        allowed = f"above {low:g}" if low_open else f"at least {low:g}"
+    else:
+        allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    finite = "" if math.isfinite(value) else "a finite number "
+    raise ConfigError(f"{key}={value} must be {finite}{allowed}")
+
+
+def check_each(key: str, values: Sequence[float], low: float) -> None:
+    """Every entry of a list of widths or sizes at least `low`: `backbone.hidden_dims[1]=0`."""
+    for index, value in enumerate(values):
+        check_range(f"{key}[{index}]", value, low)
+
+
+def check_integer(key: str, value: Any) -> int:
+    """An integer, not a float that `int()` would truncate nor a word: `seed=1.5`, `seed=abc`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}={value!r} must be an integer, e.g. {key}=0")
+    return value
 
 
 def check_choice(key: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not known; choose one of: {', '.join(choices)}")
+
+
+def check_run_keys(cfg: DictConfig) -> None:
+    """The top-level keys of train.yaml that no part's schema owns: `seed`, `name`, `tasks`."""
+    check_integer("seed", cfg.get("seed"))
+    check_run_name(str(cfg.get("name")))
+    if not cfg.get("tasks"):
+        raise ConfigError("tasks is empty; pick at least one, e.g. tasks=[reconstruction]")

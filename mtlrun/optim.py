@@ -7,7 +7,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from mtlrun.config import check_choice, parse
+from mtlrun.config import check_choice, check_range, parse
+from mtlrun.errors import ConfigError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULES = ("none", "cosine", "step", "onecycle")
@@ -25,6 +26,25 @@ class OptimConfig:
     schedule: str = "none"
     step_epochs: int = 10  # schedule=step: decay every this many epochs
     gamma: float = 0.1  # schedule=step: decay factor
+
+    def check(self, key: str) -> None:
+        check_choice(f"{key}.name", self.name, list(OPTIMIZERS))
+        check_choice(f"{key}.schedule", self.schedule, SCHEDULES)
+        check_range(f"{key}.lr", self.lr, 0, low_open=True)
+        check_range(f"{key}.weight_decay", self.weight_decay, 0)
+        if self.name == "sgd":
+            check_range(f"{key}.momentum", self.momentum, 0, 1)
+        else:
+            if len(self.betas) != 2:
+                raise ConfigError(
+                    f"{key}.betas={self.betas} must be two values in [0, 1), e.g. [0.9, 0.999]"
+                )
+            for index, beta in enumerate(self.betas):
+                check_range(f"{key}.betas[{index}]", beta, 0, 1)
+            check_range(f"{key}.eps", self.eps, 0, low_open=True)
+        if self.schedule == "step":
+            check_range(f"{key}.step_epochs", self.step_epochs, 1)
+            check_range(f"{key}.gamma", self.gamma, 0, low_open=True)
 
 
 def parameter_groups(
@@ -53,8 +73,6 @@ def build_optimizer(
     """The optimiser over `parameters` at `optim.lr`, except those in `scaled`, which train at
     `optim.lr` times their multiple (`MultiTaskModel.learning_rate_scales`), and its schedule."""
     cfg = parse(OptimConfig, node, "optim")
-    check_choice("optim.name", cfg.name, list(OPTIMIZERS))
-    check_choice("optim.schedule", cfg.schedule, SCHEDULES)
     params = parameter_groups(parameters, cfg.lr, scaled)
     if cfg.name == "sgd":
         optimizer = torch.optim.SGD(

@@ -12,6 +12,54 @@ from pathlib import Path
 from typing import Any
 
 import mtlrun
+from mtlrun.errors import ConfigError
+
+NAME_MAX = 255  # bytes in one file or folder name, on Linux and macOS file systems
+# Run folders are named `<HH-MM-SS-ffffff>_<name>` (Hydra's run and sweep dirs, reproduce's).
+RUN_FOLDER_PREFIX = len("00-00-00-000000_")
+
+
+def check_run_name(name: str, suffix: str = "") -> None:
+    """A run's `name` (then `suffix`) ends its folder's name: one plain folder name, neither a
+    path (a separator or `..` would put the run elsewhere, even outside the output tree) nor
+    longer than the file system allows."""
+    key = "name"
+    shown = name if len(name) <= 40 else f"{name[:40]}..."
+    if "/" in name or "\\" in name or os.sep in name or "\0" in name:
+        raise ConfigError(
+            f"{key}={shown!r} contains a path separator; a run's name is part of one folder "
+            "name, e.g. name=vae_small"
+        )
+    if ".." in name:
+        raise ConfigError(
+            f"{key}={shown!r} contains '..'; a run's name is part of one folder name, "
+            "e.g. name=vae_small"
+        )
+    longest = NAME_MAX - RUN_FOLDER_PREFIX - len(suffix.encode())
+    size = len(name.encode())
+    if size > longest:
+        raise ConfigError(
+            f"{key}={shown!r} is {size} bytes long, too long for a folder name; "
+            f"use at most {longest} bytes"
+        )
+
+
+def existing_run_message(folder: Path, sweep: bool = False) -> str | None:
+    """Why a new run (or sweep) must not start in `folder`: it already holds a run (its
+    meta.json), or, for a sweep, runs in its job folders; None when it holds none."""
+    if sweep:
+        if next(folder.glob("**/meta.json"), None) is None:
+            return None
+        return (
+            f"{folder} already holds the runs of a sweep; pass another hydra.sweep.dir, or "
+            f"continue one of its jobs with `mtlrun resume {folder}/N`"
+        )
+    if not (folder / "meta.json").is_file():
+        return None
+    return (
+        f"{folder} already holds a run; continue it with `mtlrun resume {folder}`, "
+        "or pass another hydra.run.dir"
+    )
 
 
 def write_atomic(path: Path, write: Any) -> None:
@@ -21,6 +69,9 @@ def write_atomic(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        # mkstemp makes the file private (0600); the renamed file gets the mode any new file
+        # of the user's would have, like the rest of the run folder.
+        os.chmod(tmp, 0o666 & ~current_umask())
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -28,10 +79,24 @@ def write_atomic(path: Path, write: Any) -> None:
         raise
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (setting it, the
+    portable way, would briefly change it for files other threads create)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     def dump(tmp: str) -> None:
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
+            json.dump(data, f, indent=2, allow_nan=False)  # strict JSON: no NaN or Infinity
             f.write("\n")
 
     write_atomic(path, dump)

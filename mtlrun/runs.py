@@ -1,35 +1,74 @@
 """Working with finished (or interrupted) run folders: their config, arguments, checkpoints."""
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtlrun.checkpoint import load_checkpoint
-from mtlrun.errors import UserError
+from mtlrun.errors import ConfigError, UserError
+from mtlrun.runfolder import check_run_name
 from mtlrun.train import Experiment, build
 
 
 def run_config(run_dir: Path) -> DictConfig:
-    """The config a run was trained with, made to work on this machine: a data root that does
-    not exist here falls back to $MTLRUN_DATA (or ./data), as for a fresh run."""
-    for path in (run_dir / ".hydra" / "config.yaml", run_dir / "config.resolved.yaml"):
+    """The config a run was trained with, as data: its resolved record (config.resolved.yaml;
+    .hydra/config.yaml for a run without one), refused when it still holds an interpolation
+    (`${oc.env:HOME}`, `${now:...}`: a run folder from someone else is not code to evaluate) or
+    a `name` that is not one folder name. Made to work on this machine: a data root that does
+    not exist here falls back to $MTLRUN_DATA (or ./data), and the MultiMNIST cache is this
+    machine's ($MTLRUN_CACHE, else ~/.cache/mtlrun), as for a fresh run."""
+    for path in (run_dir / "config.resolved.yaml", run_dir / ".hydra" / "config.yaml"):
         if path.is_file():
             break
     else:
         raise UserError(
-            f"{run_dir} is not a run folder (it has no .hydra/config.yaml or "
-            "config.resolved.yaml); pass a folder under outputs/runs/"
+            f"{run_dir} is not a run folder (it has no config.resolved.yaml or "
+            ".hydra/config.yaml); pass a folder under outputs/runs/"
         )
     try:
         cfg = OmegaConf.load(path)
     except (OSError, OmegaConfBaseException) as error:
         raise UserError(f"{path} is unreadable ({error}); the run cannot be rebuilt") from None
-    root = cfg.dataset.get("root")
-    if root and not Path(str(root)).expanduser().exists():
-        cfg.dataset.root = None
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"{path} is not a config (a YAML mapping); the run cannot be rebuilt")
+    found = first_interpolation(OmegaConf.to_container(cfg, resolve=False))
+    if found is not None:
+        key, value = found
+        raise UserError(
+            f"{path}: {key}={value!r} is an interpolation, and a saved config is data that "
+            "mtlrun never evaluates; write the value itself in its place"
+        )
+    try:
+        check_run_name(str(cfg.get("name")))
+    except ConfigError as error:
+        raise UserError(f"{path}: {error}") from None
+    dataset = cfg.get("dataset")
+    if isinstance(dataset, DictConfig):
+        root = dataset.get("root")
+        if root and not Path(str(root)).expanduser().exists():
+            dataset.root = None
+        if dataset.get("cache_dir") is not None:
+            dataset.cache_dir = None
     return cfg
+
+
+def first_interpolation(node: Any, key: str = "") -> tuple[str, str] | None:
+    """The first `${...}` in a config container (OmegaConf.to_container without resolving),
+    as (dotted key, the text), evaluating none."""
+    if isinstance(node, dict):
+        children = [(f"{key}.{name}" if key else str(name), value) for name, value in node.items()]
+    elif isinstance(node, list):
+        children = [(f"{key}[{index}]", value) for index, value in enumerate(node)]
+    else:
+        return (key, node) if isinstance(node, str) and "${" in node else None
+    for child_key, value in children:
+        found = first_interpolation(value, child_key)
+        if found is not None:
+            return found
+    return None
 
 
 def split_arguments(

@@ -15,7 +15,7 @@ from rich.progress import Progress as RichProgress
 
 from mtlrun.backbones import BACKBONES, Backbone
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from mtlrun.config import check_choice, parse
+from mtlrun.config import check_choice, check_range, check_run_keys, parse
 from mtlrun.data import Batch, Data, Split, load_data
 from mtlrun.errors import ConfigError, TrainingDiverged
 from mtlrun.evaluate import evaluate
@@ -50,6 +50,12 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model
     image_rows: int = 2  # rows of input/reconstruction pairs in each reconstruction grid
     progress: bool = True  # the progress bar (shown only on a terminal)
+
+    def check(self, key: str) -> None:
+        check_choice(f"{key}.precision", self.precision, ("fp32", "bf16"))
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "image_rows"):
+            check_range(f"{key}.{name}", getattr(self, name), 1)
+        check_range(f"{key}.grad_clip", self.grad_clip, 0)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,21 +139,18 @@ class Experiment:
 
 def build(cfg: DictConfig) -> Experiment:
     """Build from the config; every config mistake surfaces here, before any training."""
+    check_run_keys(cfg)
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
-    check_choice("trainer.precision", trainer.precision, ("fp32", "bf16"))
-    for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
-        if getattr(trainer, key) < 1:
-            raise ConfigError(f"trainer.{key}={getattr(trainer, key)} must be at least 1")
     device = resolve_device(str(cfg.device))
-    seed_everything(int(cfg.seed), trainer.deterministic)
-    data = load_data(cfg.dataset, device, int(cfg.seed))
+    seed_everything(cfg.seed, trainer.deterministic)
+    data = load_data(cfg.dataset, device, cfg.seed)
 
     def make_backbone() -> Backbone:
         return BACKBONES.get(cfg.backbone.name)(cfg.backbone, data.info)
 
     backbone = make_backbone()
     tasks = build_tasks(cfg.tasks, data.info, backbone)
-    torch.manual_seed(int(cfg.seed))  # the same initial weights, whatever the checks drew
+    torch.manual_seed(cfg.seed)  # the same initial weights, whatever the checks drew
     model = SHARING.get(cfg.sharing.name)(cfg.sharing, make_backbone, tasks).to(device)
     model.check_epochs(trainer.epochs)
     loss_tasks = [task for task in tasks if task.has_loss]
@@ -203,6 +206,7 @@ class StopSignals:
 def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train from `cfg` into `run_dir` (continuing from its last.pt with `resume`);
     meta.json's status ends as completed, failed or interrupted."""
+    check_run_keys(cfg)  # before anything is written
     run = RunFolder(run_dir)
     if resume:
         run.update_meta(status="running", end_time=None)
@@ -296,12 +300,15 @@ def fit(
             at.epoch, at.batch, at.epoch_sums = epoch + 1, 0, None
             at.seconds = time.perf_counter() - started
             seconds = time.perf_counter() - epoch_started
+            # Before anything is saved from this epoch: best.pt and last.pt hold finite weights.
+            check_finite_weights(experiment, f"in epoch {epoch}")
             log("train", train_metrics, seconds)
             reporter.print(epoch_line(epoch, trainer.epochs, train_metrics, seconds))
 
             if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
                 if len(data.val):
                     val = last_val = evaluate(experiment, data.val, "val")
+                    check_finite(val, f"after epoch {epoch}")
                     log("val", val, at.seconds)
                     reporter.print(metrics_table(f"epoch {epoch} · validation", val))
                     if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
@@ -320,6 +327,7 @@ def fit(
 
     # The final numbers: the last model on the test split, with the costlier final metrics.
     test = evaluate(experiment, data.test, "test", final=True)
+    check_finite(test, "at the end of training")
     log("test", test, time.perf_counter() - started)
     reporter.print(metrics_table("test (final model)", test))
     reconstruction = experiment.task_of_type(Reconstruction)
@@ -332,6 +340,7 @@ def fit(
         loggers.log_image("interpolation", path, trainer.epochs)
     if last_val is None and len(data.val):  # resumed after the last validation
         last_val = evaluate(experiment, data.val, "val")
+        check_finite(last_val, "at the end of training")
     summary = {
         "metrics": test,
         "val_metrics": last_val or {},
@@ -406,17 +415,39 @@ def train_epoch(
         stop.check()
     means = (sums[0] / sums[1].clamp(min=1)).tolist()
     if not all(math.isfinite(value) for value in means):
-        raise TrainingDiverged(
-            f"the training loss became {means[0]} in epoch {at.epoch}; lower optim.lr, "
-            "set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
-        )
+        raise TrainingDiverged(f"the training loss became {means[0]} in epoch {at.epoch}; {CALM}")
     experiment.weighting.end_epoch(means[1:])
     metrics = {"train/loss": means[0]}
     for task, value in zip(loss_tasks, means[1:], strict=True):
         metrics[f"train/{task.name}/loss"] = value
     for key, value in experiment.weighting.logged().items():
         metrics[f"train/{key}"] = value
+    check_finite(metrics, f"in epoch {at.epoch}")
     return metrics
+
+
+# What to do when training diverges.
+CALM = "lower optim.lr, set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
+
+
+def check_finite(metrics: dict[str, float], when: str) -> None:
+    """A NaN or infinite metric ends the run as failed: it would otherwise select best.pt,
+    reach summary.json and compare as a number in reports."""
+    for key, value in metrics.items():
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"{key} is {value} {when}; {CALM}")
+
+
+def check_finite_weights(experiment: Experiment, when: str) -> None:
+    """The model's and the weighting's parameters all finite (one host sync)."""
+    named = [
+        *experiment.model.named_parameters(),
+        *(("weighting." + name, p) for name, p in experiment.weighting.named_parameters()),
+    ]
+    finite = torch.stack([p.detach().isfinite().all() for _, p in named]).tolist()
+    for (name, _), ok in zip(named, finite, strict=True):
+        if not ok:
+            raise TrainingDiverged(f"the weights became NaN or infinite ({name}) {when}; {CALM}")
 
 
 def metric_directions(tasks: list[Task], keys: list[str]) -> dict[str, str]:

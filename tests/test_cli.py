@@ -6,6 +6,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY
 
 
@@ -103,9 +105,10 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         ("train", "backbone=vea"): "backbone='vea' is not known; choose one of: cnn, conv_vae, "
         "dense_ae",
         ("train", "+experiment=nope"): "experiment='nope' is not known; choose one of: ae_mnist",
-        ("train", "backbone.latnt=3"): "Could not override 'backbone.latnt'",
-        ("train", "-m", "seed=0,1", "backbone.latnt=2,3"): "Could not override 'backbone.latnt'",
-        ("train", "-m", "optim.lr=interval(0.1,1)", "optim.lr_=1"): "override 'optim.lr_'",
+        ("train", "backbone.latnt=3"): "backbone.latnt is not a key of the config; did you mean "
+        "backbone.latent_dim?",
+        ("train", "-m", "seed=0,1", "backbone.latnt=2,3"): "backbone.latnt is not a key",
+        ("train", "-m", "optim.lr=interval(0.1,1)", "optim.lr_=1"): "did you mean optim.lr?",
         ("train", "a=b=c"): "mismatched input '='",
         ("train", *TINY, "trainer.epochs=abc"): "trainer.epochs: Value 'abc'",
         ("frobnicate",): "unknown command 'frobnicate'; choose one of: train",
@@ -117,6 +120,117 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not (tmp_path / "outputs" / "multirun").exists()  # no sweep job was started
+
+
+def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(tmp_path):
+    long_name = "x" * 240
+    cases = {
+        ("trainer.epoch=3",): "trainer.epoch is not a key of the config; "
+        "did you mean trainer.epochs?",
+        ("backbone.latnt_dim=8",): "backbone.latnt_dim is not a key of the config; "
+        "did you mean backbone.latent_dim?",
+        ("traner.epochs=3",): "traner.epochs is not a key of the config; "
+        "did you mean trainer.epochs?",
+        ("backbone=cnn", "backbone.latent_dim=8"): "backbone.latent_dim is not a key of the "
+        "config; see its keys with `mtlrun train --cfg job`",
+        ("seed=1.5",): "seed=1.5 must be an integer, e.g. seed=0",
+        ("seed=abc",): "seed='abc' must be an integer, e.g. seed=0",
+        ("tasks=[]",): "tasks is empty; pick at least one, e.g. tasks=[reconstruction]",
+        ("name=a/b",): "name='a/b' contains a path separator; a run's name is part of one "
+        "folder name, e.g. name=vae_small",
+        ("name=..",): "name='..' contains '..'; a run's name is part of one folder name, "
+        "e.g. name=vae_small",
+        (f"name={long_name}",): f"name='{long_name[:40]}...' is 240 bytes long, too long for "
+        "a folder name; use at most 239 bytes",
+    }
+    for args, line in cases.items():
+        result = mtlrun(tmp_path, "train", *TINY, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr == f"mtlrun: error: {line}\n", args
+        assert not (tmp_path / "outputs").exists()
+
+
+def folder_contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_new_run_never_writes_into_an_existing_run_folder(tmp_path):
+    first = mtlrun(tmp_path, "train", *TINY, "trainer.epochs=1", "hydra.run.dir=fixed")
+    assert first.returncode == 0, first.stderr
+    before = folder_contents(tmp_path / "fixed")
+    for args in (
+        ["hydra.run.dir=fixed"],
+        ["hydra.run.dir=fixed", "seed=1", "trainer.epochs=2"],
+        [f"hydra.run.dir={tmp_path / 'fixed'}"],
+    ):
+        result = mtlrun(tmp_path, "train", *TINY, *args)
+        folder = args[0].split("=", 1)[1]
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (
+            f"mtlrun: error: {folder} already holds a run; continue it with "
+            f"`mtlrun resume {folder}`, or pass another hydra.run.dir\n"
+        )
+        assert folder_contents(tmp_path / "fixed") == before  # .hydra/ included
+
+    sweep = ["-m", *TINY, "trainer.epochs=1", "hydra.sweep.dir=sweep", "seed=0,1"]
+    assert mtlrun(tmp_path, "train", *sweep).returncode == 0
+    before = folder_contents(tmp_path / "sweep")
+    again = mtlrun(tmp_path, "train", *sweep)
+    assert again.returncode == 2
+    assert again.stderr == (
+        "mtlrun: error: sweep already holds the runs of a sweep; pass another hydra.sweep.dir, "
+        "or continue one of its jobs with `mtlrun resume sweep/N`\n"
+    )
+    assert folder_contents(tmp_path / "sweep") == before
+
+
+def test_train_itself_refuses_an_existing_run_folder_the_dispatcher_did_not_see(
+    tmp_path, monkeypatch, capsys
+):
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mtlrun.commands import train as train_command
+
+    folder = tmp_path / "fixed"
+    folder.mkdir()
+    (folder / "meta.json").write_text('{"status": "completed"}')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mtlrun train", *TINY, f"hydra.run.dir={folder}"])
+    try:
+        with pytest.raises(SystemExit) as exit:
+            train_command.main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == (
+        f"mtlrun: error: {folder} already holds a run; continue it with `mtlrun resume "
+        f"{folder}`, or pass another hydra.run.dir\n"
+    )
+    assert (folder / "meta.json").read_text() == '{"status": "completed"}'
+    assert not (folder / "checkpoints").exists()
+
+
+def test_reproduce_never_reuses_a_folder_made_in_the_same_microsecond(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from mtlrun.commands import reproduce
+
+    times = iter([datetime(2026, 1, 2, 3, 4, 5, 6)] * 2 + [datetime(2026, 1, 2, 3, 4, 5, 7)])
+
+    class Clock:
+        @staticmethod
+        def now():
+            return next(times)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(reproduce, "datetime", Clock)
+    taken = Path("outputs/runs/2026-01-02/03-04-05-000006_x_reproduce")
+    taken.mkdir(parents=True)
+    (taken / "meta.json").write_text("{}")
+    assert reproduce.new_run_dir("x_reproduce") == Path(
+        "outputs/runs/2026-01-02/03-04-05-000007_x_reproduce"
+    )
+    assert [p.name for p in taken.iterdir()] == ["meta.json"]
 
 
 def test_missing_data_is_a_one_line_message_naming_the_folder(tmp_path):
@@ -166,3 +280,17 @@ def test_the_wheel_ships_the_configs(tmp_path):
         "tasks/digit.yaml",
     ]:
         assert f"mtlrun/configs/{config}" in names, config
+
+
+def test_sample_n_is_bounded_so_the_grid_stays_loadable(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for n in ("0", "1025", "1000000"):
+        result = mtlrun(tmp_path, "sample", str(run), f"n={n}")
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"mtlrun: error: n={n} must be between 1 and 1024: a grid of more images makes a PNG "
+            "too large for image viewers to open; draw several grids with different seed=S "
+            "instead\n"
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and not any(run.iterdir())

@@ -54,6 +54,70 @@ def test_bad_values_are_one_line_errors(override, words):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        ("optim.lr=0", "optim.lr=0.0 must be above 0"),
+        ("optim.lr=-1e-3", "optim.lr=-0.001 must be above 0"),
+        ("optim.lr=nan", "optim.lr=nan must be a finite number above 0"),
+        ("optim.betas=[0.9,1.0]", "optim.betas[1]=1.0 must be in [0, 1)"),
+        ("optim.betas=[0.9]", "optim.betas=[0.9] must be two values in [0, 1), e.g. [0.9, 0.999]"),
+        ("optim.eps=0", "optim.eps=0.0 must be above 0"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay=-0.1 must be at least 0"),
+        ("optim=sgd optim.momentum=1", "optim.momentum=1.0 must be in [0, 1)"),
+        ("backbone.hidden_dims=[64,0]", "backbone.hidden_dims[1]=0 must be at least 1"),
+        ("backbone.latent_dim=0", "backbone.latent_dim=0 must be at least 1"),
+        ("backbone=dense_ae backbone.latent_dim=-2", "backbone.latent_dim=-2 must be at least 1"),
+        ("backbone.beta=-1", "backbone.beta=-1.0 must be at least 0"),
+        ("backbone=mlp backbone.dropout=1", "backbone.dropout=1.0 must be in [0, 1)"),
+        ("backbone=cnn backbone.channels=[8,0]", "backbone.channels[1]=0 must be at least 1"),
+        ("backbone=cnn backbone.kernel_size=0", "backbone.kernel_size=0 must be at least 1"),
+        ("backbone=cnn backbone.conv_dropout=-0.5", "backbone.conv_dropout=-0.5 must be in [0, 1)"),
+        ("backbone=conv_vae backbone.latent_dim=0", "backbone.latent_dim=0 must be at least 1"),
+        (
+            "tasks=[reconstruction,class] tasks.class.weight=-1",
+            "tasks.class.weight=-1.0 must be at least 0",
+        ),
+        (
+            "tasks=[reconstruction,class] tasks.class.hidden_dims=[0]",
+            "tasks.class.hidden_dims[0]=0 must be at least 1",
+        ),
+        (
+            "tasks=[reconstruction,class] tasks.class.dropout=1.5",
+            "tasks.class.dropout=1.5 must be in [0, 1)",
+        ),
+        ("tasks.reconstruction.weight=-0.5", "tasks.reconstruction.weight=-0.5 must be at least 0"),
+        ("trainer.grad_clip=-1", "trainer.grad_clip=-1.0 must be at least 0"),
+        ("seed=1.5", "seed=1.5 must be an integer, e.g. seed=0"),
+        ("seed=abc", "seed='abc' must be an integer, e.g. seed=0"),
+        ("tasks=[]", "tasks is empty; pick at least one, e.g. tasks=[reconstruction]"),
+        (
+            "name=../../etc",
+            "name='../../etc' contains a path separator; a run's name is part of one folder "
+            "name, e.g. name=vae_small",
+        ),
+    ],
+)
+def test_values_out_of_range_are_refused_before_training_with_the_allowed_range(overrides, line):
+    with pytest.raises(ConfigError) as error:
+        build(compose_config([*TINY, *overrides.split()]))
+    assert str(error.value) == line
+
+
+def test_a_misspelt_key_added_with_plus_names_the_closest_real_key():
+    cases = {
+        "+trainer.epoch=3": "trainer.epoch: Key 'epoch' not in 'TrainerConfig'; "
+        "did you mean trainer.epochs?",
+        "+backbone.latnt_dim=8": "backbone.latnt_dim: Key 'latnt_dim' not in 'VAEConfig'; "
+        "did you mean backbone.latent_dim?",
+        "+optim.zzz=1": "optim.zzz: Key 'zzz' not in 'OptimConfig'",
+    }
+    for override, line in cases.items():
+        with pytest.raises(ConfigError) as error:
+            build(compose_config([*TINY, override]))
+        assert str(error.value) == line
+
+
 def test_impossible_combinations_fail_before_training():
     cases = {
         "tasks=[class,generation] backbone=dense_ae": "generation needs a backbone with a prior",

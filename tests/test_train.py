@@ -115,6 +115,143 @@ def test_nan_loss_stops_with_a_clear_message(run_dir):
     assert meta["status"] == "failed" and "optim.lr" in meta["error"]
 
 
+def strict_json(text: str):
+    """Parse JSON as a strict parser would: NaN and Infinity are not JSON."""
+
+    def refuse(token: str):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def nan_in(split: str, key: str):
+    """An `evaluate` that reports NaN for `key` of the `split` split."""
+    from mtlrun import train as train_module
+
+    real = train_module.evaluate
+
+    def evaluate(experiment, data, name, final=False):
+        metrics = real(experiment, data, name, final)
+        if name == split:
+            metrics[key] = float("nan")
+        return metrics
+
+    return evaluate
+
+
+NAN_CASES = {
+    "val": (
+        "val/class/nll",
+        "val/class/nll is nan after epoch 1; lower optim.lr, set trainer.grad_clip (e.g. 1.0) "
+        "or use trainer.precision=fp32",
+    ),
+    "test": (
+        "test/loss",
+        "test/loss is nan at the end of training; lower optim.lr, set trainer.grad_clip "
+        "(e.g. 1.0) or use trainer.precision=fp32",
+    ),
+}
+
+
+@pytest.mark.parametrize("split", NAN_CASES)
+def test_a_nan_metric_fails_the_run_in_one_line_and_reaches_no_file(run_dir, monkeypatch, split):
+    key, line = NAN_CASES[split]
+    monkeypatch.setattr("mtlrun.train.evaluate", nan_in(split, key))
+    cfg = compose_config([*TINY, "tasks=[class]", "backbone=dense_ae", "trainer.epochs=1"])
+    with pytest.raises(TrainingDiverged) as error:
+        train(cfg, run_dir)
+    assert str(error.value) == line
+    meta = strict_json((run_dir / "meta.json").read_text())
+    assert meta["status"] == "failed" and meta["error"] == line
+    assert not (run_dir / "summary.json").exists()
+    records = [strict_json(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["split"] for r in records] == ["train"] if split == "val" else ["train", "val"]
+    # A NaN validation never selects best.pt; a NaN test leaves the good checkpoints alone.
+    assert (run_dir / "checkpoints" / "best.pt").exists() == (split == "test")
+
+
+def test_non_finite_weights_after_the_last_step_fail_the_run_and_keep_best_pt(run_dir, monkeypatch):
+    from mtlrun import train as train_module
+
+    real = train_module.train_epoch
+
+    def train_epoch(experiment, data_order, at, bar, stop):
+        metrics = real(experiment, data_order, at, bar, stop)
+        if at.epoch == 2:  # the second epoch's last step made a weight infinite
+            next(experiment.model.parameters()).data[0] = float("inf")
+        return metrics
+
+    monkeypatch.setattr(train_module, "train_epoch", train_epoch)
+    cfg = compose_config([*TINY, "tasks=[class]", "backbone=dense_ae"])
+    with pytest.raises(TrainingDiverged) as error:
+        train(cfg, run_dir)
+    name = next(train_module.build(cfg).model.named_parameters())[0]
+    assert str(error.value) == (
+        f"the weights became NaN or infinite ({name}) in epoch 2; lower optim.lr, set "
+        "trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
+    )
+    for checkpoint in ("best.pt", "last.pt"):  # epoch 1's, finite
+        state = load_checkpoint(run_dir / "checkpoints" / checkpoint)
+        assert state["progress"]["epoch"] == 2
+        assert all(t.isfinite().all() for t in state["model"].values())
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_a_diverging_config_fails_through_the_cli_in_one_line(tmp_path):
+    from tests.test_cli import mtlrun
+
+    for lr in ("1e30", "1e6"):
+        args = [*TINY, "tasks=[class]", "backbone=dense_ae", f"optim.lr={lr}"]
+        if lr == "1e30":
+            args.append("optim=sgd")
+        result = mtlrun(tmp_path, "train", *args)
+        assert result.returncode == 2, result.stderr
+        line = result.stderr.strip()
+        assert line.startswith("mtlrun: error: the training loss became ")
+        assert line.endswith(
+            " in epoch 1; lower optim.lr, set trainer.grad_clip (e.g. 1.0) or use "
+            "trainer.precision=fp32"
+        )
+        assert "\n" not in line
+    for run in (tmp_path / "outputs" / "runs").glob("*/*"):
+        assert strict_json((run / "meta.json").read_text())["status"] == "failed"
+        assert not (run / "summary.json").exists()
+        assert not (run / "checkpoints" / "best.pt").exists()
+
+
+def test_eval_of_a_checkpoint_with_nan_metrics_fails_in_one_line_and_writes_nothing(
+    run_dir, monkeypatch
+):
+    import sys
+
+    from mtlrun.commands import eval as eval_command
+
+    train(
+        compose_config([*TINY, "tasks=[class]", "backbone=dense_ae", "trainer.epochs=1"]), run_dir
+    )
+    monkeypatch.setattr(eval_command, "evaluate", nan_in("test", "test/class/acc"))
+    monkeypatch.setattr(sys, "argv", ["mtlrun eval", str(run_dir), "checkpoint=last"])
+    with pytest.raises(TrainingDiverged) as error:
+        eval_command.main()
+    assert str(error.value) == (
+        "test/class/acc is nan with last.pt; lower optim.lr, set trainer.grad_clip (e.g. 1.0) "
+        "or use trainer.precision=fp32"
+    )
+    assert not (run_dir / "eval").exists()
+
+
+def test_json_files_are_strict_and_a_nan_never_replaces_one(tmp_path):
+    from mtlrun.runfolder import write_json
+
+    path = tmp_path / "summary.json"
+    write_json(path, {"metrics": {"test/loss": 1.5}})
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+            write_json(path, {"metrics": {"test/loss": bad}})
+    assert strict_json(path.read_text()) == {"metrics": {"test/loss": 1.5}}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left
+
+
 def test_corrupt_checkpoint_is_a_user_error(tmp_path):
     path = tmp_path / "last.pt"
     path.write_bytes(b"not a checkpoint")

@@ -19,7 +19,7 @@ from mtlrun.backbones.base import (
     mlp,
 )
 from mtlrun.backbones.registry import BACKBONES
-from mtlrun.config import check_choice, parse
+from mtlrun.config import check_choice, check_each, check_range, parse
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
 
@@ -37,6 +37,11 @@ class CNNConfig:
     # pooling: the MultiLeNet of Sener & Koltun 2018 (0.5 there).
     conv_dropout: float = 0.0
 
+    def check(self, key: str) -> None:
+        check_conv_trunk(key, self.channels, self.kernel_size, self.hidden_dims)
+        check_range(f"{key}.dropout", self.dropout, 0, 1)
+        check_range(f"{key}.conv_dropout", self.conv_dropout, 0, 1)
+
 
 @dataclass
 class ConvVAEConfig:
@@ -49,8 +54,23 @@ class ConvVAEConfig:
     activation: str = "relu"
     beta: float = 1.0
 
+    def check(self, key: str) -> None:
+        check_conv_trunk(key, self.channels, self.kernel_size, self.hidden_dims)
+        check_range(f"{key}.latent_dim", self.latent_dim, 1)
+        check_range(f"{key}.beta", self.beta, 0)
+
 
 PADDINGS = ("same", "valid")
+
+
+def check_conv_trunk(
+    key: str, channels: list[int], kernel_size: int, hidden_dims: list[int]
+) -> None:
+    if not channels:
+        raise ConfigError(f"{key}.channels is empty; a conv backbone needs at least one, e.g. [32]")
+    check_each(f"{key}.channels", channels, 1)
+    check_range(f"{key}.kernel_size", kernel_size, 1)
+    check_each(f"{key}.hidden_dims", hidden_dims, 1)
 
 
 def conv_geometry(
@@ -93,9 +113,6 @@ def conv_trunk(
 ) -> tuple[list[nn.Module], tuple[int, int], int]:
     """Conv-pool blocks, then dense blocks: (the blocks, the conv feature map, the output width)."""
     feature_map = conv_geometry(name, info, cfg.channels, cfg.kernel_size, cfg.padding)
-    for key, rate in (("dropout", dropout), ("conv_dropout", conv_dropout)):
-        if not 0 <= rate < 1:
-            raise ConfigError(f"backbone.{key}={rate} must be in [0, 1)")
     flat = cfg.channels[-1] * math.prod(feature_map)
     blocks: list[nn.Module] = []
     in_channels = [info.input_shape[0], *cfg.channels[:-1]]

@@ -16,7 +16,7 @@ from mtlrun.backbones.base import (
     dense_decoder,
 )
 from mtlrun.backbones.registry import BACKBONES
-from mtlrun.config import parse
+from mtlrun.config import check_each, check_range, parse
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
 
@@ -28,6 +28,10 @@ class MLPConfig:
     activation: str = "relu"
     dropout: float = 0.0
 
+    def check(self, key: str) -> None:
+        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
+        check_range(f"{key}.dropout", self.dropout, 0, 1)
+
 
 @dataclass
 class DenseAEConfig:
@@ -36,10 +40,18 @@ class DenseAEConfig:
     latent_dim: int = 20
     activation: str = "relu"
 
+    def check(self, key: str) -> None:
+        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
+        check_range(f"{key}.latent_dim", self.latent_dim, 1)
+
 
 @dataclass
 class VAEConfig(DenseAEConfig):
     beta: float = 1.0  # weight of the KL term (β-VAE); 1 gives the ELBO
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        check_range(f"{key}.beta", self.beta, 0)
 
 
 def build_dense(cfg: DenseAEConfig, info: DatasetInfo, kl_weight: float | None) -> Backbone:

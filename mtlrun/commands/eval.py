@@ -10,6 +10,7 @@ from mtlrun.evaluate import evaluate
 from mtlrun.runfolder import now, write_json
 from mtlrun.runs import load_trained, split_arguments
 from mtlrun.terminal import metrics_table
+from mtlrun.train import check_finite
 
 
 def main() -> None:
@@ -21,6 +22,7 @@ def main() -> None:
     if len(data.val):
         metrics |= evaluate(experiment, data.val, "val")
     metrics |= evaluate(experiment, data.test, "test", final=True)
+    check_finite(metrics, f"with {checkpoint}.pt")
     path = run_dir / "eval" / f"{checkpoint}.json"
     write_json(
         path,

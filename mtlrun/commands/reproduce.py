@@ -13,19 +13,26 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from mtlrun.config import check_run_keys
 from mtlrun.errors import UserError
-from mtlrun.runfolder import RunFolder, read_json
+from mtlrun.runfolder import RunFolder, check_run_name, read_json
 from mtlrun.runs import apply_overrides, run_config, split_arguments
 from mtlrun.terminal import format_value
 from mtlrun.train import train
 
 
 def new_run_dir(name: str) -> Path:
-    """A fresh folder named like Hydra's run folders (unique to the microsecond)."""
-    now = datetime.now()
-    path = Path("outputs/runs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
-    path.mkdir(parents=True)
-    return path
+    """A fresh folder named like Hydra's run folders (unique to the microsecond): never one
+    that exists, even when another process made it in the same microsecond."""
+    while True:
+        now = datetime.now()
+        path = Path("outputs/runs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
 
 
 def relative_difference(old: float, new: float) -> float:
@@ -78,6 +85,8 @@ def main() -> None:
     except ValueError:
         raise UserError(f"rtol={options['rtol']!r} is not a number") from None
 
+    check_run_keys(cfg)  # with the overrides, before the new folder is made
+    check_run_name(str(cfg.name), suffix="_reproduce")
     new_dir = new_run_dir(f"{cfg.name}_reproduce").resolve()
     (new_dir / ".hydra").mkdir()
     (new_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))

@@ -11,6 +11,8 @@ from mtlrun.images import save_interpolations, save_prior_samples, save_reconstr
 from mtlrun.runs import load_trained, split_arguments
 from mtlrun.tasks.reconstruction import Reconstruction
 
+MAX_IMAGES = 1024  # a 32 × 32 grid: about 1,000 pixels a side for MNIST or CIFAR-10
+
 
 def main() -> None:
     run_dir, options, overrides = split_arguments(
@@ -22,8 +24,11 @@ def main() -> None:
         raise UserError(
             f"n={options['n']!r} and seed={options['seed']!r} must be integers"
         ) from None
-    if n < 1:
-        raise UserError(f"n={n} must be at least 1")
+    if not 1 <= n <= MAX_IMAGES:
+        raise UserError(
+            f"n={n} must be between 1 and {MAX_IMAGES}: a grid of more images makes a PNG too "
+            "large for image viewers to open; draw several grids with different seed=S instead"
+        )
     experiment, checkpoint = load_trained(run_dir, options["checkpoint"], overrides)
     reconstruction = experiment.task_of_type(Reconstruction)
     if reconstruction is None:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.config import config_dir
 from mtlrun.errors import ConfigError, UserError
+from mtlrun.runfolder import existing_run_message
 from mtlrun.tasks import TASKS
 from mtlrun.train import train
 
@@ -82,6 +83,9 @@ def main(cfg: DictConfig) -> float | None:
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     job = f"job #{hydra_cfg.job.num} ({run_dir}): " if sweeping else ""
     try:
+        existing = existing_run_message(run_dir)
+        if existing:
+            raise UserError(existing)
         check_optimized_metric(cfg, sweeper_direction(hydra_cfg))
         value = objective(cfg, train(cfg, run_dir))
     except KeyboardInterrupt:

@@ -23,9 +23,9 @@ class JsonlLogger(Logger):
     def log_metrics(self, record: dict[str, Any]) -> None:
         # One write per line: a crash loses at most the line being written.
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record, allow_nan=False) + "\n")
 
     def resume(self, epoch: int) -> None:
         kept = [r for r in read_records(self.path) if r["epoch"] < epoch]
-        text = "".join(json.dumps(r) + "\n" for r in kept)
+        text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept)
         write_atomic(self.path, lambda tmp: Path(tmp).write_text(text))

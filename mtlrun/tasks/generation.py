@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from mtlrun.backbones import Backbone
+from mtlrun.config import check_range
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.tasks.base import TASKS, Task
@@ -14,6 +15,10 @@ class GenerationConfig:
     type: str
     weight: float = 0.0
     num_samples: int = 64  # images in each prior-sample grid
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.weight", self.weight, 0)
+        check_range(f"{key}.num_samples", self.num_samples, 1)
 
 
 @TASKS.register("generation")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.config import check_choice
+from mtlrun.config import check_choice, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.tasks.base import TASKS, Task
@@ -40,6 +40,10 @@ class ReconstructionConfig:
     sigma: float = 0.1  # the Gaussian's standard deviation (the starting value with learn_sigma)
     learn_sigma: bool = False  # gaussian: learn one σ per input dimension
     iw_samples: int = 64  # k for the importance-weighted bound nll_iw at the end; 0 skips it
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.weight", self.weight, 0)
+        check_range(f"{key}.iw_samples", self.iw_samples, 0)
 
 
 class DecoderHead(nn.Module):

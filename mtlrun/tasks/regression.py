@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
+from mtlrun.config import check_each, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.tasks.base import TASKS, Task
@@ -24,6 +25,11 @@ class RegressionConfig:
     hidden_dims: list[int] = field(default_factory=list)
     activation: str = "relu"
     dropout: float = 0.0
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.weight", self.weight, 0)
+        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
+        check_range(f"{key}.dropout", self.dropout, 0, 1)
 
 
 @TASKS.register("regression")
