@@ -26,7 +26,7 @@ from mtlrun.images import (
     save_reconstructions,
 )
 from mtlrun.loggers import Loggers
-from mtlrun.optim import build_optimizer
+from mtlrun.optim import OptimConfig, build_optimizer
 from mtlrun.runfolder import RunFolder, seconds_since_process_start, write_json
 from mtlrun.sharing import SHARING, ModelOutput, MultiTaskModel
 from mtlrun.sharing.base import OWN_LOSS
@@ -141,6 +141,7 @@ def build(cfg: DictConfig) -> Experiment:
     """Build from the config; every config mistake surfaces here, before any training."""
     check_run_keys(cfg)
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
+    parse(OptimConfig, cfg.optim, "optim")  # checked before the data loads
     device = resolve_device(str(cfg.device))
     seed_everything(cfg.seed, trainer.deterministic)
     data = load_data(cfg.dataset, device, cfg.seed)

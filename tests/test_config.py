@@ -171,3 +171,12 @@ def test_the_same_strategies_build_with_a_loss_weighting_and_the_method_with_har
     for sharing in SHARE_NOTHING:
         build(compose_config([*TINY, "tasks=[reconstruction,class]", *sharing.split()]))
     build(compose_config([*TINY, "tasks=[reconstruction,class]", "weighting=pcgrad"]))
+
+
+@pytest.mark.parametrize("override", ["optim.lr=0", "optim.betas=[0.9,1.0]", "trainer.epochs=0"])
+def test_optimiser_and_trainer_values_are_checked_before_the_data_loads(override, tmp_path):
+    """With no data at the root and downloads off, loading would fail first: the value's own
+    error comes out, so a mistake costs no data loading."""
+    missing = [f"dataset.root={tmp_path}", "dataset.download=false"]
+    with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
+        build(compose_config(["dataset=mnist", *missing, "device=cpu", override]))
