@@ -75,7 +75,8 @@ def run(sharing: str, weighting: str, seed: int, extra: list[str], work: Path, e
     ]
     result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        return {"error": result.stderr.strip().splitlines()[-1]}
+        lines = result.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit status {result.returncode}"}
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     summary = json.loads((run_dir / "summary.json").read_text())
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
