@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.config import parse
-from mtlrun.data import Batch
+from mtlrun.data import Batch, DatasetInfo
 from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput
 from mtlrun.sharing.heads import SharingConfig, check_nonnegative, encoding_cut
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
@@ -142,10 +142,10 @@ def concat(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) 
     backbone = next(iter(networks.values()))
     likelihood = next((task for task in tasks if isinstance(task, Reconstruction)), None)
     if likelihood is None:
-        is_image = len(backbone.input_shape) == 3
+        inputs = DatasetInfo("concat", backbone.input_shape)
         default = ReconstructionConfig(
-            "reconstruction", likelihood="bernoulli" if is_image else "mse"
+            "reconstruction", likelihood="bernoulli" if inputs.is_image else "mse"
         )
         likelihood = Reconstruction("autoencoder", default)
-        likelihood.is_image, likelihood.kl_weight = is_image, backbone.kl_weight
+        likelihood.check(inputs, backbone, tasks)  # images or vectors, and the VAE's β
     return ConcatSharing(networks, tasks, cfg.task_relation, cfg.penalty, likelihood)

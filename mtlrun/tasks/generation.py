@@ -24,7 +24,7 @@ class GenerationConfig:
 @TASKS.register("generation")
 class Generation(Task):
     """An evaluation task: it has no loss of its own, because a VAE's generative objective is
-    already its ELBO (the reconstruction likelihood plus the backbone's KL term). It checks that
+    already its ELBO (the reconstruction task's loss: likelihood plus β·KL). It checks that
     the model can generate and sets the size of the prior-sample grids written each evaluation."""
 
     Config = GenerationConfig

@@ -30,7 +30,7 @@ class GradientAggregation(Weighting):
     `output.shared` depends on, which torchjd finds in the graph) into their `.jac`;
     `jac_to_grad` aggregates each Jacobian into `.grad`.
 
-    The auxiliary loss (KL terms, sharing penalties) is a regulariser, not a task: it is
+    The auxiliary loss (penalties that belong to no task) is a regulariser, not a task: it is
     backpropagated on its own, unweighted, before the task losses (`retain_graph`, since they
     share the encoder's graph), and `jac_to_grad` adds the aggregate to the `.grad` it left. So it
     is trained on exactly once, as with the loss weightings, and takes no part in resolving the

@@ -55,7 +55,7 @@ WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting")
 def total_loss(
     weights: Sequence[float] | Tensor, losses: list[Tensor], output: ModelOutput
 ) -> Tensor:
-    """Σ_t w_t L_t plus the model's auxiliary loss (KL terms, sharing penalties)."""
+    """Σ_t w_t L_t plus the model's auxiliary loss (the penalties that belong to no task)."""
     total = sum(w * loss for w, loss in zip(weights, losses, strict=True))
     if output.auxiliary_loss is not None:
         total = total + output.auxiliary_loss
