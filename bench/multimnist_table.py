@@ -5,11 +5,15 @@ run uses the `multimnist` experiment plus the paper's recipe options (RECIPE). E
 process; the table goes into BENCHMARKS.md between the multimnist markers.
 
     python bench/multimnist_table.py [--seeds 0,1,2] [--jobs 2] [--only hard/equal,soft/equal]
-        [--no-write] [overrides...]
+        [--no-write] [--work DIR] [overrides...]
 
 With --jobs N, N runs go at once, each on one thread (OMP_NUM_THREADS=1): on a small CPU that
 trains more runs an hour than one run on every core, and the seconds per epoch are then those
 of a one-thread run.
+
+With --work DIR, the runs go into DIR's outputs/ (a fresh temporary folder otherwise), and a cell
+whose completed run is already there, made by the same command, is read instead of trained
+again: a table stopped part-way is finished by running the same command with the same --work.
 """
 
 import argparse
@@ -73,11 +77,13 @@ def run(sharing: str, weighting: str, seed: int, extra: list[str], work: Path, e
         f"name=bench_{sharing}_{weighting}",
         *extra,
     ]
-    result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit status {result.returncode}"}
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    run_dir = finished_run(work, " ".join(["mtlrun", *command[3:]]))
+    if run_dir is None:
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            lines = result.stderr.strip().splitlines()
+            return {"error": lines[-1] if lines else f"exit status {result.returncode}"}
+        run_dir = Path(result.stdout.strip().splitlines()[-1])
     summary = json.loads((run_dir / "summary.json").read_text())
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return {
@@ -85,6 +91,15 @@ def run(sharing: str, weighting: str, seed: int, extra: list[str], work: Path, e
         "right": summary["metrics"]["test/right_digit/acc"] * 100,
         "epoch_s": statistics.mean(r["seconds"] for r in records if r["split"] == "train"),
     }
+
+
+def finished_run(work: Path, command: str) -> Path | None:
+    """A completed run under `work` that `command` made, if there is one."""
+    for meta_file in sorted(work.glob("outputs/runs/*/*/meta.json")):
+        meta = json.loads(meta_file.read_text())
+        if meta.get("command") == command and meta.get("status") == "completed":
+            return meta_file.parent
+    return None
 
 
 def mean_std(values: list[float]) -> str:
@@ -126,12 +141,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     parser.add_argument("--only", help="comma-separated sharing/weighting pairs")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--work", type=Path, help="folder of the runs; finished ones are reused")
     parser.add_argument("overrides", nargs="*", help="extra mtlrun overrides for every run")
     args = parser.parse_args()
     require_data()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     pairs = args.only.split(",") if args.only else CONFIGURATIONS
-    work = Path(tempfile.mkdtemp(prefix="mtlrun_multimnist_"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="mtlrun_multimnist_"))
+    work.mkdir(parents=True, exist_ok=True)
     command = "python bench/multimnist_table.py" + "".join(f" {o}" for o in args.overrides)
     if args.seeds != "0,1,2":
         command += f" --seeds {args.seeds}"
