@@ -84,6 +84,7 @@ def check_integer(key: str, value: Any) -> int:
 
 
 def check_choice(key: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
+    """The one message for a name that is not among the choices (a registry's, or a key's)."""
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not known; choose one of: {', '.join(choices)}")
 

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtlrun.checkpoint import load_checkpoint
+from mtlrun.config import check_choice
 from mtlrun.errors import ConfigError, UserError
 from mtlrun.runfolder import check_run_name
 from mtlrun.train import Experiment, build
@@ -105,8 +106,7 @@ def load_trained(run_dir: Path, checkpoint: str, overrides: list[str]) -> tuple[
     """Rebuild a run's experiment and load the weights of checkpoints/<checkpoint>.pt; `best`
     falls back to `last` for runs without a validation split (they keep no best.pt). Returns
     the experiment and the checkpoint used."""
-    if checkpoint not in ("best", "last"):
-        raise UserError(f"checkpoint={checkpoint!r} is not known; choose one of: best, last")
+    check_choice("checkpoint", checkpoint, ("best", "last"))
     if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
         checkpoint = "last"
     cfg = apply_overrides(run_config(run_dir), overrides)

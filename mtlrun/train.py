@@ -26,7 +26,7 @@ from mtlrun.images import (
     save_reconstructions,
 )
 from mtlrun.loggers import Loggers
-from mtlrun.optim import OptimConfig, build_optimizer
+from mtlrun.optim import OPTIMIZERS, build_optimizer
 from mtlrun.runfolder import RunFolder, seconds_since_process_start, write_json
 from mtlrun.sharing import SHARING, ModelOutput, MultiTaskModel
 from mtlrun.sharing.base import OWN_LOSS
@@ -141,22 +141,24 @@ def build(cfg: DictConfig) -> Experiment:
     """Build from the config; every config mistake surfaces here, before any training."""
     check_run_keys(cfg)
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
-    parse(OptimConfig, cfg.optim, "optim")  # checked before the data loads
+    OPTIMIZERS.config(str(cfg.optim.name), cfg.optim, "optim")  # checked before the data loads
     device = resolve_device(str(cfg.device))
     seed_everything(cfg.seed, trainer.deterministic)
     data = load_data(cfg.dataset, device, cfg.seed)
 
     def make_backbone() -> Backbone:
-        return BACKBONES.get(cfg.backbone.name)(cfg.backbone, data.info)
+        return BACKBONES.build(cfg.backbone.name, cfg.backbone, "backbone", data.info)
 
     backbone = make_backbone()
     tasks = build_tasks(cfg.tasks, data.info, backbone)
     torch.manual_seed(cfg.seed)  # the same initial weights, whatever the checks drew
-    model = SHARING.get(cfg.sharing.name)(cfg.sharing, make_backbone, tasks).to(device)
+    model = SHARING.build(cfg.sharing.name, cfg.sharing, "sharing", make_backbone, tasks)
+    model = model.to(device)
     model.check_epochs(trainer.epochs)
     loss_tasks = [task for task in tasks if task.has_loss]
     check_sharing(cfg.weighting, cfg.sharing, model)
-    weighting = WEIGHTINGS.get(cfg.weighting.name)(cfg.weighting, loss_tasks, model).to(device)
+    weighting = WEIGHTINGS.build(cfg.weighting.name, cfg.weighting, "weighting", loss_tasks, model)
+    weighting = weighting.to(device)
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
     parameters = [*model.parameters(), *weighting.extra_parameters()]
     optimizer, scheduler = build_optimizer(

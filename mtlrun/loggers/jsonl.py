@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import LOGGERS, Logger
+from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
 from mtlrun.runfolder import write_atomic
 
 
@@ -14,7 +14,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@LOGGERS.register("jsonl")
+@LOGGERS.register("jsonl", schema=LoggerConfig)
 class JsonlLogger(Logger):
     @property
     def path(self) -> Path:

@@ -3,12 +3,10 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.registry import Registry
-from mtlrun.tasks import Task
 
 OWN_LOSS = "autoencoder_loss"  # the metric a task's `own_losses` are reported as
 
@@ -79,6 +77,5 @@ class MultiTaskModel(nn.Module):
 
 
 BackboneFactory = Callable[[], Backbone]
-SHARING: Registry[Callable[[DictConfig, BackboneFactory, list[Task]], MultiTaskModel]] = Registry(
-    "sharing"
-)
+SHARING: Registry[Callable[..., MultiTaskModel]] = Registry("sharing", group="sharing")
+"""Sharing strategies, built as `builder(config, make_backbone, tasks)`."""

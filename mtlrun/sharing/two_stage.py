@@ -17,10 +17,7 @@ to call when it builds the model.
 
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
-
 from mtlrun.backbones import Backbone
-from mtlrun.config import parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing.base import SHARING, BackboneFactory
 from mtlrun.sharing.hard import HardSharing
@@ -68,11 +65,10 @@ class TwoStageSharing(HardSharing):
             )
 
 
-@SHARING.register("two_stage")
+@SHARING.register("two_stage", schema=TwoStageConfig)
 def two_stage(
-    node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]
+    cfg: TwoStageConfig, make_backbone: BackboneFactory, tasks: list[Task]
 ) -> TwoStageSharing:
-    cfg = parse(TwoStageConfig, node, "sharing")
     if cfg.stage1_epochs < 1:
         raise ConfigError(f"sharing.stage1_epochs={cfg.stage1_epochs} must be at least 1")
     if not any(decodes(task) for task in tasks):

@@ -21,7 +21,6 @@ class Task:
     `primary_metric` names the one metric Δm compares the task on.
     """
 
-    Config: ClassVar[type]  # the dataclass its `tasks.<name>` node is validated against
     directions: ClassVar[dict[str, Direction]] = {}
     has_loss: ClassVar[bool] = True
 
@@ -70,4 +69,4 @@ class Task:
         return {}
 
 
-TASKS: Registry[type[Task]] = Registry("tasks.<name>.type")
+TASKS: Registry[type[Task]] = Registry("tasks.<name>.type")  # instances are named in `tasks`

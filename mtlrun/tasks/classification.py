@@ -45,12 +45,11 @@ class MLPHead(nn.Module):
         return self.net(encoding.features)
 
 
-@TASKS.register("classification")
+@TASKS.register("classification", schema=ClassificationConfig)
 class Classification(Task):
-    Config = ClassificationConfig
     directions = {"loss": "min", "acc": "max", "nll": "min"}
 
-    def __init__(self, name: str, cfg: ClassificationConfig) -> None:
+    def __init__(self, cfg: ClassificationConfig, name: str) -> None:
         super().__init__(name, cfg.weight)
         self.cfg = cfg
         self.target = cfg.target or name

@@ -21,17 +21,15 @@ class GenerationConfig:
         check_range(f"{key}.num_samples", self.num_samples, 1)
 
 
-@TASKS.register("generation")
+@TASKS.register("generation", schema=GenerationConfig)
 class Generation(Task):
     """An evaluation task: it has no loss of its own, because a VAE's generative objective is
     already its ELBO (the reconstruction task's loss: likelihood plus β·KL). It checks that
     the model can generate and sets the size of the prior-sample grids written each evaluation."""
 
-    Config = GenerationConfig
-
     has_loss = False
 
-    def __init__(self, name: str, cfg: GenerationConfig) -> None:
+    def __init__(self, cfg: GenerationConfig, name: str) -> None:
         super().__init__(name, 0.0)
         self.num_samples = cfg.num_samples
 

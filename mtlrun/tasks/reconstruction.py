@@ -59,11 +59,9 @@ class DecoderHead(nn.Module):
         return self.decoder(encoding.z)
 
 
-@TASKS.register("reconstruction")
+@TASKS.register("reconstruction", schema=ReconstructionConfig)
 class Reconstruction(Task):
     """Reconstruct the input; see the module docstring for the likelihoods and the ELBO."""
-
-    Config = ReconstructionConfig
 
     directions = {
         "loss": "min",
@@ -75,7 +73,7 @@ class Reconstruction(Task):
         "nll_iw": "min",
     }
 
-    def __init__(self, name: str, cfg: ReconstructionConfig) -> None:
+    def __init__(self, cfg: ReconstructionConfig, name: str) -> None:
         super().__init__(name, cfg.weight)
         check_choice(f"tasks.{name}.likelihood", cfg.likelihood, LIKELIHOODS)
         if cfg.sigma <= 0:

@@ -32,16 +32,15 @@ class RegressionConfig:
         check_range(f"{key}.dropout", self.dropout, 0, 1)
 
 
-@TASKS.register("regression")
+@TASKS.register("regression", schema=RegressionConfig)
 class Regression(Task):
     """Mean squared error over the observed targets. A NaN target is missing: the loss is the
     mean over a batch's observed examples, and the metric sums cover only those, which
     `example_count` counts (the denominator of evaluation's means)."""
 
-    Config = RegressionConfig
     directions = {"loss": "min", "mse": "min"}
 
-    def __init__(self, name: str, cfg: RegressionConfig) -> None:
+    def __init__(self, cfg: RegressionConfig, name: str) -> None:
         super().__init__(name, cfg.weight)
         self.cfg = cfg
         self.target = cfg.target or name

@@ -20,7 +20,7 @@ LENET = {"channels": [10, 20], "kernel_size": 5, "padding": "valid", "hidden_dim
 
 def backbone(name, info, **overrides):
     node = OmegaConf.load(config_dir() / "backbone" / f"{name}.yaml")
-    return BACKBONES.get(name)(OmegaConf.merge(node, overrides), info)
+    return BACKBONES.build(name, OmegaConf.merge(node, overrides), "backbone", info)
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def fake_sources(monkeypatch, tmp_path):
 
 def raw(name="multimnist", **fields):
     """The loader's splits before the validation split is carved (rows in source order)."""
-    return DATASETS.get(name)(OmegaConf.create({"name": name, "val_size": 10, **fields}))
+    return DATASETS.build(name, {"name": name, "val_size": 10, **fields}, "dataset")
 
 
 def hand_built(left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from tests.conftest import TINY, compose_config
 
 
 def denoising(**fields):
-    return Denoising("denoising", DenoisingConfig(type="denoising", **fields))
+    return Denoising(DenoisingConfig(type="denoising", **fields), "denoising")
 
 
 def test_gaussian_noise_is_clipped_to_the_pixel_range():
@@ -45,7 +45,7 @@ def test_the_loss_is_reconstructions_against_the_clean_images():
     assert isinstance(task, Reconstruction)
     x = torch.rand(3, 1, 4, 4)
     logits = torch.randn(3, 1, 4, 4)
-    plain = Reconstruction("r", DenoisingConfig(type="reconstruction"))
+    plain = Reconstruction(DenoisingConfig(type="reconstruction"), "r")
     code = Encoding(x, x)
     assert torch.equal(
         task.loss(logits, code, Batch(x, {})), plain.loss(logits, code, Batch(x, {}))

@@ -41,7 +41,9 @@ class SharedVector(MultiTaskModel):
 
 def make(name: str, model: nn.Module, tasks: int = 2, **options: object) -> Weighting:
     node = OmegaConf.create({"name": name, **options})
-    return WEIGHTINGS.get(name)(node, [Task(f"t{i}", 1.0) for i in range(tasks)], model)
+    return WEIGHTINGS.build(
+        name, node, "weighting", [Task(f"t{i}", 1.0) for i in range(tasks)], model
+    )
 
 
 def linear_losses(h: Tensor, gradients: list[list[float]]) -> list[Tensor]:
