@@ -13,6 +13,7 @@ from typing import Any
 
 import mtlrun
 from mtlrun.errors import ConfigError
+from mtlrun.plugins import versions as plugin_versions
 
 NAME_MAX = 255  # bytes in one file or folder name, on Linux and macOS file systems
 # Run folders are named `<HH-MM-SS-ffffff>_<name>` (Hydra's run and sweep dirs, reproduce's).
@@ -158,15 +159,16 @@ class RunFolder:
         self.checkpoints = path / "checkpoints"
         self.meta_path = path / "meta.json"
 
-    def start(self, device: str, seed: int) -> None:
+    def start(self, device: str, seed: int, command: str | None = None) -> None:
         self.images.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         meta = {
-            "command": original_command(),
+            "command": command or original_command(),
             "cwd": os.getcwd(),
             "host": platform.node(),
             "git_commit": git_commit(),
             "versions": versions(),
+            "plugins": plugin_versions(),
             "device": device,
             "seed": seed,
             "start_time": now(),
@@ -188,3 +190,18 @@ def original_command() -> str:
     """The command line as typed; the dispatcher records it before it strips the subcommand
     (in the environment, so that jobs in launcher subprocesses see it too)."""
     return os.environ.get("MTLRUN_COMMAND") or shlex.join(sys.argv)
+
+
+def new_run_dir(name: str, root: Path = Path("outputs")) -> Path:
+    """A fresh folder under `root`/runs named like Hydra's run folders (unique to the
+    microsecond): never one that exists, even when another process made it in the same
+    microsecond."""
+    while True:
+        now = datetime.now()
+        path = root / "runs" / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path

@@ -1,5 +1,6 @@
 """Working with finished (or interrupted) run folders: their config, arguments, checkpoints."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -7,20 +8,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mtlrun import plugins
 from mtlrun.checkpoint import load_checkpoint
-from mtlrun.config import check_choice
+from mtlrun.config import check_choice, check_run_keys
 from mtlrun.errors import ConfigError, UserError
-from mtlrun.runfolder import check_run_name
-from mtlrun.train import Experiment, build
+from mtlrun.experiment import Experiment, build
 
 
 def run_config(run_dir: Path) -> DictConfig:
     """The config a run was trained with, as data: its resolved record (config.resolved.yaml;
     .hydra/config.yaml for a run without one), refused when it still holds an interpolation
     (`${oc.env:HOME}`, `${now:...}`: a run folder from someone else is not code to evaluate) or
-    a `name` that is not one folder name. Made to work on this machine: a data root that does
-    not exist here falls back to $MTLRUN_DATA (or ./data), and the MultiMNIST cache is this
-    machine's ($MTLRUN_CACHE, else ~/.cache/mtlrun), as for a fresh run."""
+    a `name` that is not one folder name. The plug-ins it used are imported only when they are
+    installed or the user names them (`mtlrun.plugins.load_for_run`). Made to work on this
+    machine: a data root that does not exist here falls back to $MTLRUN_DATA (or ./data), and
+    the MultiMNIST cache is this machine's ($MTLRUN_CACHE, else ~/.cache/mtlrun), as for a
+    fresh run."""
     for path in (run_dir / "config.resolved.yaml", run_dir / ".hydra" / "config.yaml"):
         if path.is_file():
             break
@@ -43,9 +46,10 @@ def run_config(run_dir: Path) -> DictConfig:
             "mtlrun never evaluates; write the value itself in its place"
         )
     try:
-        check_run_name(str(cfg.get("name")))
+        check_run_keys(cfg)
     except ConfigError as error:
         raise UserError(f"{path}: {error}") from None
+    plugins.load_for_run([*cfg.get("plugins", []), *recorded_plugins(run_dir)])
     dataset = cfg.get("dataset")
     if isinstance(dataset, DictConfig):
         root = dataset.get("root")
@@ -54,6 +58,16 @@ def run_config(run_dir: Path) -> DictConfig:
         if dataset.get("cache_dir") is not None:
             dataset.cache_dir = None
     return cfg
+
+
+def recorded_plugins(run_dir: Path) -> list[str]:
+    """The plug-in modules meta.json says the run loaded (installed or named ones included,
+    which its config does not list)."""
+    try:
+        recorded = json.loads((run_dir / "meta.json").read_text()).get("plugins") or {}
+    except (OSError, ValueError, AttributeError):
+        return []  # no readable record: the config's list is all there is
+    return [str(name) for name in recorded] if isinstance(recorded, dict) else []
 
 
 def first_interpolation(node: Any, key: str = "") -> tuple[str, str] | None:

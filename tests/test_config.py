@@ -4,7 +4,7 @@ import pytest
 
 from mtlrun.config import config_dir
 from mtlrun.errors import ConfigError
-from mtlrun.train import build
+from mtlrun.experiment import build
 from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import TINY, compose_config
 

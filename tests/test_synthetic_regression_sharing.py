@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from mtlrun.loop import train
 from mtlrun.sharing import SHARING
-from mtlrun.train import train
 from tests.conftest import compose_config
 
 SEEDS = (0, 1, 2)

@@ -6,8 +6,6 @@ trainer.deterministic=true, else a relative difference of at most `rtol` (defaul
 Exit status 0 when every metric agrees, 1 when one does not."""
 
 import sys
-from datetime import datetime
-from pathlib import Path
 
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -15,24 +13,10 @@ from rich.table import Table
 
 from mtlrun.config import check_run_keys
 from mtlrun.errors import UserError
-from mtlrun.runfolder import RunFolder, check_run_name, read_json
+from mtlrun.loop import train
+from mtlrun.runfolder import RunFolder, check_run_name, new_run_dir, read_json
 from mtlrun.runs import apply_overrides, run_config, split_arguments
 from mtlrun.terminal import format_value
-from mtlrun.train import train
-
-
-def new_run_dir(name: str) -> Path:
-    """A fresh folder named like Hydra's run folders (unique to the microsecond): never one
-    that exists, even when another process made it in the same microsecond."""
-    while True:
-        now = datetime.now()
-        path = Path("outputs/runs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
 
 
 def relative_difference(old: float, new: float) -> float:

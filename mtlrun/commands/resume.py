@@ -6,9 +6,9 @@ Overrides are for the machine (e.g. device=cpu), not the experiment."""
 import sys
 
 from mtlrun.errors import UserError
+from mtlrun.loop import train
 from mtlrun.runfolder import read_json
 from mtlrun.runs import apply_overrides, run_config, split_arguments
-from mtlrun.train import train
 
 
 def main() -> None:

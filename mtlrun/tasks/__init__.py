@@ -13,9 +13,9 @@ from mtlrun.tasks import (  # noqa: F401  (they register)
     reconstruction,
     regression,
 )
-from mtlrun.tasks.base import TASKS, Direction, Task
+from mtlrun.tasks.base import TASKS, Direction, Task, TaskConfig
 
-__all__ = ["TASKS", "Direction", "Task", "build_tasks"]
+__all__ = ["TASKS", "Direction", "Task", "TaskConfig", "build_tasks"]
 
 
 def build_tasks(node: DictConfig, info: DatasetInfo, backbone: Backbone) -> list[Task]:

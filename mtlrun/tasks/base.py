@@ -1,5 +1,6 @@
 """The task interface: a head on the encoder's code, a loss, and metrics with directions."""
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from torch import Tensor, nn
@@ -9,6 +10,14 @@ from mtlrun.data import Batch, DatasetInfo
 from mtlrun.registry import Registry
 
 Direction = Literal["min", "max"]
+
+
+@dataclass
+class TaskConfig:
+    """What every task's config has; a task type's schema subclasses it."""
+
+    type: str  # the registered task type
+    weight: float = 1.0  # its loss weight under weighting=fixed (and in `<split>/loss`)
 
 
 class Task:

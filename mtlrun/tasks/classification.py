@@ -10,13 +10,11 @@ from mtlrun.backbones.base import activation
 from mtlrun.config import check_each, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
+from mtlrun.tasks.base import TASKS, Task, TaskConfig
 
 
 @dataclass
-class ClassificationConfig:
-    type: str
-    weight: float = 1.0
+class ClassificationConfig(TaskConfig):
     target: str | None = None  # the dataset's label to predict; by default the task's name
     hidden_dims: list[int] = field(default_factory=list)
     activation: str = "relu"

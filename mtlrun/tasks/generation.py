@@ -6,14 +6,13 @@ from mtlrun.backbones import Backbone
 from mtlrun.config import check_range
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
+from mtlrun.tasks.base import TASKS, Task, TaskConfig
 from mtlrun.tasks.reconstruction import Reconstruction
 
 
 @dataclass
-class GenerationConfig:
-    type: str
-    weight: float = 0.0
+class GenerationConfig(TaskConfig):
+    weight: float = 0.0  # it has no loss
     num_samples: int = 64  # images in each prior-sample grid
 
     def check(self, key: str) -> None:

@@ -26,16 +26,14 @@ from mtlrun.backbones import Backbone, Encoding
 from mtlrun.config import check_choice, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
+from mtlrun.tasks.base import TASKS, Task, TaskConfig
 
 LIKELIHOODS = ("bernoulli", "gaussian", "mse")
 LIKELIHOOD_METRIC = {"bernoulli": "bce", "gaussian": "gaussian_nll", "mse": "mse"}
 
 
 @dataclass
-class ReconstructionConfig:
-    type: str
-    weight: float = 1.0
+class ReconstructionConfig(TaskConfig):
     likelihood: str = "bernoulli"  # bernoulli (images) | gaussian | mse
     sigma: float = 0.1  # the Gaussian's standard deviation (the starting value with learn_sigma)
     learn_sigma: bool = False  # gaussian: learn one σ per input dimension

@@ -13,14 +13,12 @@ from mtlrun.backbones import Backbone, Encoding
 from mtlrun.config import check_each, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
+from mtlrun.tasks.base import TASKS, Task, TaskConfig
 from mtlrun.tasks.classification import MLPHead
 
 
 @dataclass
-class RegressionConfig:
-    type: str
-    weight: float = 1.0
+class RegressionConfig(TaskConfig):
     target: str | None = None  # the dataset's real-valued target; by default the task's name
     hidden_dims: list[int] = field(default_factory=list)
     activation: str = "relu"

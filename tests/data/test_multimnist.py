@@ -9,7 +9,8 @@ from PIL import Image
 from mtlrun.data import DATASETS, load_data
 from mtlrun.data.multimnist import cache_root
 from mtlrun.errors import DataError
-from mtlrun.train import build, train
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from tests.conftest import DATA_ROOT, compose_config, needs_mnist
 
 CPU = torch.device("cpu")

@@ -8,7 +8,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtlrun.loggers import LOGGERS
-from mtlrun.train import train
+from mtlrun.loop import train
 from tests.conftest import TINY, compose_config
 
 

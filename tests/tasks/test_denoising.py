@@ -6,9 +6,9 @@ import torch
 from mtlrun.backbones import Encoding
 from mtlrun.data import Batch
 from mtlrun.errors import ConfigError
+from mtlrun.experiment import build
 from mtlrun.tasks.denoising import Denoising, DenoisingConfig
 from mtlrun.tasks.reconstruction import Reconstruction
-from mtlrun.train import build
 from tests.conftest import TINY, compose_config
 
 

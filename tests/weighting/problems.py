@@ -8,9 +8,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from mtlrun.loop import train
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.train import train
 from mtlrun.weighting import WEIGHTINGS, Weighting
 from tests.conftest import TINY, compose_config
 
