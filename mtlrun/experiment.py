@@ -75,7 +75,6 @@ class Experiment:
     trainer: TrainerConfig
     device: torch.device
     data: Data
-    backbone: Backbone
     tasks: list[Task]
     model: MultiTaskModel
     weighting: Weighting
@@ -112,8 +111,10 @@ class Experiment:
             losses.append(loss)
         return losses
 
-    def task_of_type(self, kind: type[Task]) -> Task | None:
-        return next((task for task in self.tasks if isinstance(task, kind)), None)
+    @property
+    def reconstruction(self) -> Task | None:
+        """The (first) task that reconstructs the input, for image grids."""
+        return next((task for task in self.tasks if task.reconstructs), None)
 
 
 def build(cfg: DictConfig) -> Experiment:
@@ -128,8 +129,9 @@ def build(cfg: DictConfig) -> Experiment:
     def make_backbone() -> Backbone:
         return BACKBONES.build(cfg.backbone.name, cfg.backbone, "backbone", data.info)
 
-    backbone = make_backbone()
-    tasks = build_tasks(cfg.tasks, data.info, backbone)
+    # The tasks check themselves against a backbone like the model's, which is then dropped:
+    # the model makes its own (one, or one per task) from the same factory.
+    tasks = build_tasks(cfg.tasks, data.info, make_backbone())
     torch.manual_seed(cfg.seed)  # the same initial weights, whatever the checks drew
     model = SHARING.build(cfg.sharing.name, cfg.sharing, "sharing", make_backbone, tasks)
     model = model.to(device)
@@ -147,6 +149,4 @@ def build(cfg: DictConfig) -> Experiment:
         trainer.epochs,
         model.learning_rate_scales(str(cfg.optim.name)),
     )
-    return Experiment(
-        cfg, trainer, device, data, backbone, tasks, model, weighting, optimizer, scheduler
-    )
+    return Experiment(cfg, trainer, device, data, tasks, model, weighting, optimizer, scheduler)

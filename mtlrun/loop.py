@@ -29,9 +29,6 @@ from mtlrun.loggers import Loggers
 from mtlrun.runfolder import RunFolder, seconds_since_process_start, write_json
 from mtlrun.sharing.base import OWN_LOSS
 from mtlrun.tasks import Task
-from mtlrun.tasks.classification import Classification
-from mtlrun.tasks.generation import Generation
-from mtlrun.tasks.reconstruction import Reconstruction
 from mtlrun.terminal import Reporter, metrics_table
 
 
@@ -198,7 +195,7 @@ def fit(
     check_finite(test, "at the end of training")
     log("test", test, time.perf_counter() - started)
     reporter.print(metrics_table("test (final model)", test))
-    reconstruction = experiment.task_of_type(Reconstruction)
+    reconstruction = experiment.reconstruction
     if reconstruction is not None and data.info.is_image:
         path = run.images / "interpolation.png"
         with experiment.autocast:
@@ -385,8 +382,8 @@ def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, P
     # As the model sees them: a denoising task's grids show the corrupted inputs.
     inputs = experiment.model_inputs(batch.inputs)
     model, written = experiment.model, {}
-    classifiers = {t.name: t.target for t in experiment.tasks if isinstance(t, Classification)}
-    reconstruction = experiment.task_of_type(Reconstruction)
+    classifiers = {t.name: t.grid_label for t in experiment.tasks if t.grid_label is not None}
+    reconstruction = experiment.reconstruction
     model.eval()
     with experiment.autocast:
         if classifiers:
@@ -395,9 +392,9 @@ def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, P
         if reconstruction is not None:
             written["reconstructions"] = run.images / f"recon_{tag}.png"
             save_reconstructions(model, reconstruction.name, inputs, written["reconstructions"])
-        if reconstruction is not None and experiment.backbone.has_prior:
-            generation = experiment.task_of_type(Generation)
-            n = generation.num_samples if isinstance(generation, Generation) else 64
+        if reconstruction is not None and model.has_prior:
+            sizes = [task.prior_samples for task in experiment.tasks if task.prior_samples]
+            n = sizes[0] if sizes else 64
             written["samples"] = run.images / f"samples_{tag}.png"
             save_prior_samples(model, reconstruction.name, inputs, n, written["samples"])
     model.train()

@@ -65,6 +65,11 @@ class MultiTaskModel(nn.Module):
         return []
 
     @property
+    def has_prior(self) -> bool:
+        """Whether the model can sample from a prior (its backbones are VAEs)."""
+        return any(isinstance(m, Backbone) and m.has_prior for m in self.modules())
+
+    @property
     def shares_representation(self) -> bool:
         """Whether the tasks read a representation computed by parameters they share, the cut
         `ModelOutput.shared` gives (what gradient aggregators and GradNorm work on)."""

@@ -137,7 +137,7 @@ def concat(cfg: ConcatConfig, make_backbone: BackboneFactory, tasks: list[Task])
     check_nonnegative("sharing.penalty", cfg.penalty)
     networks = own_networks(make_backbone, tasks)
     backbone = next(iter(networks.values()))
-    likelihood = next((task for task in tasks if isinstance(task, Reconstruction)), None)
+    likelihood = next((task for task in tasks if task.reconstructs), None)
     if likelihood is None:
         inputs = DatasetInfo("concat", backbone.input_shape)
         default = ReconstructionConfig(

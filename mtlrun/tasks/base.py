@@ -32,6 +32,11 @@ class Task:
 
     directions: ClassVar[dict[str, Direction]] = {}
     has_loss: ClassVar[bool] = True
+    # What the rest of mtlrun may ask of a task, instead of its type:
+    reconstructs: ClassVar[bool] = False  # its head decodes the code back to the input
+    # (the task a VAE's KL belongs to; reconstruction grids and interpolations use its head)
+    grid_label: str | None = None  # the class target prediction grids label the images with
+    prior_samples: int | None = None  # images in each grid of samples from the prior
 
     def __init__(self, name: str, weight: float) -> None:
         self.name = name

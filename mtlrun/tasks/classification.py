@@ -51,6 +51,7 @@ class Classification(Task):
         super().__init__(name, cfg.weight)
         self.cfg = cfg
         self.target = cfg.target or name
+        self.grid_label = self.target
         self.num_classes = 0
 
     def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:

@@ -7,7 +7,6 @@ from mtlrun.config import check_range
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.tasks.base import TASKS, Task, TaskConfig
-from mtlrun.tasks.reconstruction import Reconstruction
 
 
 @dataclass
@@ -30,7 +29,7 @@ class Generation(Task):
 
     def __init__(self, cfg: GenerationConfig, name: str) -> None:
         super().__init__(name, 0.0)
-        self.num_samples = cfg.num_samples
+        self.prior_samples = cfg.num_samples
 
     def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:
         if not backbone.has_prior:
@@ -38,7 +37,7 @@ class Generation(Task):
                 f"tasks.{self.name}: generation needs a backbone with a prior; "
                 "use backbone=vae or backbone=conv_vae"
             )
-        if not any(isinstance(task, Reconstruction) for task in tasks):
+        if not any(task.reconstructs for task in tasks):
             raise ConfigError(
                 f"tasks.{self.name}: generation samples through the reconstruction decoder; "
                 "add the reconstruction task (tasks=[reconstruction,generation,...])"

@@ -61,6 +61,7 @@ class DecoderHead(nn.Module):
 class Reconstruction(Task):
     """Reconstruct the input; see the module docstring for the likelihoods and the ELBO."""
 
+    reconstructs = True
     directions = {
         "loss": "min",
         "bce": "min",

@@ -170,7 +170,8 @@ def test_multimnist_experiment_has_the_lenet_trunk_and_trains(fake_sources, monk
         ]
     )
     experiment = build(cfg)
-    backbone, model = experiment.backbone, experiment.model
+    model = experiment.model
+    backbone = model.backbone
     convs = [m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
         (1, 10, (5, 5)),
