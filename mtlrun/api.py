@@ -145,14 +145,22 @@ def train(
     return Run(run_dir, train_run(cfg, run_dir, command=command))
 
 
-def load_run(path: str | Path, checkpoint: str = "best", *, device: str | None = None) -> LoadedRun:
+def load_run(
+    path: str | Path,
+    checkpoint: str = "best",
+    *,
+    device: str | None = None,
+    plugins: Sequence[str] = (),
+) -> LoadedRun:
     """A run folder's model with the weights of `checkpoint` (best or last), its data and
-    tasks, as `mtlrun eval` rebuilds them; `device` overrides the run's (e.g. "cpu")."""
+    tasks, as `mtlrun eval` rebuilds them; `device` overrides the run's (e.g. "cpu").
+    The plug-ins the run used are imported when installed, already imported, or in
+    `plugins` (as `--plugins`)."""
     from mtlrun.runs import load_trained
 
     run_dir = Path(path)
     overrides = [] if device is None else [f"device={device}"]
-    experiment, used = load_trained(run_dir, checkpoint, overrides)
+    experiment, used = load_trained(run_dir, checkpoint, overrides, plugins)
     experiment.model.eval()
     return LoadedRun(
         run_dir, experiment.cfg, experiment.model, experiment.data, experiment.tasks, used

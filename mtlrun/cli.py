@@ -30,7 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def usage() -> str:
-    experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+    plugins.load_for_config([])  # installed and named plug-ins may ship experiments
+    folders = [config_dir(), *plugins.config_dirs()]
+    experiments = sorted({p.stem for f in folders for p in (f / "experiment").glob("*.yaml")})
     lines = ["usage: mtlrun COMMAND [arguments]", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
     lines += [

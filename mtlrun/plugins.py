@@ -36,15 +36,10 @@ def installed() -> list[str]:
     return sorted({point.value.split(":")[0].strip() for point in points})
 
 
-def named_by_user(option: str | None = None) -> list[str]:
-    """The modules `$MTLRUN_PLUGINS` names, and those of a `--plugins` option."""
-    names = [os.environ.get(ENVIRONMENT, ""), option or ""]
-    return [name.strip() for text in names for name in text.split(",") if name.strip()]
-
-
-def allowed(option: str | None = None) -> list[str]:
-    """The modules mtlrun may import for a run it did not compose: installed or named."""
-    return sorted({*installed(), *named_by_user(option)})
+def named_by_user() -> list[str]:
+    """The modules `$MTLRUN_PLUGINS` names (the CLI adds those of `--plugins` to it)."""
+    text = os.environ.get(ENVIRONMENT, "")
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def load(modules: Iterable[str]) -> None:
@@ -71,10 +66,11 @@ def load_for_config(listed: Iterable[str]) -> None:
     load([*installed(), *named_by_user(), *listed])
 
 
-def load_for_run(listed: Iterable[str], option: str | None = None) -> None:
-    """What rebuilding a saved run imports: the plug-ins its config lists, each only when it
-    is installed or named by the user; otherwise one line saying how to allow it."""
-    permitted = allowed(option)
+def load_for_run(listed: Iterable[str], allow: Iterable[str] = ()) -> None:
+    """What rebuilding a saved run imports: the plug-ins it used, each only when it is
+    installed, named by the user (`allow`, `$MTLRUN_PLUGINS`) or already imported by this
+    process; otherwise one line saying how to allow it."""
+    permitted = {*installed(), *named_by_user(), *allow, *_loaded}
     for name in listed:
         if name not in permitted:
             raise UserError(
@@ -82,7 +78,7 @@ def load_for_run(listed: Iterable[str], option: str | None = None) -> None:
                 f"you allow it: add --plugins {name} (or {ENVIRONMENT}={name}) if you trust "
                 "its code"
             )
-    load([*installed(), *named_by_user(option), *listed])
+    load([*installed(), *named_by_user(), *listed])
 
 
 def config_dirs() -> list[Path]:

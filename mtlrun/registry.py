@@ -5,7 +5,7 @@ messages list; the schema holds the defaults and the checks, and is stored in Hy
 ConfigStore, so `backbone=NAME` composes for a part that has no YAML file of its own."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Generic, TypeVar
 
 from hydra.core.config_store import ConfigStore
@@ -43,7 +43,7 @@ class Registry(Generic[T]):
             self._entries[name] = Entry(builder, schema)
             if self.group is not None:
                 defaults = OmegaConf.structured(schema)
-                if "name" in defaults:
+                if "name" in (field.name for field in fields(schema)):  # `in` skips MISSING
                     defaults.name = name
                 node = {name: defaults} if self.keyed else defaults
                 ConfigStore.instance().store(group=self.group, name=name, node=node)

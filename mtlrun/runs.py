@@ -1,6 +1,7 @@
 """Working with finished (or interrupted) run folders: their config, arguments, checkpoints."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,15 @@ from mtlrun.errors import ConfigError, UserError
 from mtlrun.experiment import Experiment, build
 
 
-def run_config(run_dir: Path) -> DictConfig:
+def run_config(run_dir: Path, allow_plugins: Sequence[str] = ()) -> DictConfig:
     """The config a run was trained with, as data: its resolved record (config.resolved.yaml;
     .hydra/config.yaml for a run without one), refused when it still holds an interpolation
     (`${oc.env:HOME}`, `${now:...}`: a run folder from someone else is not code to evaluate) or
     a `name` that is not one folder name. The plug-ins it used are imported only when they are
-    installed or the user names them (`mtlrun.plugins.load_for_run`). Made to work on this
-    machine: a data root that does not exist here falls back to $MTLRUN_DATA (or ./data), and
-    the MultiMNIST cache is this machine's ($MTLRUN_CACHE, else ~/.cache/mtlrun), as for a
-    fresh run."""
+    installed or the user names them (`allow_plugins`, `mtlrun.plugins.load_for_run`). Made
+    to work on this machine: a data root that does not exist here falls back to $MTLRUN_DATA
+    (or ./data), and the MultiMNIST cache is this machine's ($MTLRUN_CACHE, else
+    ~/.cache/mtlrun), as for a fresh run."""
     for path in (run_dir / "config.resolved.yaml", run_dir / ".hydra" / "config.yaml"):
         if path.is_file():
             break
@@ -49,7 +50,7 @@ def run_config(run_dir: Path) -> DictConfig:
         check_run_keys(cfg)
     except ConfigError as error:
         raise UserError(f"{path}: {error}") from None
-    plugins.load_for_run([*cfg.get("plugins", []), *recorded_plugins(run_dir)])
+    plugins.load_for_run([*cfg.get("plugins", []), *recorded_plugins(run_dir)], allow_plugins)
     dataset = cfg.get("dataset")
     if isinstance(dataset, DictConfig):
         root = dataset.get("root")
@@ -116,14 +117,16 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise UserError(f"bad override in {' '.join(overrides)}: {error}") from None
 
 
-def load_trained(run_dir: Path, checkpoint: str, overrides: list[str]) -> tuple[Experiment, str]:
+def load_trained(
+    run_dir: Path, checkpoint: str, overrides: list[str], allow_plugins: Sequence[str] = ()
+) -> tuple[Experiment, str]:
     """Rebuild a run's experiment and load the weights of checkpoints/<checkpoint>.pt; `best`
     falls back to `last` for runs without a validation split (they keep no best.pt). Returns
     the experiment and the checkpoint used."""
     check_choice("checkpoint", checkpoint, ("best", "last"))
     if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
         checkpoint = "last"
-    cfg = apply_overrides(run_config(run_dir), overrides)
+    cfg = apply_overrides(run_config(run_dir, allow_plugins), overrides)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     state = load_checkpoint(path)
     experiment = build(cfg)
