@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mtlrun import plugins
 from mtlrun.backbones import BACKBONES
@@ -24,7 +24,7 @@ from mtlrun.data import DATASETS, Data
 from mtlrun.errors import ConfigError
 from mtlrun.loggers import LOGGERS
 from mtlrun.optim import OPTIMIZERS
-from mtlrun.runfolder import new_run_dir
+from mtlrun.runfolder import RunFolder, new_run_dir
 from mtlrun.sharing import SHARING, MultiTaskModel
 from mtlrun.tasks import TASKS, Task
 from mtlrun.weighting import WEIGHTINGS
@@ -138,9 +138,7 @@ def train(
     check_run_keys(cfg)
     check_optimized_metric(cfg)
     run_dir = new_run_dir(str(cfg.name), Path(output_dir or "outputs")).resolve()
-    (run_dir / ".hydra").mkdir()
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(list(overrides)))
+    RunFolder(run_dir).record_composition(cfg, list(overrides))
     command = shlex.join(["mtlrun", "train", *map(str, overrides)])
     return Run(run_dir, train_run(cfg, run_dir, command=command))
 
@@ -156,7 +154,7 @@ def load_run(
     tasks, as `mtlrun eval` rebuilds them; `device` overrides the run's (e.g. "cpu").
     The plug-ins the run used are imported when installed, already imported, or in
     `plugins` (as `--plugins`)."""
-    from mtlrun.runs import load_trained
+    from mtlrun.rebuild import load_trained
 
     run_dir = Path(path)
     overrides = [] if device is None else [f"device={device}"]

@@ -77,8 +77,8 @@ def train(
         run.update_meta(status="running", end_time=None)
     else:
         run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
-        (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    reporter = Reporter(run_dir / "train.log", bool(cfg.trainer.get("progress", True)))
+        run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    reporter = Reporter(run.log_path, bool(cfg.trainer.get("progress", True)))
     try:
         with StopSignals() as stop:
             experiment = build(cfg)
@@ -126,7 +126,7 @@ def fit(
     data_order = torch.Generator().manual_seed(int(cfg.seed))
     at = Progress()
     if resume:
-        at = restore(experiment, run.checkpoints / "last.pt", data_order)
+        at = restore(experiment, run.checkpoint("last"), data_order)
         loggers.resume(at.epoch)
         reporter.print(f"resuming at epoch {at.epoch}, batch {at.batch}")
     n_params = sum(p.numel() for p in model.parameters())
@@ -178,15 +178,15 @@ def fit(
                     reporter.print(metrics_table(f"epoch {epoch} · validation", val))
                     if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
                         at.best_val_loss, at.best_epoch = val["val/loss"], epoch
-                        save(experiment, run.checkpoints / "best.pt", at, data_order)
+                        save(experiment, run.checkpoint("best"), at, data_order)
                 for tag, path in save_images(experiment, run, f"e{epoch:03d}").items():
                     loggers.log_image(tag, path, epoch)
-            save(experiment, run.checkpoints / "last.pt", at, data_order)
+            save(experiment, run.checkpoint("last"), at, data_order)
             stop.check()
     except KeyboardInterrupt:
         at.seconds = time.perf_counter() - started
         if at.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
-            save(experiment, run.checkpoints / "last.pt", at, data_order, epoch_data_order)
+            save(experiment, run.checkpoint("last"), at, data_order, epoch_data_order)
         loggers.close()
         raise
 
@@ -221,7 +221,7 @@ def fit(
         "steps": at.step,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_json(run.path / "summary.json", summary)
+    write_json(run.summary_path, summary)
     loggers.finish(OmegaConf.to_container(cfg, resolve=True), summary)
     loggers.close()
     return summary

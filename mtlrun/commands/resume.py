@@ -7,20 +7,17 @@ import sys
 
 from mtlrun.errors import UserError
 from mtlrun.loop import train
-from mtlrun.runfolder import read_json
-from mtlrun.runs import apply_overrides, run_config, split_arguments
+from mtlrun.rebuild import apply_overrides, run_config, split_arguments
+from mtlrun.runfolder import RunFolder
 
 
 def main() -> None:
     run_dir, _, overrides = split_arguments(sys.argv[1:], {})
-    status = (
-        read_json(run_dir / "meta.json").get("status")
-        if (run_dir / "meta.json").is_file()
-        else None
-    )
+    run = RunFolder(run_dir)
+    status = run.read_meta().get("status")
     if status == "completed":
         raise UserError(f"{run_dir} already completed; use `mtlrun reproduce` to run it again")
-    if not (run_dir / "checkpoints" / "last.pt").is_file():
+    if not run.checkpoint("last").is_file():
         raise UserError(
             f"{run_dir} has no checkpoints/last.pt to resume from (status: {status}); "
             "start it again with `mtlrun train`"

@@ -8,7 +8,7 @@ import torch
 
 from mtlrun.errors import UserError
 from mtlrun.images import save_interpolations, save_prior_samples, save_reconstructions
-from mtlrun.runs import load_trained, split_arguments
+from mtlrun.rebuild import load_trained, split_arguments
 
 MAX_IMAGES = 1024  # a 32 × 32 grid: about 1,000 pixels a side for MNIST or CIFAR-10
 

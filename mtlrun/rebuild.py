@@ -1,6 +1,6 @@
-"""Working with finished (or interrupted) run folders: their config, arguments, checkpoints."""
+"""Rebuilding a run from its folder (eval, sample, resume, reproduce): its config as data, the
+plug-ins it may import, its command-line arguments and a checkpoint's weights."""
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from mtlrun.checkpoint import load_checkpoint
 from mtlrun.config import check_choice, check_run_keys
 from mtlrun.errors import ConfigError, UserError
 from mtlrun.experiment import Experiment, build
+from mtlrun.runfolder import RunFolder
 
 
 def run_config(run_dir: Path, allow_plugins: Sequence[str] = ()) -> DictConfig:
@@ -25,7 +26,8 @@ def run_config(run_dir: Path, allow_plugins: Sequence[str] = ()) -> DictConfig:
     to work on this machine: a data root that does not exist here falls back to $MTLRUN_DATA
     (or ./data), and the MultiMNIST cache is this machine's ($MTLRUN_CACHE, else
     ~/.cache/mtlrun), as for a fresh run."""
-    for path in (run_dir / "config.resolved.yaml", run_dir / ".hydra" / "config.yaml"):
+    run = RunFolder(run_dir)
+    for path in (run.config_path, run.hydra / "config.yaml"):
         if path.is_file():
             break
     else:
@@ -65,7 +67,7 @@ def recorded_plugins(run_dir: Path) -> list[str]:
     """The plug-in modules meta.json says the run loaded (installed or named ones included,
     which its config does not list)."""
     try:
-        recorded = json.loads((run_dir / "meta.json").read_text()).get("plugins") or {}
+        recorded = RunFolder(run_dir).read_meta().get("plugins") or {}
     except (OSError, ValueError, AttributeError):
         return []  # no readable record: the config's list is all there is
     return [str(name) for name in recorded] if isinstance(recorded, dict) else []
@@ -124,10 +126,11 @@ def load_trained(
     falls back to `last` for runs without a validation split (they keep no best.pt). Returns
     the experiment and the checkpoint used."""
     check_choice("checkpoint", checkpoint, ("best", "last"))
-    if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
+    run = RunFolder(run_dir)
+    if checkpoint == "best" and not run.checkpoint("best").is_file():
         checkpoint = "last"
     cfg = apply_overrides(run_config(run_dir, allow_plugins), overrides)
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    path = run.checkpoint(checkpoint)
     state = load_checkpoint(path)
     experiment = build(cfg)
     try:
