@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
+from mtlrun.config import check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.registry import Registry
 
@@ -18,6 +19,9 @@ class TaskConfig:
 
     type: str  # the registered task type
     weight: float = 1.0  # its loss weight under weighting=fixed (and in `<split>/loss`)
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.weight", self.weight, 0)
 
 
 class Task:

@@ -14,16 +14,23 @@ from mtlrun.tasks.base import TASKS, Task, TaskConfig
 
 
 @dataclass
-class ClassificationConfig(TaskConfig):
-    target: str | None = None  # the dataset's label to predict; by default the task's name
-    hidden_dims: list[int] = field(default_factory=list)
+class MLPHeadConfig(TaskConfig):
+    """A task whose head is an `MLPHead` predicting one of the dataset's targets."""
+
+    target: str | None = None  # the dataset's target to predict; by default the task's name
+    hidden_dims: list[int] = field(default_factory=list)  # the head's hidden layers
     activation: str = "relu"
-    dropout: float = 0.0
+    dropout: float = 0.0  # after each of the head's hidden layers
 
     def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
+        super().check(key)
         check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
         check_range(f"{key}.dropout", self.dropout, 0, 1)
+
+
+@dataclass
+class ClassificationConfig(MLPHeadConfig):
+    pass  # target: a class label of the dataset
 
 
 class MLPHead(nn.Module):

@@ -15,7 +15,7 @@ class GenerationConfig(TaskConfig):
     num_samples: int = 64  # images in each prior-sample grid
 
     def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
+        super().check(key)
         check_range(f"{key}.num_samples", self.num_samples, 1)
 
 

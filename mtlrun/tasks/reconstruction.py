@@ -40,7 +40,7 @@ class ReconstructionConfig(TaskConfig):
     iw_samples: int = 64  # k for the importance-weighted bound nll_iw at the end; 0 skips it
 
     def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
+        super().check(key)
         check_range(f"{key}.iw_samples", self.iw_samples, 0)
 
 

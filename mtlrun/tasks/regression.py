@@ -5,29 +5,20 @@ setting where multi-task learning pays off most (Caruana 1997; Argyriou et al. 2
 with few labels borrows the representation learnt from the others.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.config import check_each, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task, TaskConfig
-from mtlrun.tasks.classification import MLPHead
+from mtlrun.tasks.base import TASKS, Task
+from mtlrun.tasks.classification import MLPHead, MLPHeadConfig
 
 
 @dataclass
-class RegressionConfig(TaskConfig):
-    target: str | None = None  # the dataset's real-valued target; by default the task's name
-    hidden_dims: list[int] = field(default_factory=list)
-    activation: str = "relu"
-    dropout: float = 0.0
-
-    def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
-        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
-        check_range(f"{key}.dropout", self.dropout, 0, 1)
+class RegressionConfig(MLPHeadConfig):
+    pass  # target: a real-valued target of the dataset
 
 
 @TASKS.register("regression", schema=RegressionConfig)
