@@ -1,18 +1,35 @@
 """`mtlrun resume RUN [key=value ...]`: continue an interrupted run in its own folder from
 checkpoints/last.pt (model, optimiser, scheduler, weighting, RNG states, position in the
 epoch); a deterministic CPU run ends with exactly the numbers of an uninterrupted one.
-Overrides are for the machine (e.g. device=cpu), not the experiment."""
+Overrides are for the machine, not the experiment: only those of `MACHINE_KEYS` are accepted
+(anything else would change what is being trained half-way), and meta.json records them."""
 
 import sys
 
 from mtlrun.errors import UserError
 from mtlrun.loop import train
 from mtlrun.rebuild import apply_overrides, run_config, split_arguments
-from mtlrun.runfolder import RunFolder
+from mtlrun.runfolder import RunFolder, now
+
+# Where the run continues and how it shows progress; the numbers do not depend on them (on the
+# same device type: a CPU run resumed on a GPU continues within floating-point tolerance).
+MACHINE_KEYS = ("device", "trainer.progress")
+
+
+def check_machine_overrides(overrides: list[str]) -> None:
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in MACHINE_KEYS:
+            raise UserError(
+                f"{key} would change the experiment half-way; resume accepts only "
+                f"{', '.join(MACHINE_KEYS)}; to train differently, start a new run with "
+                "`mtlrun train` (or `mtlrun reproduce RUN key=value`)"
+            )
 
 
 def main() -> None:
     run_dir, _, overrides = split_arguments(sys.argv[1:], {})
+    check_machine_overrides(overrides)
     run = RunFolder(run_dir)
     status = run.read_meta().get("status")
     if status == "completed":
@@ -23,6 +40,8 @@ def main() -> None:
             "start it again with `mtlrun train`"
         )
     cfg = apply_overrides(run_config(run_dir), overrides)
+    resumes = run.read_meta().get("resumes") or []
+    run.update_meta(resumes=[*resumes, {"time": now(), "overrides": overrides}])
     try:
         train(cfg, run_dir, resume=True)
     except KeyboardInterrupt:
