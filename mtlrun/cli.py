@@ -64,11 +64,23 @@ def check_group_choices(overrides: list[str]) -> None:
         group = key.lstrip("+~")
         if group not in groups or not value:
             continue
-        choices = sorted(p.stem for p in (root / group).glob("*.yaml"))
+        files = {p.stem for p in (root / group).glob("*.yaml")}
+        choices = sorted(files | stored_options(group))
         for option in value.strip("[]").split(","):
             option = option.strip()
             if option and option not in choices and not option.startswith(("glob(", "range(")):
                 fail(f"{group}={option!r} is not known; choose one of: {', '.join(choices)}")
+
+
+def stored_options(group: str) -> set[str]:
+    """The options of a config group in Hydra's ConfigStore: every registered part, those of
+    plug-ins without a YAML file of their own included (`backbone=lab_mlp` from plugins=[...])."""
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        return {Path(name).stem for name in ConfigStore.instance().list(group)}
+    except OSError:  # a group that only YAML files define (tasks, experiment)
+        return set()
 
 
 def first_job(overrides: list[str]) -> list[str] | None:
