@@ -1,0 +1,103 @@
+"""`type: hinge_classification`: classification trained with the multi-class hinge loss of
+Crammer & Singer, "On the algorithmic implementation of multiclass kernel-based vector
+machines", JMLR 2 (2001), 265-292.
+
+For scores s (one per class, from a linear head on the code) and the true class y, the loss of
+an example is
+
+    max(0, 1 + max_{j≠y} s_j − s_y)
+
+(their eq. 1-2 with margin 1): zero once the true class's score beats every other by at least
+1, and otherwise growing linearly with the shortfall. Unlike the one-vs-rest hinge, only the
+strongest wrong class is penalised.
+
+Metrics (means over the examples):
+- `error` ↓ (the primary metric, which Δm compares): the 0-1 error rate, an example counted
+  wrong when its margin is not positive (a tie with a wrong class counts as wrong), so the
+  hinge loss bounds it from above;
+- `margin` ↑: s_y − max_{j≠y} s_j;
+- `loss` ↓: the hinge loss.
+"""
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from mtlrun import register
+from mtlrun.backbones import Backbone, Encoding
+from mtlrun.config import check_each, check_range
+from mtlrun.data import Batch, DatasetInfo
+from mtlrun.errors import ConfigError
+from mtlrun.tasks import Direction, Task, TaskConfig
+from mtlrun.tasks.classification import MLPHead
+
+
+@dataclass
+class HingeClassificationConfig(TaskConfig):
+    target: str | None = None  # the dataset's label to predict; by default the task's name
+    hidden_dims: list[int] = field(default_factory=list)  # [] : a linear head, as in the paper
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.weight", self.weight, 0)
+        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
+        check_range(f"{key}.dropout", self.dropout, 0, 1)
+
+
+def margins(scores: Tensor, labels: Tensor) -> Tensor:
+    """s_y − max_{j≠y} s_j for each row of `scores` (N×K, K ≥ 2) and its label y."""
+    true = scores.gather(1, labels.unsqueeze(1)).squeeze(1)
+    is_true = nn.functional.one_hot(labels, scores.shape[1]).bool()
+    strongest_wrong = scores.masked_fill(is_true, float("-inf")).amax(1)
+    return true - strongest_wrong
+
+
+def hinge_loss(scores: Tensor, labels: Tensor) -> Tensor:
+    """Crammer & Singer's loss per example: max(0, 1 + max_{j≠y} s_j − s_y)."""
+    return torch.relu(1 - margins(scores, labels))
+
+
+@register.task("hinge_classification", schema=HingeClassificationConfig)
+class HingeClassification(Task):
+    directions: ClassVar[dict[str, Direction]] = {"loss": "min", "error": "min", "margin": "max"}
+    primary_metric = "error"
+
+    def __init__(self, cfg: HingeClassificationConfig, name: str) -> None:
+        super().__init__(name, cfg.weight)
+        self.cfg = cfg
+        self.target = cfg.target or name
+        self.num_classes = 0
+
+    def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:
+        labels = [k for k, t in info.targets.items() if t.is_class]
+        if self.target not in labels:
+            raise ConfigError(
+                f"tasks.{self.name}: dataset={info.name} has no label {self.target!r}; "
+                f"its labels are: {', '.join(labels) or 'none'}"
+            )
+        self.num_classes = info.targets[self.target].num_classes
+        if self.num_classes < 2:
+            raise ConfigError(
+                f"tasks.{self.name}: the hinge loss needs at least 2 classes; "
+                f"{self.target!r} has {self.num_classes}"
+            )
+
+    def build_head(self, backbone: Backbone) -> nn.Module:
+        dims = [backbone.code_dim, *self.cfg.hidden_dims, self.num_classes]
+        return MLPHead(dims, self.cfg.activation, self.cfg.dropout)
+
+    def per_example_loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
+        return hinge_loss(prediction, batch.targets[self.target])
+
+    def metric_sums(
+        self, prediction: Tensor, encoding: Encoding, batch: Batch
+    ) -> dict[str, Tensor]:
+        margin = margins(prediction, batch.targets[self.target])
+        return {
+            "loss": torch.relu(1 - margin).sum(),
+            "error": (margin <= 0).sum().float(),
+            "margin": margin.sum(),
+        }
