@@ -248,4 +248,25 @@ def with_plugin_configs(overrides: list[str]) -> list[str]:
             theirs = arg.split("=", 1)[1].strip().strip("[]")
             merged = ",".join(path for path in [theirs, *folders] if path)
             return [*overrides[:index], f"hydra.searchpath=[{merged}]", *overrides[index + 1 :]]
-    return [*overrides, f"hydra.searchpath=[{','.join(folders)}]"]
+    # Among the user's overrides, not after a flag: Hydra's parser takes the overrides as one
+    # run of arguments only (`a=1 -m b=2` and `a=1 --cfg job b=2` are refused).
+    at = first_override(overrides)
+    return [*overrides[:at], f"hydra.searchpath=[{','.join(folders)}]", *overrides[at:]]
+
+
+# Hydra's flags that take the next argument as their value (`--cfg job`, `-cd DIR`).
+VALUED_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
+VALUED_FLAGS |= {"-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+
+
+def first_override(arguments: list[str]) -> int:
+    """The index of the first override (key=value) in a Hydra command line, past its flags and
+    their values; the length of the line when it has none."""
+    index = 0
+    while index < len(arguments):
+        arg = arguments[index]
+        if not arg.startswith("-"):
+            return index
+        has_value = index + 1 < len(arguments) and not arguments[index + 1].startswith("-")
+        index += 2 if arg in VALUED_FLAGS and has_value else 1
+    return len(arguments)
