@@ -67,6 +67,9 @@ def mtlrun(cwd: Path, pythonpath: list[Path], *args: str) -> subprocess.Complete
     importlib.metadata sees what is installed there); no plug-in named in the environment."""
     env = {key: value for key, value in os.environ.items() if key != "MTLRUN_PLUGINS"}
     env["PYTHONPATH"] = os.pathsep.join(str(path) for path in [*pythonpath, REPO])
+    # Models of a few thousand weights: one thread each, rather than a pool per process that
+    # waits on the others' (a joblib sweep runs two at once).
+    env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run(
         [sys.executable, "-m", "mtlrun", *args],
         cwd=cwd,
@@ -136,12 +139,12 @@ def sweep(site: Path, work: Path) -> Path:
         work,
         [site],
         "train",
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
         "+experiment=plugin_example",
         *SMALL,
         "sharing=hard,single_task",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "-m",  # after the overrides: the plug-in's search path must not land behind it
     )
     return last_line(result)
 
@@ -186,6 +189,32 @@ def test_eval_rebuilds_the_plugin_run_without_being_told(run, site, work):
         assert key in metrics
     # The best checkpoint of a one-epoch run is its final model.
     assert metrics["test/cluster/error"] == pytest.approx(summary["metrics"]["test/cluster/error"])
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["+experiment=x", "-m"],
+        ["-m", "+experiment=x", "seed=0,1"],
+        ["--cfg", "job", "+experiment=x"],
+        ["-cd", "mine", "+experiment=x", "--cfg", "job"],
+        ["--cfg", "job"],
+    ],
+)
+def test_the_plugin_search_path_joins_the_overrides_where_hydra_reads_them(arguments):
+    from hydra._internal.utils import get_args_parser
+
+    from mtlrun import cli, plugins
+
+    folder = Path("/plugin/configs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plugins, "config_dirs", lambda: [folder])
+        line = cli.with_plugin_configs(arguments)
+    parsed = get_args_parser().parse_args(line)  # exits on "unrecognized arguments"
+    assert parsed.overrides == [
+        f"hydra.searchpath=[file://{folder}]",
+        *(arg for arg in arguments if "=" in arg),
+    ]
 
 
 def test_joblib_workers_import_the_plugin_and_every_job_completes(sweep):
