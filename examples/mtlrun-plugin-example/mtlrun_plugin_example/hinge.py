@@ -19,7 +19,7 @@ Metrics (means over the examples):
 - `loss` ↓: the hinge loss.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -27,24 +27,15 @@ from torch import Tensor, nn
 
 from mtlrun import register
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.config import check_each, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks import Direction, Task, TaskConfig
-from mtlrun.tasks.classification import MLPHead
+from mtlrun.tasks import Direction, Task
+from mtlrun.tasks.classification import MLPHead, MLPHeadConfig
 
 
 @dataclass
-class HingeClassificationConfig(TaskConfig):
-    target: str | None = None  # the dataset's label to predict; by default the task's name
-    hidden_dims: list[int] = field(default_factory=list)  # [] : a linear head, as in the paper
-    activation: str = "relu"
-    dropout: float = 0.0
-
-    def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
-        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
-        check_range(f"{key}.dropout", self.dropout, 0, 1)
+class HingeClassificationConfig(MLPHeadConfig):
+    pass  # target: a class label of the dataset; hidden_dims [] (the default): a linear head
 
 
 def margins(scores: Tensor, labels: Tensor) -> Tensor:
