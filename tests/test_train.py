@@ -198,13 +198,13 @@ def test_non_finite_weights_after_the_last_step_fail_the_run_and_keep_best_pt(ru
 
 
 def test_a_diverging_config_fails_through_the_cli_in_one_line(tmp_path):
-    from tests.test_cli import mtlrun
+    from tests.helpers import run_mtlrun
 
     for lr in ("1e30", "1e6"):
         args = [*TINY, "tasks=[class]", "backbone=dense_ae", f"optim.lr={lr}"]
         if lr == "1e30":
             args.append("optim=sgd")
-        result = mtlrun(tmp_path, "train", *args)
+        result = run_mtlrun(tmp_path, "train", *args)
         assert result.returncode == 2, result.stderr
         line = result.stderr.strip()
         assert line.startswith("mtlrun: error: the training loss became ")
