@@ -1,4 +1,4 @@
-"""A run writes the folder of DESIGN §6, with the right keys, and survives bad turns."""
+"""A run writes the run folder README.md describes, with the right keys, and survives bad turns."""
 
 import json
 

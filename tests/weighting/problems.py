@@ -59,8 +59,8 @@ def aggregated(name: str, gradients: list[list[float]], **options: object) -> Te
 
 
 def train_records(name: str, run_dir: Path, *overrides: str) -> list[dict]:
-    """A two-epoch run of reconstruction and class on a VAE (which has a KL auxiliary loss)
-    with weighting `name`; the train records of its metrics.jsonl."""
+    """A two-epoch run of reconstruction and class on a VAE (whose KL is part of the
+    reconstruction task's loss) with weighting `name`; the train records of its metrics.jsonl."""
     cfg = compose_config(
         [
             *TINY,
