@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -81,15 +82,31 @@ def test_eval_and_sample_write_their_files(finished_run, tmp_path):
     assert all((finished_run / "samples" / name).stat().st_size > 0 for name in files)
 
 
-def test_bad_run_folders_are_one_line_errors(tmp_path):
+def test_bad_run_folders_are_one_line_errors(finished_run, tmp_path):
     missing = run_mtlrun(tmp_path, "eval", str(tmp_path / "nope"))
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
-    assert "Traceback" not in missing.stderr
-    (tmp_path / "empty").mkdir()
-    empty = run_mtlrun(tmp_path, "reproduce", str(tmp_path / "empty"))
-    assert (
-        empty.returncode == 2 and "no summary.json" in empty.stderr or "not a run" in empty.stderr
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"mtlrun: error: {tmp_path / 'nope'} does not exist; pass a run folder "
+        "(see `mtlrun list`)\n"
     )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_mtlrun(tmp_path, "reproduce", str(empty))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"mtlrun: error: {empty} is not a run folder (it has no config.resolved.yaml or "
+        ".hydra/config.yaml); pass a folder under outputs/runs/\n"
+    )
+    unfinished = tmp_path / "unfinished"  # a run's config, but no summary.json
+    unfinished.mkdir()
+    shutil.copy(finished_run / "config.resolved.yaml", unfinished)
+    result = run_mtlrun(tmp_path, "reproduce", str(unfinished))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"mtlrun: error: {unfinished} has no summary.json: only finished runs can be "
+        "reproduced; an interrupted one continues with `mtlrun resume`\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "unfinished"]  # no outputs/
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
