@@ -135,8 +135,9 @@ def mtlrun_epochs(variants: dict[str, list[str]]) -> dict[str, Callable[[], None
     from hydra import compose, initialize_config_dir
 
     from mtlrun.config import config_dir
+    from mtlrun.experiment import build
+    from mtlrun.loop import Progress, StopSignals, train_epoch
     from mtlrun.terminal import Reporter
-    from mtlrun.train import Progress, StopSignals, build, train_epoch
 
     reporter = Reporter(Path(os.devnull), show_progress=False)
     no_stop = StopSignals()  # not entered: no signal handlers, so `check` never stops

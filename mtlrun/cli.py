@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mtlrun import plugins
 from mtlrun.config import config_dir
 from mtlrun.errors import UserError
 
@@ -29,7 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def usage() -> str:
-    experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+    plugins.load_for_config([])  # installed and named plug-ins may ship experiments
+    folders = [config_dir(), *plugins.config_dirs()]
+    experiments = sorted({p.stem for f in folders for p in (f / "experiment").glob("*.yaml")})
     lines = ["usage: mtlrun COMMAND [arguments]", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
     lines += [
@@ -108,7 +111,8 @@ def check_composes(overrides: list[str]) -> None:
             job = first_job(overrides)
             if job is None:
                 return
-            folders = [arg for arg in overrides if arg.startswith(("hydra.run.", "hydra.sweep."))]
+            hydra_keys = ("hydra.run.", "hydra.sweep.", "hydra.searchpath")
+            folders = [arg for arg in overrides if arg.startswith(hydra_keys)]
             cfg = compose("train", overrides=[*job, *folders], return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as error:
             missing = re.match(r"Could not override '([^']+)'", str(error))
@@ -122,6 +126,7 @@ def check_composes(overrides: list[str]) -> None:
         check_run_keys(cfg)
     except ConfigError as error:
         fail(str(error))
+    plugins.load_for_config(cfg.plugins)  # those an experiment lists
     check_fresh_folder(cfg, multirun=any(arg in ("-m", "--multirun") for arg in overrides))
 
 
@@ -182,12 +187,53 @@ def main() -> None:
     if command not in COMMANDS:
         fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
     os.environ["MTLRUN_COMMAND"] = shlex.join(["mtlrun", *args])
-    if command == "train":
-        check_group_choices(args[1:])
-        check_composes(args[1:])
-    sys.argv = [f"mtlrun {command}", *args[1:]]
-    module = importlib.import_module(f"mtlrun.commands.{COMMANDS[command][0]}")
     try:
+        arguments = load_plugins(command, args[1:])
+        if command == "train":
+            arguments = with_plugin_configs(arguments)
+            check_group_choices(arguments)
+            check_composes(arguments)
+        sys.argv = [f"mtlrun {command}", *arguments]
+        module = importlib.import_module(f"mtlrun.commands.{COMMANDS[command][0]}")
         module.main()
     except UserError as error:
         fail(str(error))
+
+
+def load_plugins(command: str, arguments: list[str]) -> list[str]:
+    """Import the plug-ins before anything reads a registry: for `train`, the installed and
+    named ones and those its `plugins=` override lists; for the commands that rebuild a run,
+    `--plugins` adds to the modules the user allows (`$MTLRUN_PLUGINS`), and the run's own
+    list is checked against them when its config is read. Returns the remaining arguments."""
+    if command == "train":
+        plugins.load_for_config(listed_plugins(arguments))
+        return arguments
+    arguments, option = plugins.split_option(arguments)
+    if option:
+        named = [os.environ.get(plugins.ENVIRONMENT, ""), option]
+        os.environ[plugins.ENVIRONMENT] = ",".join(name for name in named if name)
+    plugins.load(plugins.installed())
+    return arguments
+
+
+def listed_plugins(overrides: list[str]) -> list[str]:
+    """The modules of a `plugins=[a,b]` (or `+plugins=...`) override."""
+    for arg in overrides:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "plugins":
+            return [name.strip() for name in value.strip("[]").split(",") if name.strip()]
+    return []
+
+
+def with_plugin_configs(overrides: list[str]) -> list[str]:
+    """The overrides with the loaded plug-ins' `configs/` folders on Hydra's search path
+    (after the user's own `hydra.searchpath`, if they gave one)."""
+    folders = [f"file://{folder}" for folder in plugins.config_dirs()]
+    if not folders:
+        return overrides
+    for index, arg in enumerate(overrides):
+        if arg.startswith("hydra.searchpath="):
+            theirs = arg.split("=", 1)[1].strip().strip("[]")
+            merged = ",".join(path for path in [theirs, *folders] if path)
+            return [*overrides[:index], f"hydra.searchpath=[{merged}]", *overrides[index + 1 :]]
+    return [*overrides, f"hydra.searchpath=[{','.join(folders)}]"]

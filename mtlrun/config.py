@@ -84,13 +84,18 @@ def check_integer(key: str, value: Any) -> int:
 
 
 def check_choice(key: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
+    """The one message for a name that is not among the choices (a registry's, or a key's)."""
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not known; choose one of: {', '.join(choices)}")
 
 
 def check_run_keys(cfg: DictConfig) -> None:
-    """The top-level keys of train.yaml that no part's schema owns: `seed`, `name`, `tasks`."""
+    """The top-level keys of train.yaml that no part's schema owns: `seed`, `name`, `tasks`,
+    `plugins`."""
     check_integer("seed", cfg.get("seed"))
     check_run_name(str(cfg.get("name")))
     if not cfg.get("tasks"):
         raise ConfigError("tasks is empty; pick at least one, e.g. tasks=[reconstruction]")
+    listed = cfg.get("plugins") or []
+    if isinstance(listed, str) or not all(isinstance(name, str) for name in listed):
+        raise ConfigError(f"plugins={listed} must be a list of module names, e.g. [my_lab.mtl]")

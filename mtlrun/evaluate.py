@@ -1,14 +1,17 @@
-"""Evaluation: metrics summed on the device over a whole split, read back once."""
+"""Evaluation: metrics summed on the device over a whole split, read back once, and the check
+that they are finite."""
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
 
 from mtlrun.data import Split
+from mtlrun.errors import TrainingDiverged
 from mtlrun.sharing.base import OWN_LOSS
 
 if TYPE_CHECKING:
-    from mtlrun.train import Experiment
+    from mtlrun.experiment import Experiment
 
 
 @torch.inference_mode()
@@ -60,3 +63,15 @@ def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = Fa
     keys = ["loss", *means]
     values = torch.stack([loss, *means.values()]).tolist()
     return {f"{name}/{key}": value for key, value in zip(keys, values, strict=True)}
+
+
+# What to do when training diverges.
+CALM = "lower optim.lr, set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
+
+
+def check_finite(metrics: dict[str, float], when: str) -> None:
+    """A NaN or infinite metric ends the run as failed: it would otherwise select best.pt,
+    reach summary.json and compare as a number in reports."""
+    for key, value in metrics.items():
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"{key} is {value} {when}; {CALM}")

@@ -1,35 +1,73 @@
-"""One registry per swappable part: a name in the config maps to a class or function."""
+"""One registry protocol for every swappable part (dataset, backbone, sharing, task, weighting,
+optimiser, logger), mtlrun's own and plug-ins' alike: a name maps to a builder and the dataclass
+schema of its config. The registered names are the valid choices that the CLI checks and its
+messages list; the schema holds the defaults and the checks, and is stored in Hydra's
+ConfigStore, so `backbone=NAME` composes for a part that has no YAML file of its own."""
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Generic, TypeVar
 
-from mtlrun.errors import ConfigError
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from mtlrun.config import check_choice, parse
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    builder: T
+    schema: type
+
+
 class Registry(Generic[T]):
-    """Names to builders; the registered names are the valid choices in error messages."""
+    """Names to builders. `build` validates a config node against the entry's schema (wrong
+    types, unknown keys and out-of-range values are one-line ConfigErrors) and hands the typed
+    config to the builder, with whatever else the part needs."""
 
-    def __init__(self, config_key: str) -> None:
-        self.config_key = config_key
-        self._entries: dict[str, T] = {}
+    def __init__(self, config_key: str, group: str | None = None, keyed: bool = False) -> None:
+        self.config_key = config_key  # how the choice is spelled in a config: `backbone`
+        self.group = group  # the Hydra config group of the choices, if they are one
+        self.keyed = keyed  # the group's options nest under their name (`logger.csv`)
+        self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        def add(entry: T) -> T:
+    def register(self, name: str, *, schema: type) -> Callable[[T], T]:
+        if not is_dataclass(schema):
+            raise TypeError(f"{self.config_key} {name!r}: schema must be a dataclass")
+
+        def add(builder: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.config_key} {name!r} is registered twice")
-            self._entries[name] = entry
-            return entry
+            self._entries[name] = Entry(builder, schema)
+            if self.group is not None:
+                defaults = OmegaConf.structured(schema)
+                if "name" in (field.name for field in fields(schema)):  # `in` skips MISSING
+                    defaults.name = name
+                node = {name: defaults} if self.keyed else defaults
+                ConfigStore.instance().store(group=self.group, name=name, node=node)
+            return builder
 
         return add
 
-    def get(self, name: str) -> T:
-        if name not in self._entries:
-            raise ConfigError(
-                f"{self.config_key}={name!r} is not known; choose one of: {', '.join(self.names)}"
-            )
+    def _entry(self, name: str) -> Entry[T]:
+        check_choice(self.config_key, name, self.names)
         return self._entries[name]
+
+    def get(self, name: str) -> T:
+        return self._entry(name).builder
+
+    def schema(self, name: str) -> type:
+        return self._entry(name).schema
+
+    def config(self, name: str, node: DictConfig | dict | None, key: str) -> Any:
+        """`node` validated against the schema of `name` (`key` is where it is in messages)."""
+        return parse(self._entry(name).schema, node, key)
+
+    def build(self, name: str, node: DictConfig | dict | None, key: str, *args: Any) -> Any:
+        """The part `name`, built from its validated config and `args`."""
+        return self.get(name)(self.config(name, node, key), *args)  # type: ignore[operator]
 
     @property
     def names(self) -> list[str]:

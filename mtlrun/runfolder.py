@@ -11,8 +11,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 import mtlrun
 from mtlrun.errors import ConfigError
+from mtlrun.plugins import versions as plugin_versions
 
 NAME_MAX = 255  # bytes in one file or folder name, on Linux and macOS file systems
 # Run folders are named `<HH-MM-SS-ffffff>_<name>` (Hydra's run and sweep dirs, reproduce's).
@@ -152,21 +155,58 @@ def versions() -> dict[str, str]:
 
 
 class RunFolder:
+    """A run's folder: the one place the names of its files are written, and reading and
+    writing them (README: The run folder)."""
+
+    META = "meta.json"  # every run folder has one, from its start: how runs are found
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.images = path / "images"
         self.checkpoints = path / "checkpoints"
-        self.meta_path = path / "meta.json"
+        self.meta_path = path / self.META
+        self.summary_path = path / "summary.json"
+        self.metrics_path = path / "metrics.jsonl"
+        self.config_path = path / "config.resolved.yaml"  # the record: a resolved config
+        self.log_path = path / "train.log"
+        self.hydra = path / ".hydra"  # Hydra's own: config.yaml, overrides.yaml, hydra.yaml
+        self.overrides_path = self.hydra / "overrides.yaml"
 
-    def start(self, device: str, seed: int) -> None:
+    def checkpoint(self, name: str) -> Path:
+        """checkpoints/<name>.pt: `last` (everything to resume) or `best`."""
+        return self.checkpoints / f"{name}.pt"
+
+    def read_meta(self) -> dict[str, Any]:
+        """meta.json, or {} when there is none yet."""
+        return read_json(self.meta_path) if self.meta_path.is_file() else {}
+
+    def read_summary(self) -> dict[str, Any]:
+        """summary.json, or {} for a run that has not finished."""
+        return read_json(self.summary_path) if self.summary_path.is_file() else {}
+
+    def overrides(self) -> list[str]:
+        """The command-line overrides Hydra (or `mtlrun.train`) recorded, [] when none."""
+        if not self.overrides_path.is_file():
+            return []
+        return [str(override) for override in OmegaConf.load(self.overrides_path)]
+
+    def record_composition(self, cfg: DictConfig, overrides: list[str]) -> None:
+        """.hydra/config.yaml and overrides.yaml, as Hydra writes them, for a run that mtlrun
+        composed itself (`mtlrun.train`, `mtlrun reproduce`)."""
+        self.hydra.mkdir(parents=True, exist_ok=True)
+        (self.hydra / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        self.overrides_path.write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+
+    def start(self, device: str, seed: int, command: str | None = None) -> None:
         self.images.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         meta = {
-            "command": original_command(),
+            "command": command or original_command(),
             "cwd": os.getcwd(),
             "host": platform.node(),
             "git_commit": git_commit(),
             "versions": versions(),
+            "plugins": plugin_versions(),
             "device": device,
             "seed": seed,
             "start_time": now(),
@@ -188,3 +228,18 @@ def original_command() -> str:
     """The command line as typed; the dispatcher records it before it strips the subcommand
     (in the environment, so that jobs in launcher subprocesses see it too)."""
     return os.environ.get("MTLRUN_COMMAND") or shlex.join(sys.argv)
+
+
+def new_run_dir(name: str, root: Path = Path("outputs")) -> Path:
+    """A fresh folder under `root`/runs named like Hydra's run folders (unique to the
+    microsecond): never one that exists, even when another process made it in the same
+    microsecond."""
+    while True:
+        now = datetime.now()
+        path = root / "runs" / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path

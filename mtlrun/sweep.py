@@ -8,7 +8,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mtlrun.runfolder import original_command, read_json, write_json
+from mtlrun.runfolder import RunFolder, original_command, write_json
 
 EXIT_JOBS_FAILED = 1
 
@@ -19,13 +19,13 @@ def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     stopped before its run folder's meta.json was written counts as failed."""
     jobs = []
     for hydra_yaml in sweep_dir.glob("**/.hydra/hydra.yaml"):
-        run_dir = hydra_yaml.parent.parent
-        meta = read_json(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else {}
+        run = RunFolder(hydra_yaml.parent.parent)
+        meta = run.read_meta()
         job = {
             "job": int(OmegaConf.load(hydra_yaml).hydra.job.num),
-            "overrides": list(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")),
+            "overrides": run.overrides(),
             "status": meta.get("status", "failed"),
-            "run_dir": run_dir.relative_to(sweep_dir).as_posix(),
+            "run_dir": run.path.relative_to(sweep_dir).as_posix(),
         }
         if job["status"] == "failed":
             job["error"] = meta.get("error", "stopped before training started")

@@ -204,7 +204,7 @@ def test_train_itself_refuses_an_existing_run_folder_the_dispatcher_did_not_see(
 def test_reproduce_never_reuses_a_folder_made_in_the_same_microsecond(tmp_path, monkeypatch):
     from datetime import datetime
 
-    from mtlrun.commands import reproduce
+    from mtlrun import runfolder
 
     times = iter([datetime(2026, 1, 2, 3, 4, 5, 6)] * 2 + [datetime(2026, 1, 2, 3, 4, 5, 7)])
 
@@ -214,11 +214,11 @@ def test_reproduce_never_reuses_a_folder_made_in_the_same_microsecond(tmp_path, 
             return next(times)
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(reproduce, "datetime", Clock)
+    monkeypatch.setattr(runfolder, "datetime", Clock)
     taken = Path("outputs/runs/2026-01-02/03-04-05-000006_x_reproduce")
     taken.mkdir(parents=True)
     (taken / "meta.json").write_text("{}")
-    assert reproduce.new_run_dir("x_reproduce") == Path(
+    assert runfolder.new_run_dir("x_reproduce") == Path(
         "outputs/runs/2026-01-02/03-04-05-000007_x_reproduce"
     )
     assert [p.name for p in taken.iterdir()] == ["meta.json"]

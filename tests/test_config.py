@@ -4,7 +4,7 @@ import pytest
 
 from mtlrun.config import config_dir
 from mtlrun.errors import ConfigError
-from mtlrun.train import build
+from mtlrun.experiment import build
 from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import TINY, compose_config
 
@@ -110,7 +110,7 @@ def test_a_misspelt_key_added_with_plus_names_the_closest_real_key():
         "did you mean trainer.epochs?",
         "+backbone.latnt_dim=8": "backbone.latnt_dim: Key 'latnt_dim' not in 'VAEConfig'; "
         "did you mean backbone.latent_dim?",
-        "+optim.zzz=1": "optim.zzz: Key 'zzz' not in 'OptimConfig'",
+        "+optim.zzz=1": "optim.zzz: Key 'zzz' not in 'AdamConfig'",
     }
     for override, line in cases.items():
         with pytest.raises(ConfigError) as error:

@@ -57,7 +57,7 @@ def test_reproduce_gives_identical_numbers_and_fails_when_they_differ(finished_r
 
 
 def test_a_run_copied_from_another_machine_uses_this_machines_data_root(tmp_path):
-    from mtlrun.runs import run_config
+    from mtlrun.rebuild import run_config
 
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "config.yaml").write_text(

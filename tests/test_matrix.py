@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mtlrun.errors import ConfigError
+from mtlrun.experiment import build
 from mtlrun.sharing import SHARING
-from mtlrun.train import build
 from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import compose_config
 

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mtlrun.errors import UserError
-from mtlrun.runs import run_config
+from mtlrun.rebuild import run_config
 from tests.conftest import TINY, compose_config
 from tests.helpers import run_mtlrun
 

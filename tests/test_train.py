@@ -9,7 +9,8 @@ from PIL import Image
 
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.errors import TrainingDiverged, UserError
-from mtlrun.train import build, train
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from tests.conftest import TINY, compose_config
 
 
@@ -140,7 +141,7 @@ def strict_json(text: str):
 
 def nan_in(split: str, key: str):
     """An `evaluate` that reports NaN for `key` of the `split` split."""
-    from mtlrun import train as train_module
+    from mtlrun import loop as train_module
 
     real = train_module.evaluate
 
@@ -170,7 +171,7 @@ NAN_CASES = {
 @pytest.mark.parametrize("split", NAN_CASES)
 def test_a_nan_metric_fails_the_run_in_one_line_and_reaches_no_file(run_dir, monkeypatch, split):
     key, line = NAN_CASES[split]
-    monkeypatch.setattr("mtlrun.train.evaluate", nan_in(split, key))
+    monkeypatch.setattr("mtlrun.loop.evaluate", nan_in(split, key))
     cfg = compose_config([*TINY, "tasks=[class]", "backbone=dense_ae", "trainer.epochs=1"])
     with pytest.raises(TrainingDiverged) as error:
         train(cfg, run_dir)
@@ -185,7 +186,7 @@ def test_a_nan_metric_fails_the_run_in_one_line_and_reaches_no_file(run_dir, mon
 
 
 def test_non_finite_weights_after_the_last_step_fail_the_run_and_keep_best_pt(run_dir, monkeypatch):
-    from mtlrun import train as train_module
+    from mtlrun import loop as train_module
 
     real = train_module.train_epoch
 
@@ -280,7 +281,7 @@ def test_bf16_autocast_trains(run_dir):
 
 
 def test_schedules_change_the_learning_rate():
-    from mtlrun.train import build
+    from mtlrun.experiment import build
 
     for schedule in ["cosine", "step", "onecycle"]:
         cfg = compose_config(

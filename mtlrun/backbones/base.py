@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mtlrun.errors import ConfigError
+from mtlrun.config import check_choice
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -20,10 +20,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise ConfigError(
-            f"backbone.activation={name!r} is not known; choose one of: {', '.join(ACTIVATIONS)}"
-        )
+    check_choice("backbone.activation", name, list(ACTIVATIONS))
     return ACTIVATIONS[name]()
 
 

@@ -7,7 +7,6 @@ trunk of the MultiMNIST experiments (Sener & Koltun 2018).
 import math
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
 from torch import nn
 
 from mtlrun.backbones.base import (
@@ -19,7 +18,7 @@ from mtlrun.backbones.base import (
     mlp,
 )
 from mtlrun.backbones.registry import BACKBONES
-from mtlrun.config import check_choice, check_each, check_range, parse
+from mtlrun.config import check_choice, check_each, check_range
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
 
@@ -152,9 +151,8 @@ def conv_decoder(
     return nn.Sequential(*layers)
 
 
-@BACKBONES.register("cnn")
-def cnn(node: DictConfig, info: DatasetInfo) -> Backbone:
-    cfg = parse(CNNConfig, node, "backbone")
+@BACKBONES.register("cnn", schema=CNNConfig)
+def cnn(cfg: CNNConfig, info: DatasetInfo) -> Backbone:
     blocks, feature_map, code_dim = conv_trunk("cnn", cfg, info, cfg.dropout, cfg.conv_dropout)
     hidden = cfg.hidden_dims[:-1]
     return Backbone(
@@ -169,9 +167,8 @@ def cnn(node: DictConfig, info: DatasetInfo) -> Backbone:
     )
 
 
-@BACKBONES.register("conv_vae")
-def conv_vae(node: DictConfig, info: DatasetInfo) -> Backbone:
-    cfg = parse(ConvVAEConfig, node, "backbone")
+@BACKBONES.register("conv_vae", schema=ConvVAEConfig)
+def conv_vae(cfg: ConvVAEConfig, info: DatasetInfo) -> Backbone:
     blocks, feature_map, width = conv_trunk("conv_vae", cfg, info, dropout=0.0)
     return Backbone(
         info.input_shape,

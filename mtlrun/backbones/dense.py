@@ -3,7 +3,6 @@
 import math
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
 from torch import nn
 
 from mtlrun.backbones.base import (
@@ -16,7 +15,7 @@ from mtlrun.backbones.base import (
     dense_decoder,
 )
 from mtlrun.backbones.registry import BACKBONES
-from mtlrun.config import check_each, check_range, parse
+from mtlrun.config import check_each, check_range
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
 
@@ -72,22 +71,20 @@ def build_dense(cfg: DenseAEConfig, info: DatasetInfo, kl_weight: float | None) 
     )
 
 
-@BACKBONES.register("dense_ae")
-def dense_ae(node: DictConfig, info: DatasetInfo) -> Backbone:
-    return build_dense(parse(DenseAEConfig, node, "backbone"), info, kl_weight=None)
+@BACKBONES.register("dense_ae", schema=DenseAEConfig)
+def dense_ae(cfg: DenseAEConfig, info: DatasetInfo) -> Backbone:
+    return build_dense(cfg, info, kl_weight=None)
 
 
-@BACKBONES.register("vae")
-def vae(node: DictConfig, info: DatasetInfo) -> Backbone:
-    cfg = parse(VAEConfig, node, "backbone")
+@BACKBONES.register("vae", schema=VAEConfig)
+def vae(cfg: VAEConfig, info: DatasetInfo) -> Backbone:
     return build_dense(cfg, info, kl_weight=cfg.beta)
 
 
-@BACKBONES.register("mlp")
-def mlp_trunk(node: DictConfig, info: DatasetInfo) -> Backbone:
+@BACKBONES.register("mlp", schema=MLPConfig)
+def mlp_trunk(cfg: MLPConfig, info: DatasetInfo) -> Backbone:
     """A multilayer perceptron whose last hidden layer is the code the task heads share (the
     hard-sharing network of Caruana 1997); its decoder mirrors the layers below the code."""
-    cfg = parse(MLPConfig, node, "backbone")
     if not cfg.hidden_dims:
         raise ConfigError("backbone.hidden_dims is empty; the mlp needs at least one layer")
     blocks = dense_blocks(

@@ -1,9 +1,7 @@
 from collections.abc import Callable
 
-from omegaconf import DictConfig
-
 from mtlrun.backbones.base import Backbone
-from mtlrun.data import DatasetInfo
 from mtlrun.registry import Registry
 
-BACKBONES: Registry[Callable[[DictConfig, DatasetInfo], Backbone]] = Registry("backbone")
+BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone", group="backbone")
+"""Backbones, built as `builder(config, dataset_info)`."""

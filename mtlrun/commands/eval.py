@@ -6,11 +6,10 @@ import time
 
 from rich.console import Console
 
-from mtlrun.evaluate import evaluate
+from mtlrun.evaluate import check_finite, evaluate
+from mtlrun.rebuild import load_trained, split_arguments
 from mtlrun.runfolder import now, write_json
-from mtlrun.runs import load_trained, split_arguments
 from mtlrun.terminal import metrics_table
-from mtlrun.train import check_finite
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mtlrun.errors import UserError
-from mtlrun.report.runs import Run, find_runs
+from mtlrun.report.collect import Run, find_runs
 from mtlrun.terminal import format_value
 
 USAGE = "usage: mtlrun list [DIR]   (default DIR: outputs)"

@@ -6,33 +6,16 @@ trainer.deterministic=true, else a relative difference of at most `rtol` (defaul
 Exit status 0 when every metric agrees, 1 when one does not."""
 
 import sys
-from datetime import datetime
-from pathlib import Path
 
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from mtlrun.config import check_run_keys
 from mtlrun.errors import UserError
-from mtlrun.runfolder import RunFolder, check_run_name, read_json
-from mtlrun.runs import apply_overrides, run_config, split_arguments
+from mtlrun.loop import train
+from mtlrun.rebuild import apply_overrides, run_config, split_arguments
+from mtlrun.runfolder import RunFolder, check_run_name, new_run_dir
 from mtlrun.terminal import format_value
-from mtlrun.train import train
-
-
-def new_run_dir(name: str) -> Path:
-    """A fresh folder named like Hydra's run folders (unique to the microsecond): never one
-    that exists, even when another process made it in the same microsecond."""
-    while True:
-        now = datetime.now()
-        path = Path("outputs/runs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}_{name}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
 
 
 def relative_difference(old: float, new: float) -> float:
@@ -72,14 +55,14 @@ def agree(original: dict[str, float], new: dict[str, float], rtol: float) -> boo
 def main() -> None:
     run_dir, options, overrides = split_arguments(sys.argv[1:], {"rtol": ""})
     cfg = apply_overrides(run_config(run_dir), overrides)
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+    original_run = RunFolder(run_dir)
+    if not original_run.summary_path.is_file():
         raise UserError(
             f"{run_dir} has no summary.json: only finished runs can be reproduced; "
             "an interrupted one continues with `mtlrun resume`"
         )
-    original = read_json(summary_path)["metrics"]
-    exact = bool(cfg.trainer.deterministic) and read_json(run_dir / "meta.json")["device"] == "cpu"
+    original = original_run.read_summary()["metrics"]
+    exact = bool(cfg.trainer.deterministic) and original_run.read_meta().get("device") == "cpu"
     try:
         rtol = float(options["rtol"]) if options["rtol"] else (0.0 if exact else 0.01)
     except ValueError:
@@ -88,13 +71,7 @@ def main() -> None:
     check_run_keys(cfg)  # with the overrides, before the new folder is made
     check_run_name(str(cfg.name), suffix="_reproduce")
     new_dir = new_run_dir(f"{cfg.name}_reproduce").resolve()
-    (new_dir / ".hydra").mkdir()
-    (new_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    saved_overrides = run_dir / ".hydra" / "overrides.yaml"
-    previous = OmegaConf.load(saved_overrides) if saved_overrides.is_file() else []
-    (new_dir / ".hydra" / "overrides.yaml").write_text(
-        OmegaConf.to_yaml(OmegaConf.create([*previous, *overrides]))
-    )
+    RunFolder(new_dir).record_composition(cfg, [*original_run.overrides(), *overrides])
     new = train(cfg, new_dir)["metrics"]
     RunFolder(new_dir).update_meta(reproduces=str(run_dir.resolve()))
     console = Console(highlight=False)

@@ -1,31 +1,47 @@
 """`mtlrun resume RUN [key=value ...]`: continue an interrupted run in its own folder from
 checkpoints/last.pt (model, optimiser, scheduler, weighting, RNG states, position in the
 epoch); a deterministic CPU run ends with exactly the numbers of an uninterrupted one.
-Overrides are for the machine (e.g. device=cpu), not the experiment."""
+Overrides are for the machine, not the experiment: only those of `MACHINE_KEYS` are accepted
+(anything else would change what is being trained half-way), and meta.json records them."""
 
 import sys
 
 from mtlrun.errors import UserError
-from mtlrun.runfolder import read_json
-from mtlrun.runs import apply_overrides, run_config, split_arguments
-from mtlrun.train import train
+from mtlrun.loop import train
+from mtlrun.rebuild import apply_overrides, run_config, split_arguments
+from mtlrun.runfolder import RunFolder, now
+
+# Where the run continues and how it shows progress; the numbers do not depend on them (on the
+# same device type: a CPU run resumed on a GPU continues within floating-point tolerance).
+MACHINE_KEYS = ("device", "trainer.progress")
+
+
+def check_machine_overrides(overrides: list[str]) -> None:
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in MACHINE_KEYS:
+            raise UserError(
+                f"{key} would change the experiment half-way; resume accepts only "
+                f"{', '.join(MACHINE_KEYS)}; to train differently, start a new run with "
+                "`mtlrun train` (or `mtlrun reproduce RUN key=value`)"
+            )
 
 
 def main() -> None:
     run_dir, _, overrides = split_arguments(sys.argv[1:], {})
-    status = (
-        read_json(run_dir / "meta.json").get("status")
-        if (run_dir / "meta.json").is_file()
-        else None
-    )
+    check_machine_overrides(overrides)
+    run = RunFolder(run_dir)
+    status = run.read_meta().get("status")
     if status == "completed":
         raise UserError(f"{run_dir} already completed; use `mtlrun reproduce` to run it again")
-    if not (run_dir / "checkpoints" / "last.pt").is_file():
+    if not run.checkpoint("last").is_file():
         raise UserError(
             f"{run_dir} has no checkpoints/last.pt to resume from (status: {status}); "
             "start it again with `mtlrun train`"
         )
     cfg = apply_overrides(run_config(run_dir), overrides)
+    resumes = run.read_meta().get("resumes") or []
+    run.update_meta(resumes=[*resumes, {"time": now(), "overrides": overrides}])
     try:
         train(cfg, run_dir, resume=True)
     except KeyboardInterrupt:

@@ -8,8 +8,7 @@ import torch
 
 from mtlrun.errors import UserError
 from mtlrun.images import save_interpolations, save_prior_samples, save_reconstructions
-from mtlrun.runs import load_trained, split_arguments
-from mtlrun.tasks.reconstruction import Reconstruction
+from mtlrun.rebuild import load_trained, split_arguments
 
 MAX_IMAGES = 1024  # a 32 × 32 grid: about 1,000 pixels a side for MNIST or CIFAR-10
 
@@ -30,7 +29,7 @@ def main() -> None:
             "large for image viewers to open; draw several grids with different seed=S instead"
         )
     experiment, checkpoint = load_trained(run_dir, options["checkpoint"], overrides)
-    reconstruction = experiment.task_of_type(Reconstruction)
+    reconstruction = experiment.reconstruction
     if reconstruction is None:
         raise UserError(f"{run_dir} has no reconstruction task, so no decoder to draw images with")
     if not experiment.data.info.is_image:
@@ -44,7 +43,7 @@ def main() -> None:
     with experiment.autocast:
         save_reconstructions(model, name, inputs, written[0])
         save_interpolations(model, name, inputs[: 2 * min(8, max(1, n // 2))], written[1])
-        if experiment.backbone.has_prior:
+        if experiment.model.has_prior:
             written.append(out / f"prior_{checkpoint}_n{n}_seed{seed}.png")
             save_prior_samples(model, name, inputs, n, written[-1], seed=seed)
     for path in written:

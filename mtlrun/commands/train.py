@@ -12,11 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mtlrun import plugins
 from mtlrun.config import config_dir
 from mtlrun.errors import ConfigError, UserError
+from mtlrun.loop import train
 from mtlrun.runfolder import existing_run_message
 from mtlrun.tasks import TASKS
-from mtlrun.train import train
 
 
 def check_optimized_metric(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
@@ -83,6 +84,7 @@ def main(cfg: DictConfig) -> float | None:
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     job = f"job #{hydra_cfg.job.num} ({run_dir}): " if sweeping else ""
     try:
+        plugins.load_for_config(cfg.plugins)  # again: a launcher's job may be a new process
         existing = existing_run_message(run_dir)
         if existing:
             raise UserError(existing)

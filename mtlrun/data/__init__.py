@@ -19,7 +19,7 @@ __all__ = ["DATASETS", "Batch", "Data", "DatasetInfo", "Split", "TargetInfo", "l
 
 def load_data(node: DictConfig, device: torch.device, seed: int) -> Data:
     """Load `dataset.name`, carve the seeded validation split, and move it all to `device`."""
-    raw: RawData = DATASETS.get(node.name)(node)
+    raw: RawData = DATASETS.build(node.name, node, "dataset")
     if not 0 <= raw.val_size < len(raw.train):
         raise ConfigError(
             f"dataset.val_size={raw.val_size} must be at least 0 and below the "

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
-from mtlrun.config import parse
 from mtlrun.data.registry import DATASETS, RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo, images_to_float
 from mtlrun.errors import DataError
@@ -52,9 +50,8 @@ def _open(path: str, mode: str):
         return image.convert(mode)
 
 
-@DATASETS.register("image_folder")
-def image_folder(node: DictConfig) -> RawData:
-    cfg = parse(ImageFolderConfig, node, "dataset")
+@DATASETS.register("image_folder", schema=ImageFolderConfig)
+def image_folder(cfg: ImageFolderConfig) -> RawData:
     if cfg.channels not in (1, 3):
         raise DataError(f"dataset.channels={cfg.channels}: choose 1 (grayscale) or 3 (RGB)")
     images, labels, classes = read_image_folder(Path(cfg.train_dir).expanduser(), cfg)
@@ -107,9 +104,8 @@ def read_arrays(path: Path) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
 
-@DATASETS.register("arrays")
-def arrays(node: DictConfig) -> RawData:
-    cfg = parse(ArraysConfig, node, "dataset")
+@DATASETS.register("arrays", schema=ArraysConfig)
+def arrays(cfg: ArraysConfig) -> RawData:
     train_images, train_labels = read_arrays(Path(cfg.train_file).expanduser())
     test_images, test_labels = read_arrays(Path(cfg.test_file).expanduser())
     train = Split(images_to_float(train_images), {cfg.target_name: train_labels})

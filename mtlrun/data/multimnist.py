@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
-from mtlrun.config import parse
 from mtlrun.data.registry import DATASETS, RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo, images_to_float
 from mtlrun.data.torchvision_sets import (
@@ -115,9 +113,8 @@ def build_or_load(
 
 
 def load_multi(
-    dataset_class: type, node: DictConfig, names: tuple[str, str], statistics: str
+    dataset_class: type, cfg: MultiMNISTConfig, names: tuple[str, str], statistics: str
 ) -> RawData:
-    cfg = parse(MultiMNISTConfig, node, "dataset")
     arrays = build_or_load(dataset_class, cfg, names)
 
     def split(part: str) -> Split:
@@ -129,15 +126,15 @@ def load_multi(
     return RawData(info, split("train"), split("test"), cfg.val_size)
 
 
-@DATASETS.register("multimnist")
-def multimnist(node: DictConfig) -> RawData:
+@DATASETS.register("multimnist", schema=MultiMNISTConfig)
+def multimnist(cfg: MultiMNISTConfig) -> RawData:
     from torchvision.datasets import MNIST
 
-    return load_multi(MNIST, node, ("left_digit", "right_digit"), "MNIST")
+    return load_multi(MNIST, cfg, ("left_digit", "right_digit"), "MNIST")
 
 
-@DATASETS.register("multifashion")
-def multifashion(node: DictConfig) -> RawData:
+@DATASETS.register("multifashion", schema=MultiMNISTConfig)
+def multifashion(cfg: MultiMNISTConfig) -> RawData:
     from torchvision.datasets import FashionMNIST
 
-    return load_multi(FashionMNIST, node, ("left_class", "right_class"), "FashionMNIST")
+    return load_multi(FashionMNIST, cfg, ("left_class", "right_class"), "FashionMNIST")

@@ -3,8 +3,6 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
-
 from mtlrun.data.split import DatasetInfo, Split
 from mtlrun.registry import Registry
 
@@ -19,4 +17,5 @@ class RawData:
     val_size: int
 
 
-DATASETS: Registry[Callable[[DictConfig], RawData]] = Registry("dataset")
+DATASETS: Registry[Callable[..., RawData]] = Registry("dataset", group="dataset")
+"""Datasets, built as `builder(config)`."""

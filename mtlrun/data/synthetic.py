@@ -3,10 +3,8 @@
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
-from mtlrun.config import parse
 from mtlrun.data.registry import DATASETS, RawData
 from mtlrun.data.split import DIGIT_TARGETS, DatasetInfo, Split, TargetInfo, digit_targets
 from mtlrun.errors import ConfigError
@@ -39,9 +37,8 @@ def make_images(cfg: SyntheticImagesConfig, prototypes: Tensor, n: int, seed: in
     return Split(images, {cfg.target_name: labels})
 
 
-@DATASETS.register("synthetic")
-def synthetic(node: DictConfig) -> RawData:
-    cfg = parse(SyntheticImagesConfig, node, "dataset")
+@DATASETS.register("synthetic", schema=SyntheticImagesConfig)
+def synthetic(cfg: SyntheticImagesConfig) -> RawData:
     if cfg.target_name == "digit" and cfg.num_classes != 10:
         raise ConfigError("dataset.target_name=digit needs dataset.num_classes=10")
     generator = torch.Generator().manual_seed(cfg.seed)

@@ -16,9 +16,7 @@ is the setting where an autoencoder trained on the inputs alone finds codes the 
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 
-from mtlrun.config import parse
 from mtlrun.data.registry import DATASETS, RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo
 from mtlrun.errors import ConfigError
@@ -59,9 +57,8 @@ def sample(
     return Split(x, dict(zip(target_names(cfg.num_tasks), y.T.contiguous(), strict=True)))
 
 
-@DATASETS.register("synthetic_regression")
-def synthetic_regression(node: DictConfig) -> RawData:
-    cfg = parse(SyntheticRegressionConfig, node, "dataset")
+@DATASETS.register("synthetic_regression", schema=SyntheticRegressionConfig)
+def synthetic_regression(cfg: SyntheticRegressionConfig) -> RawData:
     if not 1 <= cfg.latent_dim <= cfg.input_dim:
         raise ConfigError(
             f"dataset.latent_dim={cfg.latent_dim} must be between 1 and "

@@ -5,10 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
-from mtlrun.config import parse
 from mtlrun.data.registry import DATASETS, RawData
 from mtlrun.data.split import (
     DIGIT_TARGETS,
@@ -84,11 +82,10 @@ def load_labelled_images(
     return RawData(info, train, test, cfg.val_size)
 
 
-@DATASETS.register("mnist")
-def mnist(node: DictConfig) -> RawData:
+@DATASETS.register("mnist", schema=TorchvisionDatasetConfig)
+def mnist(cfg: TorchvisionDatasetConfig) -> RawData:
     from torchvision.datasets import MNIST
 
-    cfg = parse(TorchvisionDatasetConfig, node, "dataset")
     train_x, train_y, test_x, test_y = load_torchvision(MNIST, cfg)
     train = Split(images_to_float(train_x), digit_targets(train_y))
     test = Split(images_to_float(test_x), digit_targets(test_y))
@@ -96,17 +93,15 @@ def mnist(node: DictConfig) -> RawData:
     return RawData(info, train, test, cfg.val_size)
 
 
-@DATASETS.register("fashion_mnist")
-def fashion_mnist(node: DictConfig) -> RawData:
+@DATASETS.register("fashion_mnist", schema=TorchvisionDatasetConfig)
+def fashion_mnist(cfg: TorchvisionDatasetConfig) -> RawData:
     from torchvision.datasets import FashionMNIST
 
-    cfg = parse(TorchvisionDatasetConfig, node, "dataset")
     return load_labelled_images(FashionMNIST, cfg, "class", "FashionMNIST")
 
 
-@DATASETS.register("cifar10")
-def cifar10(node: DictConfig) -> RawData:
+@DATASETS.register("cifar10", schema=TorchvisionDatasetConfig)
+def cifar10(cfg: TorchvisionDatasetConfig) -> RawData:
     from torchvision.datasets import CIFAR10
 
-    cfg = parse(TorchvisionDatasetConfig, node, "dataset")
     return load_labelled_images(CIFAR10, cfg, "class", "CIFAR10")

@@ -6,20 +6,20 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mtlrun.loggers import csv, jsonl, tensorboard  # noqa: F401  (they register)
-from mtlrun.loggers.base import LOGGERS, Logger
+from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
 
-__all__ = ["LOGGERS", "Logger", "Loggers"]
+__all__ = ["LOGGERS", "Logger", "LoggerConfig", "Loggers"]
 
 
 class Loggers(Logger):
     """All configured loggers behind one Logger: metrics.jsonl always, plus `logger.*`."""
 
     def __init__(self, run_dir: Path, node: DictConfig | None) -> None:
-        super().__init__(run_dir, node or DictConfig({}))
-        names = ["jsonl", *(name for name in (node or {}) if name != "jsonl")]
+        super().__init__(LoggerConfig(), run_dir)
+        node = node or DictConfig({})
+        names = ["jsonl", *(str(name) for name in node if name != "jsonl")]
         self.loggers = [
-            LOGGERS.get(str(name))(run_dir, (node or {}).get(name) or DictConfig({}))
-            for name in names
+            LOGGERS.build(name, node.get(name), f"logger.{name}", run_dir) for name in names
         ]
 
     def log_metrics(self, record: dict[str, Any]) -> None:

@@ -1,18 +1,22 @@
 """The logger interface: every evaluation's record goes to each configured logger."""
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from mtlrun.registry import Registry
+
+
+@dataclass
+class LoggerConfig:
+    """A logger's options, under `logger.<name>`; a logger with options subclasses this."""
 
 
 class Logger:
     """Receives metric records (epoch, step, split, seconds and `<split>/<task>/<metric>`
     keys), image grids as they are written, and the final summary."""
 
-    def __init__(self, run_dir: Path, node: DictConfig) -> None:
+    def __init__(self, config: LoggerConfig, run_dir: Path) -> None:
         self.run_dir = run_dir
 
     def log_metrics(self, record: dict[str, Any]) -> None:
@@ -31,4 +35,4 @@ class Logger:
         pass
 
 
-LOGGERS: Registry[type[Logger]] = Registry("logger")
+LOGGERS: Registry[type[Logger]] = Registry("logger", group="logger", keyed=True)

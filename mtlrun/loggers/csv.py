@@ -4,20 +4,18 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
-from mtlrun.loggers.base import LOGGERS, Logger
+from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
 from mtlrun.runfolder import write_atomic
 
 
-@LOGGERS.register("csv")
+@LOGGERS.register("csv", schema=LoggerConfig)
 class CsvLogger(Logger):
     """Train, validation and test records have different keys, so the header is every key seen
     so far: a record with a new key rewrites the file (atomically) under the wider header, any
     other record is appended as one line."""
 
-    def __init__(self, run_dir: Path, node: DictConfig) -> None:
-        super().__init__(run_dir, node)
+    def __init__(self, config: LoggerConfig, run_dir: Path) -> None:
+        super().__init__(config, run_dir)
         self.rows: list[dict[str, Any]] = []
         self.columns: list[str] = []
 

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import LOGGERS, Logger
-from mtlrun.runfolder import write_atomic
+from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
+from mtlrun.runfolder import RunFolder, write_atomic
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -14,11 +14,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@LOGGERS.register("jsonl")
+@LOGGERS.register("jsonl", schema=LoggerConfig)
 class JsonlLogger(Logger):
     @property
     def path(self) -> Path:
-        return self.run_dir / "metrics.jsonl"
+        return RunFolder(self.run_dir).metrics_path
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         # One write per line: a crash loses at most the line being written.

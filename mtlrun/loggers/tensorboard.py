@@ -5,12 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from mtlrun.loggers.base import LOGGERS, Logger
+from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
 
 RECORD_FIELDS = ("epoch", "step", "split", "stage", "seconds")
 
@@ -27,14 +26,14 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-@LOGGERS.register("tensorboard")
+@LOGGERS.register("tensorboard", schema=LoggerConfig)
 class TensorBoardLogger(Logger):
     """The global step of every point is the epoch: records and image grids then share one
     axis, runs with different batch sizes line up, and a resumed run purges exactly the epochs
     it logs again."""
 
-    def __init__(self, run_dir: Path, node: DictConfig) -> None:
-        super().__init__(run_dir, node)
+    def __init__(self, config: LoggerConfig, run_dir: Path) -> None:
+        super().__init__(config, run_dir)
         self.purge_step: int | None = None
         self._writer: SummaryWriter | None = None
 

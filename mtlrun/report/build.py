@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mtlrun.report.collect import Run, find_runs
 from mtlrun.report.compare import Stat, choose_metrics, configurations, varying_keys
 from mtlrun.report.delta import CONVENTION, MATCHING, SIGN, Delta, check_delta_m_keys, delta_m
 from mtlrun.report.document import Block, Heading, Images, Table, Text, to_html, to_markdown
 from mtlrun.report.figures import learning_curves
-from mtlrun.report.runs import Run, find_runs
 from mtlrun.runfolder import write_atomic
 from mtlrun.terminal import format_value
 

@@ -11,7 +11,7 @@ from fnmatch import fnmatch
 from typing import Any
 
 from mtlrun.errors import UserError
-from mtlrun.report.runs import Run
+from mtlrun.report.collect import Run
 
 
 def varying_keys(runs: list[Run]) -> list[str]:

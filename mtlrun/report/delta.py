@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtlrun.errors import UserError
+from mtlrun.report.collect import Run
 from mtlrun.report.compare import (
     COMPARED_KEYS,
     IGNORED_KEYS,
@@ -17,7 +18,6 @@ from mtlrun.report.compare import (
     is_under,
     trained_config,
 )
-from mtlrun.report.runs import Run
 
 SIGN = "positive = better than single-task"
 CONVENTION = (

@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mtlrun.loggers.jsonl import read_records
-from mtlrun.report.runs import Run
+from mtlrun.report.collect import Run
+from mtlrun.runfolder import RunFolder
 
 
 def learning_curves(
@@ -17,7 +18,8 @@ def learning_curves(
     validation split, written to `out_dir/curves_<task>.png`."""
     # Figure without pyplot: the Agg canvas, no global state, nothing opens a window.
     records = [
-        [r for r in read_records(run.path / "metrics.jsonl") if r["split"] == "val"] for run in runs
+        [r for r in read_records(RunFolder(run.path).metrics_path) if r["split"] == "val"]
+        for run in runs
     ]
     logged = {key for run_records in records for record in run_records for key in record}
     panels: dict[str, list[str]] = {}

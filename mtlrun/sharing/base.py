@@ -3,12 +3,10 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.registry import Registry
-from mtlrun.tasks import Task
 
 OWN_LOSS = "autoencoder_loss"  # the metric a task's `own_losses` are reported as
 
@@ -67,6 +65,11 @@ class MultiTaskModel(nn.Module):
         return []
 
     @property
+    def has_prior(self) -> bool:
+        """Whether the model can sample from a prior (its backbones are VAEs)."""
+        return any(isinstance(m, Backbone) and m.has_prior for m in self.modules())
+
+    @property
     def shares_representation(self) -> bool:
         """Whether the tasks read a representation computed by parameters they share, the cut
         `ModelOutput.shared` gives (what gradient aggregators and GradNorm work on)."""
@@ -79,6 +82,5 @@ class MultiTaskModel(nn.Module):
 
 
 BackboneFactory = Callable[[], Backbone]
-SHARING: Registry[Callable[[DictConfig, BackboneFactory, list[Task]], MultiTaskModel]] = Registry(
-    "sharing"
-)
+SHARING: Registry[Callable[..., MultiTaskModel]] = Registry("sharing", group="sharing")
+"""Sharing strategies, built as `builder(config, make_backbone, tasks)`."""

@@ -25,11 +25,9 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.config import parse
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput
 from mtlrun.sharing.heads import SharingConfig, check_nonnegative, encoding_cut
@@ -134,18 +132,17 @@ class ConcatSharing(TaskNetworks):
         return True  # every head reads the concatenation of all the codes
 
 
-@SHARING.register("concat")
-def concat(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> ConcatSharing:
-    cfg = parse(ConcatConfig, node, "sharing")
+@SHARING.register("concat", schema=ConcatConfig)
+def concat(cfg: ConcatConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> ConcatSharing:
     check_nonnegative("sharing.penalty", cfg.penalty)
     networks = own_networks(make_backbone, tasks)
     backbone = next(iter(networks.values()))
-    likelihood = next((task for task in tasks if isinstance(task, Reconstruction)), None)
+    likelihood = next((task for task in tasks if task.reconstructs), None)
     if likelihood is None:
         inputs = DatasetInfo("concat", backbone.input_shape)
         default = ReconstructionConfig(
             "reconstruction", likelihood="bernoulli" if inputs.is_image else "mse"
         )
-        likelihood = Reconstruction("autoencoder", default)
+        likelihood = Reconstruction(default, "autoencoder")
         likelihood.check(inputs, backbone, tasks)  # images or vectors, and the VAE's β
     return ConcatSharing(networks, tasks, cfg.task_relation, cfg.penalty, likelihood)

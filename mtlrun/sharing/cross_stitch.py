@@ -21,11 +21,9 @@ mtlrun's test), and the default is the other end of the paper's best range, 10²
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone
-from mtlrun.config import parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing.base import SHARING, BackboneFactory
 from mtlrun.sharing.heads import SharingConfig
@@ -82,11 +80,10 @@ class CrossStitchNetworks(TaskNetworks):
         return [([unit.alpha for unit in self.mixers.values()], scale)]
 
 
-@SHARING.register("cross_stitch")
+@SHARING.register("cross_stitch", schema=CrossStitchConfig)
 def cross_stitch(
-    node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]
+    cfg: CrossStitchConfig, make_backbone: BackboneFactory, tasks: list[Task]
 ) -> CrossStitchNetworks:
-    cfg = parse(CrossStitchConfig, node, "sharing")
     if cfg.alpha_lr_scale is not None and cfg.alpha_lr_scale <= 0:
         raise ConfigError(
             f"sharing.alpha_lr_scale={cfg.alpha_lr_scale} must be positive: it multiplies "

@@ -8,11 +8,9 @@ gradients). With null (the default) the whole encoder, latent layer included, is
 
 import copy
 
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.config import parse
 from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput, MultiTaskModel
 from mtlrun.sharing.heads import (
     SharedLayersConfig,
@@ -66,9 +64,10 @@ def split_trunk(backbone: Backbone, tasks: list[Task], shared_layers: int) -> di
     return networks
 
 
-@SHARING.register("hard")
-def hard(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> MultiTaskModel:
-    cfg = parse(SharedLayersConfig, node, "sharing")
+@SHARING.register("hard", schema=SharedLayersConfig)
+def hard(
+    cfg: SharedLayersConfig, make_backbone: BackboneFactory, tasks: list[Task]
+) -> MultiTaskModel:
     backbone = make_backbone()
     if cfg.shared_layers is None:
         return HardSharing(backbone, tasks, cfg.task_relation)

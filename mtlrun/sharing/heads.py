@@ -10,7 +10,6 @@ from mtlrun.errors import ConfigError
 from mtlrun.sharing.base import MultiTaskModel
 from mtlrun.sharing.task_relation import TaskRelation
 from mtlrun.tasks import Task
-from mtlrun.tasks.reconstruction import Reconstruction
 
 
 @dataclass
@@ -37,11 +36,6 @@ def check_shared_layers(shared_layers: int | None, backbone: Backbone) -> None:
             f"sharing.shared_layers={shared_layers} is out of range: the backbone has {n} "
             f"blocks, so choose 0 to {n} (or null to share the latent layer too)"
         )
-
-
-def decodes(task: Task) -> bool:
-    """Whether the task's head decodes its code (so a VAE's KL term belongs to that code)."""
-    return isinstance(task, Reconstruction)
 
 
 def encoding_cut(encoding: Encoding) -> list[Tensor]:

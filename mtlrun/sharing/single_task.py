@@ -6,18 +6,14 @@ backbones, a reconstruction task's loss holds its network's KL term (its ELBO); 
 networks' codes are read as their means.
 """
 
-from omegaconf import DictConfig
-
-from mtlrun.config import parse
 from mtlrun.sharing.base import SHARING, BackboneFactory
 from mtlrun.sharing.heads import SharingConfig
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
 from mtlrun.tasks import Task
 
 
-@SHARING.register("single_task")
+@SHARING.register("single_task", schema=SharingConfig)
 def single_task(
-    node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]
+    cfg: SharingConfig, make_backbone: BackboneFactory, tasks: list[Task]
 ) -> TaskNetworks:
-    cfg = parse(SharingConfig, node, "sharing")
     return TaskNetworks(own_networks(make_backbone, tasks), tasks, cfg.task_relation)

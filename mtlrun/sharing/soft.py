@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone
-from mtlrun.config import parse
 from mtlrun.sharing.base import SHARING, BackboneFactory
 from mtlrun.sharing.heads import SharedLayersConfig, check_nonnegative, check_shared_layers
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
@@ -64,9 +62,8 @@ class SoftSharing(TaskNetworks):
         return None if distance is None else self.penalty * distance
 
 
-@SHARING.register("soft")
-def soft(node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> SoftSharing:
-    cfg = parse(SoftSharingConfig, node, "sharing")
+@SHARING.register("soft", schema=SoftSharingConfig)
+def soft(cfg: SoftSharingConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> SoftSharing:
     check_nonnegative("sharing.penalty", cfg.penalty)
     networks = own_networks(make_backbone, tasks)
     check_shared_layers(cfg.shared_layers, next(iter(networks.values())))

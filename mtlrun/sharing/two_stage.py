@@ -17,14 +17,11 @@ to call when it builds the model.
 
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
-
 from mtlrun.backbones import Backbone
-from mtlrun.config import parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing.base import SHARING, BackboneFactory
 from mtlrun.sharing.hard import HardSharing
-from mtlrun.sharing.heads import SharingConfig, decodes
+from mtlrun.sharing.heads import SharingConfig
 from mtlrun.tasks import Task
 
 
@@ -39,7 +36,7 @@ class TwoStageSharing(HardSharing):
     ) -> None:
         super().__init__(backbone, tasks, task_relation)
         self.stage1_epochs = stage1_epochs
-        self.pretext = {task.name for task in tasks if decodes(task)}
+        self.pretext = {task.name for task in tasks if task.reconstructs}
         self._stage = 1
 
     @property
@@ -68,19 +65,18 @@ class TwoStageSharing(HardSharing):
             )
 
 
-@SHARING.register("two_stage")
+@SHARING.register("two_stage", schema=TwoStageConfig)
 def two_stage(
-    node: DictConfig, make_backbone: BackboneFactory, tasks: list[Task]
+    cfg: TwoStageConfig, make_backbone: BackboneFactory, tasks: list[Task]
 ) -> TwoStageSharing:
-    cfg = parse(TwoStageConfig, node, "sharing")
     if cfg.stage1_epochs < 1:
         raise ConfigError(f"sharing.stage1_epochs={cfg.stage1_epochs} must be at least 1")
-    if not any(decodes(task) for task in tasks):
+    if not any(task.reconstructs for task in tasks):
         raise ConfigError(
             "sharing=two_stage pretrains on reconstruction, but no task reconstructs; "
             "add it (tasks=[reconstruction,...])"
         )
-    if not any(task.has_loss and not decodes(task) for task in tasks):
+    if not any(task.has_loss and not task.reconstructs for task in tasks):
         raise ConfigError(
             "sharing=two_stage fits task heads on the pretrained codes in stage 2, but every "
             "task is a reconstruction; add one, e.g. tasks=[reconstruction,digit]"

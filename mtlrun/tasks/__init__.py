@@ -3,7 +3,7 @@
 from omegaconf import DictConfig
 
 from mtlrun.backbones import Backbone
-from mtlrun.config import parse
+from mtlrun.config import check_choice
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.tasks import (  # noqa: F401  (they register)
@@ -13,9 +13,9 @@ from mtlrun.tasks import (  # noqa: F401  (they register)
     reconstruction,
     regression,
 )
-from mtlrun.tasks.base import TASKS, Direction, Task
+from mtlrun.tasks.base import TASKS, Direction, Task, TaskConfig
 
-__all__ = ["TASKS", "Direction", "Task", "build_tasks"]
+__all__ = ["TASKS", "Direction", "Task", "TaskConfig", "build_tasks"]
 
 
 def build_tasks(node: DictConfig, info: DatasetInfo, backbone: Backbone) -> list[Task]:
@@ -28,13 +28,8 @@ def build_tasks(node: DictConfig, info: DatasetInfo, backbone: Backbone) -> list
             raise ConfigError(
                 f"tasks.{name} needs a `type`; choose one of: {', '.join(TASKS.names)}"
             )
-        if task_node.type not in TASKS:
-            raise ConfigError(
-                f"tasks.{name}.type={task_node.type!r} is not known; "
-                f"choose one of: {', '.join(TASKS.names)}"
-            )
-        task_class = TASKS.get(task_node.type)
-        tasks.append(task_class(str(name), parse(task_class.Config, task_node, f"tasks.{name}")))
+        check_choice(f"tasks.{name}.type", task_node.type, TASKS.names)
+        tasks.append(TASKS.build(task_node.type, task_node, f"tasks.{name}", str(name)))
     for task in tasks:
         task.check(info, backbone, tasks)
     if not any(task.has_loss for task in tasks):

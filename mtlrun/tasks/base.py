@@ -1,14 +1,27 @@
 """The task interface: a head on the encoder's code, a loss, and metrics with directions."""
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
+from mtlrun.config import check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.registry import Registry
 
 Direction = Literal["min", "max"]
+
+
+@dataclass
+class TaskConfig:
+    """What every task's config has; a task type's schema subclasses it."""
+
+    type: str  # the registered task type
+    weight: float = 1.0  # its loss weight under weighting=fixed (and in `<split>/loss`)
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.weight", self.weight, 0)
 
 
 class Task:
@@ -21,9 +34,13 @@ class Task:
     `primary_metric` names the one metric Δm compares the task on.
     """
 
-    Config: ClassVar[type]  # the dataclass its `tasks.<name>` node is validated against
     directions: ClassVar[dict[str, Direction]] = {}
     has_loss: ClassVar[bool] = True
+    # What the rest of mtlrun may ask of a task, instead of its type:
+    reconstructs: ClassVar[bool] = False  # its head decodes the code back to the input
+    # (the task a VAE's KL belongs to; reconstruction grids and interpolations use its head)
+    grid_label: str | None = None  # the class target prediction grids label the images with
+    prior_samples: int | None = None  # images in each grid of samples from the prior
 
     def __init__(self, name: str, weight: float) -> None:
         self.name = name
@@ -70,4 +87,4 @@ class Task:
         return {}
 
 
-TASKS: Registry[type[Task]] = Registry("tasks.<name>.type")
+TASKS: Registry[type[Task]] = Registry("tasks.<name>.type")  # instances are named in `tasks`

@@ -10,22 +10,27 @@ from mtlrun.backbones.base import activation
 from mtlrun.config import check_each, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
+from mtlrun.tasks.base import TASKS, Task, TaskConfig
 
 
 @dataclass
-class ClassificationConfig:
-    type: str
-    weight: float = 1.0
-    target: str | None = None  # the dataset's label to predict; by default the task's name
-    hidden_dims: list[int] = field(default_factory=list)
+class MLPHeadConfig(TaskConfig):
+    """A task whose head is an `MLPHead` predicting one of the dataset's targets."""
+
+    target: str | None = None  # the dataset's target to predict; by default the task's name
+    hidden_dims: list[int] = field(default_factory=list)  # the head's hidden layers
     activation: str = "relu"
-    dropout: float = 0.0
+    dropout: float = 0.0  # after each of the head's hidden layers
 
     def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
+        super().check(key)
         check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
         check_range(f"{key}.dropout", self.dropout, 0, 1)
+
+
+@dataclass
+class ClassificationConfig(MLPHeadConfig):
+    pass  # target: a class label of the dataset
 
 
 class MLPHead(nn.Module):
@@ -45,15 +50,15 @@ class MLPHead(nn.Module):
         return self.net(encoding.features)
 
 
-@TASKS.register("classification")
+@TASKS.register("classification", schema=ClassificationConfig)
 class Classification(Task):
-    Config = ClassificationConfig
     directions = {"loss": "min", "acc": "max", "nll": "min"}
 
-    def __init__(self, name: str, cfg: ClassificationConfig) -> None:
+    def __init__(self, cfg: ClassificationConfig, name: str) -> None:
         super().__init__(name, cfg.weight)
         self.cfg = cfg
         self.target = cfg.target or name
+        self.grid_label = self.target
         self.num_classes = 0
 
     def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:

@@ -18,7 +18,7 @@ class DenoisingConfig(ReconstructionConfig):
     mask_prob: float = 0.0  # each pixel set to 0 with this probability (masking noise)
 
 
-@TASKS.register("denoising")
+@TASKS.register("denoising", schema=DenoisingConfig)
 class Denoising(Reconstruction):
     """A reconstruction task whose inputs are corrupted: the loss, metrics and decoder are
     reconstruction's, and the targets stay the clean images.
@@ -28,10 +28,8 @@ class Denoising(Reconstruction):
     evaluation stays repeatable under a seed.
     """
 
-    Config = DenoisingConfig
-
-    def __init__(self, name: str, cfg: DenoisingConfig) -> None:
-        super().__init__(name, cfg)
+    def __init__(self, cfg: DenoisingConfig, name: str) -> None:
+        super().__init__(cfg, name)
         if cfg.noise_std < 0:
             raise ConfigError(f"tasks.{name}.noise_std={cfg.noise_std} must be at least 0")
         if not 0 <= cfg.mask_prob < 1:

@@ -6,34 +6,30 @@ from mtlrun.backbones import Backbone
 from mtlrun.config import check_range
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
-from mtlrun.tasks.reconstruction import Reconstruction
+from mtlrun.tasks.base import TASKS, Task, TaskConfig
 
 
 @dataclass
-class GenerationConfig:
-    type: str
-    weight: float = 0.0
+class GenerationConfig(TaskConfig):
+    weight: float = 0.0  # it has no loss
     num_samples: int = 64  # images in each prior-sample grid
 
     def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
+        super().check(key)
         check_range(f"{key}.num_samples", self.num_samples, 1)
 
 
-@TASKS.register("generation")
+@TASKS.register("generation", schema=GenerationConfig)
 class Generation(Task):
     """An evaluation task: it has no loss of its own, because a VAE's generative objective is
     already its ELBO (the reconstruction task's loss: likelihood plus β·KL). It checks that
     the model can generate and sets the size of the prior-sample grids written each evaluation."""
 
-    Config = GenerationConfig
-
     has_loss = False
 
-    def __init__(self, name: str, cfg: GenerationConfig) -> None:
+    def __init__(self, cfg: GenerationConfig, name: str) -> None:
         super().__init__(name, 0.0)
-        self.num_samples = cfg.num_samples
+        self.prior_samples = cfg.num_samples
 
     def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:
         if not backbone.has_prior:
@@ -41,7 +37,7 @@ class Generation(Task):
                 f"tasks.{self.name}: generation needs a backbone with a prior; "
                 "use backbone=vae or backbone=conv_vae"
             )
-        if not any(isinstance(task, Reconstruction) for task in tasks):
+        if not any(task.reconstructs for task in tasks):
             raise ConfigError(
                 f"tasks.{self.name}: generation samples through the reconstruction decoder; "
                 "add the reconstruction task (tasks=[reconstruction,generation,...])"

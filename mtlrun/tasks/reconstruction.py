@@ -26,23 +26,21 @@ from mtlrun.backbones import Backbone, Encoding
 from mtlrun.config import check_choice, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
+from mtlrun.tasks.base import TASKS, Task, TaskConfig
 
 LIKELIHOODS = ("bernoulli", "gaussian", "mse")
 LIKELIHOOD_METRIC = {"bernoulli": "bce", "gaussian": "gaussian_nll", "mse": "mse"}
 
 
 @dataclass
-class ReconstructionConfig:
-    type: str
-    weight: float = 1.0
+class ReconstructionConfig(TaskConfig):
     likelihood: str = "bernoulli"  # bernoulli (images) | gaussian | mse
     sigma: float = 0.1  # the Gaussian's standard deviation (the starting value with learn_sigma)
     learn_sigma: bool = False  # gaussian: learn one σ per input dimension
     iw_samples: int = 64  # k for the importance-weighted bound nll_iw at the end; 0 skips it
 
     def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
+        super().check(key)
         check_range(f"{key}.iw_samples", self.iw_samples, 0)
 
 
@@ -59,12 +57,11 @@ class DecoderHead(nn.Module):
         return self.decoder(encoding.z)
 
 
-@TASKS.register("reconstruction")
+@TASKS.register("reconstruction", schema=ReconstructionConfig)
 class Reconstruction(Task):
     """Reconstruct the input; see the module docstring for the likelihoods and the ELBO."""
 
-    Config = ReconstructionConfig
-
+    reconstructs = True
     directions = {
         "loss": "min",
         "bce": "min",
@@ -75,7 +72,7 @@ class Reconstruction(Task):
         "nll_iw": "min",
     }
 
-    def __init__(self, name: str, cfg: ReconstructionConfig) -> None:
+    def __init__(self, cfg: ReconstructionConfig, name: str) -> None:
         super().__init__(name, cfg.weight)
         check_choice(f"tasks.{name}.likelihood", cfg.likelihood, LIKELIHOODS)
         if cfg.sigma <= 0:

@@ -5,43 +5,31 @@ setting where multi-task learning pays off most (Caruana 1997; Argyriou et al. 2
 with few labels borrows the representation learnt from the others.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.config import check_each, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.tasks.base import TASKS, Task
-from mtlrun.tasks.classification import MLPHead
+from mtlrun.tasks.classification import MLPHead, MLPHeadConfig
 
 
 @dataclass
-class RegressionConfig:
-    type: str
-    weight: float = 1.0
-    target: str | None = None  # the dataset's real-valued target; by default the task's name
-    hidden_dims: list[int] = field(default_factory=list)
-    activation: str = "relu"
-    dropout: float = 0.0
-
-    def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
-        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
-        check_range(f"{key}.dropout", self.dropout, 0, 1)
+class RegressionConfig(MLPHeadConfig):
+    pass  # target: a real-valued target of the dataset
 
 
-@TASKS.register("regression")
+@TASKS.register("regression", schema=RegressionConfig)
 class Regression(Task):
     """Mean squared error over the observed targets. A NaN target is missing: the loss is the
     mean over a batch's observed examples, and the metric sums cover only those, which
     `example_count` counts (the denominator of evaluation's means)."""
 
-    Config = RegressionConfig
     directions = {"loss": "min", "mse": "min"}
 
-    def __init__(self, name: str, cfg: RegressionConfig) -> None:
+    def __init__(self, cfg: RegressionConfig, name: str) -> None:
         super().__init__(name, cfg.weight)
         self.cfg = cfg
         self.target = cfg.target or name

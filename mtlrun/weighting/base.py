@@ -49,7 +49,7 @@ class WeightingConfig:
     name: str
 
 
-WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting")
+WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting", group="weighting")
 
 
 def total_loss(

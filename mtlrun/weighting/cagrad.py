@@ -3,9 +3,6 @@ NeurIPS 2021)."""
 
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
-
-from mtlrun.config import parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
@@ -19,16 +16,15 @@ class CAGradConfig(WeightingConfig):
     norm_eps: float = 0.0001
 
 
-@WEIGHTINGS.register("cagrad")
+@WEIGHTINGS.register("cagrad", schema=CAGradConfig)
 class CAGradAggregation(GradientAggregation):
     """The direction within a ball of radius c·‖g₀‖ around the average gradient g₀ that
     maximises the smallest improvement of any task (Algorithm 1); c = 0 is the average
     gradient, a larger c moves toward MGDA. Needs `torchjd[cagrad]` (cvxpy)."""
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: CAGradConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import CAGrad  # imported when chosen: torchjd loads cvxpy
 
-        config = parse(CAGradConfig, node, "weighting")
         if config.c < 0 or config.norm_eps < 0:
             raise ConfigError(
                 f"weighting.c={config.c} and weighting.norm_eps={config.norm_eps} "

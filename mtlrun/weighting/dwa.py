@@ -4,10 +4,8 @@ Attention", CVPR 2019)."""
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
-from mtlrun.config import parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -19,7 +17,7 @@ class DWAConfig(WeightingConfig):
     temperature: float = 2.0  # τ: larger gives more even weights
 
 
-@WEIGHTINGS.register("dwa")
+@WEIGHTINGS.register("dwa", schema=DWAConfig)
 class DynamicWeightAverage(Weighting):
     """L = Σ_t w_t L_t with w_t(e) = T·exp(r_t/τ) / Σ_j exp(r_j/τ) in epoch e, where
     r_t = L_t(e−1) / L_t(e−2) is how slowly task t's mean training loss fell over the last
@@ -33,9 +31,8 @@ class DynamicWeightAverage(Weighting):
     itself; the loop already hands over exact epoch means.)
     """
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: DWAConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        config = parse(DWAConfig, node, "weighting")
         if config.temperature <= 0:
             raise ConfigError(f"weighting.temperature={config.temperature} must be positive")
         self.temperature = config.temperature

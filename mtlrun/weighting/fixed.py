@@ -1,21 +1,18 @@
 """Constant loss weights: `equal` (every task 1) and `fixed` (each task's `weight`)."""
 
-from omegaconf import DictConfig
 from torch import Tensor
 
-from mtlrun.config import parse
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_loss
 
 
-@WEIGHTINGS.register("fixed")
+@WEIGHTINGS.register("fixed", schema=WeightingConfig)
 class FixedWeighting(Weighting):
     """L = Σ_t w_t L_t with the weights in `tasks.<name>.weight`."""
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        parse(WeightingConfig, node, "weighting")
         self.weights = [task.weight for task in tasks]
 
     def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
@@ -27,10 +24,10 @@ class FixedWeighting(Weighting):
         return {f"{name}/weight": w for name, w in zip(self.task_names, self.weights, strict=True)}
 
 
-@WEIGHTINGS.register("equal")
+@WEIGHTINGS.register("equal", schema=WeightingConfig)
 class EqualWeighting(FixedWeighting):
     """L = Σ_t L_t, whatever the tasks' `weight` says."""
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
-        super().__init__(node, tasks, model)
+    def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        super().__init__(config, tasks, model)
         self.weights = [1.0] * len(tasks)

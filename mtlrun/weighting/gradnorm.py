@@ -4,10 +4,9 @@ Deep Multitask Networks", ICML 2018)."""
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mtlrun.config import check_choice, parse
+from mtlrun.config import check_choice
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -31,7 +30,7 @@ class GradNormConfig(WeightingConfig):
     gradient_of: str = "last_shared_weights"
 
 
-@WEIGHTINGS.register("gradnorm")
+@WEIGHTINGS.register("gradnorm", schema=GradNormConfig)
 class GradNorm(Weighting):
     """L = Σ_t w_t L_t with learnt weights w_t that keep the tasks' gradient norms balanced.
 
@@ -58,9 +57,8 @@ class GradNorm(Weighting):
 
     needs_shared_representation = True
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: GradNormConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        config = parse(GradNormConfig, node, "weighting")
         if config.alpha < 0:
             raise ConfigError(f"weighting.alpha={config.alpha} must not be negative")
         self.alpha = config.alpha

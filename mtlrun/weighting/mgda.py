@@ -10,9 +10,6 @@ representation instead.
 
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
-
-from mtlrun.config import parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
@@ -26,7 +23,7 @@ class MGDAConfig(WeightingConfig):
     max_iters: int = 100  # Frank-Wolfe iterations at most
 
 
-@WEIGHTINGS.register("mgda")
+@WEIGHTINGS.register("mgda", schema=MGDAConfig)
 class MGDAAggregation(GradientAggregation):
     """Full MGDA: the minimum-norm convex combination of the task gradients on all the shared
     parameters (every row of the Jacobian is one task's gradient on every parameter that
@@ -36,10 +33,9 @@ class MGDAAggregation(GradientAggregation):
     cheaper MGDA-UB of their experiments, on the shared representation, is `weighting=mgda_ub`.
     """
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: MGDAConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import MGDA  # imported when chosen: torchjd loads cvxpy
 
-        config = parse(MGDAConfig, node, "weighting")
         if config.epsilon <= 0 or config.max_iters < 1:
             raise ConfigError(
                 f"weighting.epsilon={config.epsilon} and weighting.max_iters={config.max_iters} "

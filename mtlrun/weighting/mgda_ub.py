@@ -5,10 +5,9 @@ experiments. `weighting=mgda` is full MGDA, on the shared parameters."""
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
-from mtlrun.config import check_choice, parse
+from mtlrun.config import check_choice
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -34,7 +33,7 @@ class MGDAUBConfig(WeightingConfig):
     max_iters: int = 100  # Frank-Wolfe iterations at most
 
 
-@WEIGHTINGS.register("mgda_ub")
+@WEIGHTINGS.register("mgda_ub", schema=MGDAUBConfig)
 class MGDAUB(Weighting):
     """L = Σ_t α_t L_t + the auxiliary loss, with α the minimum-norm convex combination of the
     task gradients on the shared representation Z, solved anew every step.
@@ -72,9 +71,8 @@ class MGDAUB(Weighting):
 
     needs_shared_representation = True
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: MGDAUBConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        config = parse(MGDAUBConfig, node, "weighting")
         check_choice("weighting.normalization", config.normalization, NORMALIZATIONS)
         if config.epsilon <= 0 or config.max_iters < 1:
             raise ConfigError(

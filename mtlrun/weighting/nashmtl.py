@@ -5,10 +5,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mtlrun.config import parse
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
@@ -26,7 +24,7 @@ class NashMTLConfig(WeightingConfig):
     optim_niter: int = 20  # iterations of the sequential convex solver per solve
 
 
-@WEIGHTINGS.register("nashmtl")
+@WEIGHTINGS.register("nashmtl", schema=NashMTLConfig)
 class NashMTLAggregation(GradientAggregation):
     """The Nash bargaining solution: weights α > 0 with (GᵀG) α = 1/α, so the update improves
     every task by 1/α_t (Algorithm 1). Needs `torchjd[nash-mtl]` (cvxpy, ECOS).
@@ -38,10 +36,9 @@ class NashMTLAggregation(GradientAggregation):
 
     aggregator: "NashMTL"
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: NashMTLConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import NashMTL  # imported when chosen: torchjd loads cvxpy
 
-        config = parse(NashMTLConfig, node, "weighting")
         if config.max_norm < 0 or config.update_weights_every < 1 or config.optim_niter < 1:
             raise ConfigError(
                 "weighting.max_norm must not be negative, and weighting.update_weights_every "

@@ -1,21 +1,17 @@
 """PCGrad (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020)."""
 
-from omegaconf import DictConfig
-
-from mtlrun.config import parse
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
 from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 
-@WEIGHTINGS.register("pcgrad")
+@WEIGHTINGS.register("pcgrad", schema=WeightingConfig)
 class PCGradAggregation(GradientAggregation):
     """Each task's gradient loses its component along every other task gradient it conflicts
     with (negative inner product), in random order; the projected gradients are summed."""
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import PCGrad  # imported when chosen: torchjd loads cvxpy
 
-        config = parse(WeightingConfig, node, "weighting")
         super().__init__(config.name, tasks, model, PCGrad)

@@ -2,16 +2,14 @@
 Weigh Losses for Scene Geometry and Semantics", CVPR 2018)."""
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mtlrun.config import parse
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_loss
 
 
-@WEIGHTINGS.register("uncertainty")
+@WEIGHTINGS.register("uncertainty", schema=WeightingConfig)
 class UncertaintyWeighting(Weighting):
     """L = Σ_t exp(−s_t)·L_t + s_t, with a learnt log-variance s_t = log σ_t² per task (their
     §3.2: s is learnt rather than σ², for numerical stability), every s_t starting at 0.
@@ -34,9 +32,8 @@ class UncertaintyWeighting(Weighting):
     larger s_t grows and the less the task weighs. Logged: the weights exp(−s_t).
     """
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        parse(WeightingConfig, node, "weighting")
         self.log_variances = nn.Parameter(torch.zeros(len(tasks)))
 
     def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:

@@ -1,22 +1,18 @@
 """UPGrad (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024)."""
 
-from omegaconf import DictConfig
-
-from mtlrun.config import parse
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
 from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 
-@WEIGHTINGS.register("upgrad")
+@WEIGHTINGS.register("upgrad", schema=WeightingConfig)
 class UPGradAggregation(GradientAggregation):
     """Each task's gradient is projected onto the dual cone of all task gradients and the
     projections are averaged: the update never conflicts with any task (a non-negative inner
     product with every task gradient)."""
 
-    def __init__(self, node: DictConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+    def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import UPGrad  # imported when chosen: torchjd loads cvxpy
 
-        config = parse(WeightingConfig, node, "weighting")
         super().__init__(config.name, tasks, model, UPGrad)

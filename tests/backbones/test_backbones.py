@@ -8,7 +8,8 @@ from mtlrun.backbones import BACKBONES
 from mtlrun.config import config_dir
 from mtlrun.data import DatasetInfo, TargetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.train import build, train
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from tests.conftest import TINY, compose_config
 
 MNIST_LIKE = DatasetInfo("synthetic", (1, 28, 28), {"class": TargetInfo(10)})
@@ -20,7 +21,7 @@ LENET = {"channels": [10, 20], "kernel_size": 5, "padding": "valid", "hidden_dim
 
 def backbone(name, info, **overrides):
     node = OmegaConf.load(config_dir() / "backbone" / f"{name}.yaml")
-    return BACKBONES.get(name)(OmegaConf.merge(node, overrides), info)
+    return BACKBONES.build(name, OmegaConf.merge(node, overrides), "backbone", info)
 
 
 @pytest.mark.parametrize(

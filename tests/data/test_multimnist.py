@@ -9,7 +9,8 @@ from PIL import Image
 from mtlrun.data import DATASETS, load_data
 from mtlrun.data.multimnist import cache_root
 from mtlrun.errors import DataError
-from mtlrun.train import build, train
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from tests.conftest import DATA_ROOT, compose_config, needs_mnist
 
 CPU = torch.device("cpu")
@@ -52,7 +53,7 @@ def fake_sources(monkeypatch, tmp_path):
 
 def raw(name="multimnist", **fields):
     """The loader's splits before the validation split is carved (rows in source order)."""
-    return DATASETS.get(name)(OmegaConf.create({"name": name, "val_size": 10, **fields}))
+    return DATASETS.build(name, {"name": name, "val_size": 10, **fields}, "dataset")
 
 
 def hand_built(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -169,7 +170,8 @@ def test_multimnist_experiment_has_the_lenet_trunk_and_trains(fake_sources, monk
         ]
     )
     experiment = build(cfg)
-    backbone, model = experiment.backbone, experiment.model
+    model = experiment.model
+    backbone = model.backbone
     convs = [m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
         (1, 10, (5, 5)),

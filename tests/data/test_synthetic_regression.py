@@ -9,9 +9,8 @@ from mtlrun.errors import ConfigError
 
 
 def raw(**fields):
-    return DATASETS.get("synthetic_regression")(
-        OmegaConf.create({"name": "synthetic_regression", **fields})
-    )
+    node = {"name": "synthetic_regression", **fields}
+    return DATASETS.build("synthetic_regression", node, "dataset")
 
 
 def test_vectors_and_one_real_valued_target_per_task():

@@ -5,11 +5,10 @@ import csv
 import json
 
 import pytest
-from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtlrun.loggers import LOGGERS
-from mtlrun.train import train
+from mtlrun.loop import train
 from tests.conftest import TINY, compose_config
 
 
@@ -74,10 +73,10 @@ def log_epochs(logger, epochs):
 
 @pytest.mark.parametrize("name", ["tensorboard", "csv"])
 def test_resume_does_not_duplicate_points(run_dir, name):
-    first = LOGGERS.get(name)(run_dir, DictConfig({}))
+    first = LOGGERS.build(name, {}, f"logger.{name}", run_dir)
     log_epochs(first, [1, 2, 3])
     first.close()  # stopped after logging epoch 3, before its checkpoint: resumes at epoch 3
-    resumed = LOGGERS.get(name)(run_dir, DictConfig({}))
+    resumed = LOGGERS.build(name, {}, f"logger.{name}", run_dir)
     resumed.resume(3)
     log_epochs(resumed, [3, 4])
     resumed.close()

@@ -8,7 +8,7 @@ import pytest
 from torch import nn
 
 from mtlrun.errors import ConfigError
-from mtlrun.train import build
+from mtlrun.experiment import build
 from tests.conftest import TINY, compose_config
 
 # Two trunk blocks (64, 32 wide) and an 8-wide code: small enough for runs of a second or two.

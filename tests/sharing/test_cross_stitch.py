@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mtlrun.checkpoint import load_checkpoint
-from mtlrun.train import build, train
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error, read_metrics, same_parameters
 from tests.weighting.problems import aggregations, assert_logs_match

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from mtlrun.checkpoint import load_checkpoint
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from mtlrun.sharing.hard import HardSharing
-from mtlrun.train import build, train
 from tests.conftest import TINY, compose_config
 from tests.sharing import SMALL, assert_learns, config_error, same_parameters
 

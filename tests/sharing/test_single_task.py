@@ -2,7 +2,8 @@
 
 import torch
 
-from mtlrun.train import build, train
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns
 

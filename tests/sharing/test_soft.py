@@ -3,7 +3,8 @@
 import torch
 
 from mtlrun.checkpoint import load_checkpoint
-from mtlrun.train import build, train
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error
 

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from mtlrun.sharing.task_relation import task_covariance, task_relation_penalty
-from mtlrun.train import build, train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error
 

@@ -5,9 +5,10 @@ import torch
 
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.errors import ConfigError
+from mtlrun.experiment import build
+from mtlrun.loop import train
 from mtlrun.runfolder import read_json
 from mtlrun.sharing.two_stage import TwoStageSharing
-from mtlrun.train import build, train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, config_error, read_metrics
 

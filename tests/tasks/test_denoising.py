@@ -6,14 +6,14 @@ import torch
 from mtlrun.backbones import Encoding
 from mtlrun.data import Batch
 from mtlrun.errors import ConfigError
+from mtlrun.experiment import build
 from mtlrun.tasks.denoising import Denoising, DenoisingConfig
 from mtlrun.tasks.reconstruction import Reconstruction
-from mtlrun.train import build
 from tests.conftest import TINY, compose_config
 
 
 def denoising(**fields):
-    return Denoising("denoising", DenoisingConfig(type="denoising", **fields))
+    return Denoising(DenoisingConfig(type="denoising", **fields), "denoising")
 
 
 def test_gaussian_noise_is_clipped_to_the_pixel_range():
@@ -45,7 +45,7 @@ def test_the_loss_is_reconstructions_against_the_clean_images():
     assert isinstance(task, Reconstruction)
     x = torch.rand(3, 1, 4, 4)
     logits = torch.randn(3, 1, 4, 4)
-    plain = Reconstruction("r", DenoisingConfig(type="reconstruction"))
+    plain = Reconstruction(DenoisingConfig(type="reconstruction"), "r")
     code = Encoding(x, x)
     assert torch.equal(
         task.loss(logits, code, Batch(x, {})), plain.loss(logits, code, Batch(x, {}))

@@ -14,7 +14,7 @@ NAN = float("nan")
 
 
 def task(name="y", **fields):
-    return Regression(name, RegressionConfig(type="regression", **fields))
+    return Regression(RegressionConfig(type="regression", **fields), name)
 
 
 def batch(targets):
@@ -61,7 +61,7 @@ def test_vector_targets_average_over_their_observed_entries():
 
 def test_the_head_predicts_the_targets_dimension_and_bad_targets_are_named():
     info = DatasetInfo("d", (8,), {"y0": TargetInfo(dim=3), "label": TargetInfo(num_classes=4)})
-    backbone = BACKBONES.get("mlp")(OmegaConf.create({"name": "mlp", "hidden_dims": [16]}), info)
+    backbone = BACKBONES.build("mlp", {"name": "mlp", "hidden_dims": [16]}, "backbone", info)
     (reg,) = build_tasks(OmegaConf.create({"y0": {"type": "regression"}}), info, backbone)
     head = reg.build_head(backbone)
     assert head(backbone.encode(torch.rand(5, 8))).shape == (5, 3)

@@ -14,7 +14,7 @@ from mtlrun.tasks.reconstruction import Reconstruction, ReconstructionConfig
 
 
 def test_bernoulli_reconstruction_is_bce_summed_over_pixels():
-    task = Reconstruction("reconstruction", ReconstructionConfig(type="reconstruction"))
+    task = Reconstruction(ReconstructionConfig(type="reconstruction"), "reconstruction")
     x = torch.rand(3, 1, 4, 4)
     logits = torch.randn(3, 1, 4, 4)
     batch = Batch(x, {})
@@ -23,7 +23,7 @@ def test_bernoulli_reconstruction_is_bce_summed_over_pixels():
 
 
 def test_bernoulli_loss_stays_fp32_under_bf16_autocast():
-    task = Reconstruction("reconstruction", ReconstructionConfig(type="reconstruction"))
+    task = Reconstruction(ReconstructionConfig(type="reconstruction"), "reconstruction")
     logits = (torch.randn(2, 1, 28, 28) * 5).bfloat16().requires_grad_(True)
     x = torch.rand(2, 1, 28, 28)
     with torch.autocast("cpu", torch.bfloat16):
@@ -37,7 +37,7 @@ def test_bernoulli_loss_stays_fp32_under_bf16_autocast():
 
 def vae_task(beta: float, **options: object) -> Reconstruction:
     """A reconstruction task checked against a VAE backbone whose KL weight is β."""
-    task = Reconstruction("reconstruction", ReconstructionConfig(type="reconstruction", **options))
+    task = Reconstruction(ReconstructionConfig(type="reconstruction", **options), "reconstruction")
     info = DatasetInfo("d", (1, 4, 4))
     task.check(info, Backbone((1, 4, 4), [], torch.nn.Identity(), 2, lambda: None, beta), [task])
     return task
@@ -60,7 +60,7 @@ def test_a_vae_reconstruction_loss_is_the_beta_weighted_negative_elbo():
 
 
 def test_an_autoencoder_reconstruction_has_no_kl_and_its_likelihood_is_primary():
-    task = Reconstruction("reconstruction", ReconstructionConfig(type="reconstruction"))
+    task = Reconstruction(ReconstructionConfig(type="reconstruction"), "reconstruction")
     x = torch.rand(3, 1, 4, 4)
     sums = task.metric_sums(torch.randn(3, 1, 4, 4), Encoding(x, x), Batch(x, {}))
     assert set(sums) == {"loss", "bce"}
@@ -69,7 +69,7 @@ def test_an_autoencoder_reconstruction_has_no_kl_and_its_likelihood_is_primary()
 
 def test_gaussian_reconstruction_reports_its_nll_and_mse():
     cfg = ReconstructionConfig(type="reconstruction", likelihood="gaussian", sigma=1.0)
-    task = Reconstruction("reconstruction", cfg)
+    task = Reconstruction(cfg, "reconstruction")
     x = torch.rand(2, 1, 3, 3)
     logits = torch.randn(2, 1, 3, 3)
     sums = task.metric_sums(logits, Encoding(x, x), Batch(x, {}))
@@ -88,8 +88,8 @@ def test_importance_weighted_bound_is_tighter_than_the_elbo():
     x = (torch.rand(256, 1, 4, 4) > 0.5).float()
     mu, logvar = 0.5 * torch.randn(256, 2), torch.full((256, 2), -1.0)
     encoding = Encoding(mu, mu + torch.randn_like(mu) * 0.6, mu, logvar)
-    single = Reconstruction("r", ReconstructionConfig(type="reconstruction", iw_samples=1))
-    many = Reconstruction("r", ReconstructionConfig(type="reconstruction", iw_samples=64))
+    single = Reconstruction(ReconstructionConfig(type="reconstruction", iw_samples=1), "r")
+    many = Reconstruction(ReconstructionConfig(type="reconstruction", iw_samples=64), "r")
     batch = Batch(x, {})
     elbo_estimate = single.importance_weighted_nll(decoder, encoding, batch).mean()
     iw_estimate = many.importance_weighted_nll(decoder, encoding, batch).mean()
@@ -99,7 +99,7 @@ def test_importance_weighted_bound_is_tighter_than_the_elbo():
 
 
 def test_classification_counts_correct_predictions():
-    task = Classification("digit", ClassificationConfig(type="classification"))
+    task = Classification(ClassificationConfig(type="classification"), "digit")
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
     batch = Batch(torch.zeros(3, 1), {"digit": torch.tensor([0, 1, 1])})
     sums = task.metric_sums(logits, Encoding(logits, logits), batch)
@@ -109,7 +109,7 @@ def test_classification_counts_correct_predictions():
 
 
 def vector_task(**options: object) -> Reconstruction:
-    task = Reconstruction("reconstruction", ReconstructionConfig(type="reconstruction", **options))
+    task = Reconstruction(ReconstructionConfig(type="reconstruction", **options), "reconstruction")
     task.check(DatasetInfo("vectors", (3,)), Backbone((3,), [], torch.nn.Identity(), 2, None), [])
     return task
 

@@ -11,9 +11,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from mtlrun.loop import train
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.train import train
 from mtlrun.weighting import WEIGHTINGS, Weighting
 from tests.conftest import TINY, compose_config
 
@@ -44,7 +44,9 @@ class SharedVector(MultiTaskModel):
 
 def make(name: str, model: nn.Module, tasks: int = 2, **options: object) -> Weighting:
     node = OmegaConf.create({"name": name, **options})
-    return WEIGHTINGS.get(name)(node, [Task(f"t{i}", 1.0) for i in range(tasks)], model)
+    return WEIGHTINGS.build(
+        name, node, "weighting", [Task(f"t{i}", 1.0) for i in range(tasks)], model
+    )
 
 
 def linear_losses(h: Tensor, gradients: list[list[float]]) -> list[Tensor]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mtlrun.data import Batch
-from mtlrun.train import build
+from mtlrun.experiment import build
 from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import TINY, compose_config
 

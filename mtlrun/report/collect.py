@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mtlrun.errors import UserError
-from mtlrun.runfolder import read_json
+from mtlrun.runfolder import RunFolder, read_json
 
 GRID_NAME = re.compile(r"(?P<kind>.+)_e(?P<epoch>\d+)")
 
@@ -43,17 +43,17 @@ class Run:
 
     @classmethod
     def load(cls, path: Path) -> "Run":
+        folder = RunFolder(path)
         overrides = {}
-        for override in read_yaml(path / ".hydra" / "overrides.yaml") or []:
-            key, _, value = str(override).partition("=")
+        for override in folder.overrides():
+            key, _, value = override.partition("=")
             overrides[key.lstrip("+")] = value
-        summary_path = path / "summary.json"
         return cls(
             path=path,
-            meta=read_json(path / "meta.json"),
-            config=read_yaml(path / "config.resolved.yaml") or {},
+            meta=read_json(folder.meta_path),
+            config=read_yaml(folder.config_path) or {},
             overrides=overrides,
-            summary=read_json(summary_path) if summary_path.is_file() else {},
+            summary=folder.read_summary(),
         )
 
     @property
@@ -110,7 +110,7 @@ class Run:
         """The newest grid of each kind (recon_e005.png of recon_e001..e005) and the grids
         written once (interpolation.png)."""
         newest: dict[str, tuple[int, Path]] = {}
-        for path in (self.path / "images").glob("*.png"):
+        for path in RunFolder(self.path).images.glob("*.png"):
             match = GRID_NAME.fullmatch(path.stem)
             kind, epoch = (match["kind"], int(match["epoch"])) if match else (path.stem, -1)
             if kind not in newest or epoch > newest[kind][0]:
@@ -129,7 +129,7 @@ def find_runs(root: Path) -> list[Run]:
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; pass a run or sweep folder, e.g. outputs")
     runs = []
-    for meta in sorted(root.rglob("meta.json"), key=natural_order):
+    for meta in sorted(root.rglob(RunFolder.META), key=natural_order):
         try:
             runs.append(Run.load(meta.parent))
         except (OSError, json.JSONDecodeError, OmegaConfBaseException) as error:

@@ -1,7 +1,7 @@
-"""`mtlrun train`: build everything from the config, then one readable training loop."""
+"""The training loop, top to bottom: `train` runs an `Experiment` (built by
+`mtlrun.experiment.build`) in its run folder; `fit` is the loop itself."""
 
 import math
-import os
 import signal
 import threading
 import time
@@ -13,12 +13,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress as RichProgress
 
-from mtlrun.backbones import BACKBONES, Backbone
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from mtlrun.config import check_choice, check_range, check_run_keys, parse
-from mtlrun.data import Batch, Data, Split, load_data
-from mtlrun.errors import ConfigError, TrainingDiverged
-from mtlrun.evaluate import evaluate
+from mtlrun.config import check_run_keys
+from mtlrun.data import Data, Split
+from mtlrun.errors import TrainingDiverged
+from mtlrun.evaluate import CALM, check_finite, evaluate
+from mtlrun.experiment import Experiment, build
 from mtlrun.images import (
     save_interpolations,
     save_predictions,
@@ -26,149 +26,10 @@ from mtlrun.images import (
     save_reconstructions,
 )
 from mtlrun.loggers import Loggers
-from mtlrun.optim import OptimConfig, build_optimizer
 from mtlrun.runfolder import RunFolder, seconds_since_process_start, write_json
-from mtlrun.sharing import SHARING, ModelOutput, MultiTaskModel
 from mtlrun.sharing.base import OWN_LOSS
-from mtlrun.tasks import Task, build_tasks
-from mtlrun.tasks.classification import Classification
-from mtlrun.tasks.generation import Generation
-from mtlrun.tasks.reconstruction import Reconstruction
+from mtlrun.tasks import Task
 from mtlrun.terminal import Reporter, metrics_table
-from mtlrun.weighting import WEIGHTINGS, Weighting, check_sharing
-
-
-@dataclass
-class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    eval_batch_size: int = 1000
-    eval_every: int = 1  # evaluate on the validation split every this many epochs
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
-    grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
-    deterministic: bool = False  # bit-for-bit repeatable runs (slower on GPU)
-    compile: bool = False  # torch.compile the model
-    image_rows: int = 2  # rows of input/reconstruction pairs in each reconstruction grid
-    progress: bool = True  # the progress bar (shown only on a terminal)
-
-    def check(self, key: str) -> None:
-        check_choice(f"{key}.precision", self.precision, ("fp32", "bf16"))
-        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "image_rows"):
-            check_range(f"{key}.{name}", getattr(self, name), 1)
-        check_range(f"{key}.grad_clip", self.grad_clip, 0)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N"
-        ) from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if count == 0:
-            raise ConfigError(f"device={name} but no CUDA GPU is visible; use device=cpu or auto")
-        if device.index is not None and device.index >= count:
-            raise ConfigError(
-                f"device={name} but only {count} GPU(s) are visible; use cuda:0 to cuda:{count - 1}"
-            )
-    elif device.type != "cpu":
-        raise ConfigError(f"device={name!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return device
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = not deterministic
-
-
-@dataclass
-class Experiment:
-    """Everything a config builds: the data, the tasks, the model and its optimiser."""
-
-    cfg: DictConfig
-    trainer: TrainerConfig
-    device: torch.device
-    data: Data
-    backbone: Backbone
-    tasks: list[Task]
-    model: MultiTaskModel
-    weighting: Weighting
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
-
-    def __post_init__(self) -> None:
-        self.forward = torch.compile(self.model) if self.trainer.compile else self.model
-
-    @property
-    def autocast(self) -> torch.autocast:
-        bf16 = self.trainer.precision == "bf16"
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=bf16)
-
-    @property
-    def loss_tasks(self) -> list[Task]:
-        return [task for task in self.tasks if task.has_loss]
-
-    def model_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        for task in self.tasks:
-            inputs = task.corrupt(inputs)
-        return inputs
-
-    def task_losses(self, output: ModelOutput, batch: Batch) -> list[torch.Tensor]:
-        """One loss per task with a loss, each holding everything that belongs to the task:
-        its head's loss (a VAE reconstruction's ELBO) and its own modules' (concat's
-        autoencoders)."""
-        losses = []
-        for task in self.loss_tasks:
-            name = task.name
-            loss = task.loss(output.predictions[name], output.encodings[name], batch)
-            if name in output.own_losses:
-                loss = loss + output.own_losses[name].mean()
-            losses.append(loss)
-        return losses
-
-    def task_of_type(self, kind: type[Task]) -> Task | None:
-        return next((task for task in self.tasks if isinstance(task, kind)), None)
-
-
-def build(cfg: DictConfig) -> Experiment:
-    """Build from the config; every config mistake surfaces here, before any training."""
-    check_run_keys(cfg)
-    trainer = parse(TrainerConfig, cfg.trainer, "trainer")
-    parse(OptimConfig, cfg.optim, "optim")  # checked before the data loads
-    device = resolve_device(str(cfg.device))
-    seed_everything(cfg.seed, trainer.deterministic)
-    data = load_data(cfg.dataset, device, cfg.seed)
-
-    def make_backbone() -> Backbone:
-        return BACKBONES.get(cfg.backbone.name)(cfg.backbone, data.info)
-
-    backbone = make_backbone()
-    tasks = build_tasks(cfg.tasks, data.info, backbone)
-    torch.manual_seed(cfg.seed)  # the same initial weights, whatever the checks drew
-    model = SHARING.get(cfg.sharing.name)(cfg.sharing, make_backbone, tasks).to(device)
-    model.check_epochs(trainer.epochs)
-    loss_tasks = [task for task in tasks if task.has_loss]
-    check_sharing(cfg.weighting, cfg.sharing, model)
-    weighting = WEIGHTINGS.get(cfg.weighting.name)(cfg.weighting, loss_tasks, model).to(device)
-    steps_per_epoch = data.train.num_batches(trainer.batch_size)
-    parameters = [*model.parameters(), *weighting.extra_parameters()]
-    optimizer, scheduler = build_optimizer(
-        cfg.optim,
-        parameters,
-        steps_per_epoch,
-        trainer.epochs,
-        model.learning_rate_scales(str(cfg.optim.name)),
-    )
-    return Experiment(
-        cfg, trainer, device, data, backbone, tasks, model, weighting, optimizer, scheduler
-    )
 
 
 class Interrupted(KeyboardInterrupt):
@@ -204,17 +65,20 @@ class StopSignals:
             raise Interrupted(self.received)
 
 
-def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, run_dir: Path, resume: bool = False, command: str | None = None
+) -> dict[str, Any]:
     """Train from `cfg` into `run_dir` (continuing from its last.pt with `resume`);
-    meta.json's status ends as completed, failed or interrupted."""
+    meta.json's status ends as completed, failed or interrupted. `command` is the command line
+    meta.json records (the one typed, when None)."""
     check_run_keys(cfg)  # before anything is written
     run = RunFolder(run_dir)
     if resume:
         run.update_meta(status="running", end_time=None)
     else:
-        run.start(device=str(cfg.device), seed=int(cfg.seed))
-        (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    reporter = Reporter(run_dir / "train.log", bool(cfg.trainer.get("progress", True)))
+        run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
+        run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    reporter = Reporter(run.log_path, bool(cfg.trainer.get("progress", True)))
     try:
         with StopSignals() as stop:
             experiment = build(cfg)
@@ -262,7 +126,7 @@ def fit(
     data_order = torch.Generator().manual_seed(int(cfg.seed))
     at = Progress()
     if resume:
-        at = restore(experiment, run.checkpoints / "last.pt", data_order)
+        at = restore(experiment, run.checkpoint("last"), data_order)
         loggers.resume(at.epoch)
         reporter.print(f"resuming at epoch {at.epoch}, batch {at.batch}")
     n_params = sum(p.numel() for p in model.parameters())
@@ -314,15 +178,15 @@ def fit(
                     reporter.print(metrics_table(f"epoch {epoch} · validation", val))
                     if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
                         at.best_val_loss, at.best_epoch = val["val/loss"], epoch
-                        save(experiment, run.checkpoints / "best.pt", at, data_order)
+                        save(experiment, run.checkpoint("best"), at, data_order)
                 for tag, path in save_images(experiment, run, f"e{epoch:03d}").items():
                     loggers.log_image(tag, path, epoch)
-            save(experiment, run.checkpoints / "last.pt", at, data_order)
+            save(experiment, run.checkpoint("last"), at, data_order)
             stop.check()
     except KeyboardInterrupt:
         at.seconds = time.perf_counter() - started
         if at.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
-            save(experiment, run.checkpoints / "last.pt", at, data_order, epoch_data_order)
+            save(experiment, run.checkpoint("last"), at, data_order, epoch_data_order)
         loggers.close()
         raise
 
@@ -331,7 +195,7 @@ def fit(
     check_finite(test, "at the end of training")
     log("test", test, time.perf_counter() - started)
     reporter.print(metrics_table("test (final model)", test))
-    reconstruction = experiment.task_of_type(Reconstruction)
+    reconstruction = experiment.reconstruction
     if reconstruction is not None and data.info.is_image:
         path = run.images / "interpolation.png"
         with experiment.autocast:
@@ -357,7 +221,7 @@ def fit(
         "steps": at.step,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_json(run.path / "summary.json", summary)
+    write_json(run.summary_path, summary)
     loggers.finish(OmegaConf.to_container(cfg, resolve=True), summary)
     loggers.close()
     return summary
@@ -425,18 +289,6 @@ def train_epoch(
         metrics[f"train/{key}"] = value
     check_finite(metrics, f"in epoch {at.epoch}")
     return metrics
-
-
-# What to do when training diverges.
-CALM = "lower optim.lr, set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
-
-
-def check_finite(metrics: dict[str, float], when: str) -> None:
-    """A NaN or infinite metric ends the run as failed: it would otherwise select best.pt,
-    reach summary.json and compare as a number in reports."""
-    for key, value in metrics.items():
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"{key} is {value} {when}; {CALM}")
 
 
 def check_finite_weights(experiment: Experiment, when: str) -> None:
@@ -530,8 +382,8 @@ def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, P
     # As the model sees them: a denoising task's grids show the corrupted inputs.
     inputs = experiment.model_inputs(batch.inputs)
     model, written = experiment.model, {}
-    classifiers = {t.name: t.target for t in experiment.tasks if isinstance(t, Classification)}
-    reconstruction = experiment.task_of_type(Reconstruction)
+    classifiers = {t.name: t.grid_label for t in experiment.tasks if t.grid_label is not None}
+    reconstruction = experiment.reconstruction
     model.eval()
     with experiment.autocast:
         if classifiers:
@@ -540,9 +392,9 @@ def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, P
         if reconstruction is not None:
             written["reconstructions"] = run.images / f"recon_{tag}.png"
             save_reconstructions(model, reconstruction.name, inputs, written["reconstructions"])
-        if reconstruction is not None and experiment.backbone.has_prior:
-            generation = experiment.task_of_type(Generation)
-            n = generation.num_samples if isinstance(generation, Generation) else 64
+        if reconstruction is not None and model.has_prior:
+            sizes = [task.prior_samples for task in experiment.tasks if task.prior_samples]
+            n = sizes[0] if sizes else 64
             written["samples"] = run.images / f"samples_{tag}.png"
             save_prior_samples(model, reconstruction.name, inputs, n, written["samples"])
     model.train()

@@ -1,5 +1,7 @@
-"""Working with finished (or interrupted) run folders: their config, arguments, checkpoints."""
+"""Rebuilding a run from its folder (eval, sample, resume, reproduce): its config as data, the
+plug-ins it may import, its command-line arguments and a checkpoint's weights."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -7,20 +9,25 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mtlrun import plugins
 from mtlrun.checkpoint import load_checkpoint
+from mtlrun.config import check_choice, check_run_keys
 from mtlrun.errors import ConfigError, UserError
-from mtlrun.runfolder import check_run_name
-from mtlrun.train import Experiment, build
+from mtlrun.experiment import Experiment, build
+from mtlrun.runfolder import RunFolder
 
 
-def run_config(run_dir: Path) -> DictConfig:
+def run_config(run_dir: Path, allow_plugins: Sequence[str] = ()) -> DictConfig:
     """The config a run was trained with, as data: its resolved record (config.resolved.yaml;
     .hydra/config.yaml for a run without one), refused when it still holds an interpolation
     (`${oc.env:HOME}`, `${now:...}`: a run folder from someone else is not code to evaluate) or
-    a `name` that is not one folder name. Made to work on this machine: a data root that does
-    not exist here falls back to $MTLRUN_DATA (or ./data), and the MultiMNIST cache is this
-    machine's ($MTLRUN_CACHE, else ~/.cache/mtlrun), as for a fresh run."""
-    for path in (run_dir / "config.resolved.yaml", run_dir / ".hydra" / "config.yaml"):
+    a `name` that is not one folder name. The plug-ins it used are imported only when they are
+    installed or the user names them (`allow_plugins`, `mtlrun.plugins.load_for_run`). Made
+    to work on this machine: a data root that does not exist here falls back to $MTLRUN_DATA
+    (or ./data), and the MultiMNIST cache is this machine's ($MTLRUN_CACHE, else
+    ~/.cache/mtlrun), as for a fresh run."""
+    run = RunFolder(run_dir)
+    for path in (run.config_path, run.hydra / "config.yaml"):
         if path.is_file():
             break
     else:
@@ -42,9 +49,10 @@ def run_config(run_dir: Path) -> DictConfig:
             "mtlrun never evaluates; write the value itself in its place"
         )
     try:
-        check_run_name(str(cfg.get("name")))
+        check_run_keys(cfg)
     except ConfigError as error:
         raise UserError(f"{path}: {error}") from None
+    plugins.load_for_run([*cfg.get("plugins", []), *recorded_plugins(run_dir)], allow_plugins)
     dataset = cfg.get("dataset")
     if isinstance(dataset, DictConfig):
         root = dataset.get("root")
@@ -53,6 +61,16 @@ def run_config(run_dir: Path) -> DictConfig:
         if dataset.get("cache_dir") is not None:
             dataset.cache_dir = None
     return cfg
+
+
+def recorded_plugins(run_dir: Path) -> list[str]:
+    """The plug-in modules meta.json says the run loaded (installed or named ones included,
+    which its config does not list)."""
+    try:
+        recorded = RunFolder(run_dir).read_meta().get("plugins") or {}
+    except (OSError, ValueError, AttributeError):
+        return []  # no readable record: the config's list is all there is
+    return [str(name) for name in recorded] if isinstance(recorded, dict) else []
 
 
 def first_interpolation(node: Any, key: str = "") -> tuple[str, str] | None:
@@ -101,16 +119,18 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise UserError(f"bad override in {' '.join(overrides)}: {error}") from None
 
 
-def load_trained(run_dir: Path, checkpoint: str, overrides: list[str]) -> tuple[Experiment, str]:
+def load_trained(
+    run_dir: Path, checkpoint: str, overrides: list[str], allow_plugins: Sequence[str] = ()
+) -> tuple[Experiment, str]:
     """Rebuild a run's experiment and load the weights of checkpoints/<checkpoint>.pt; `best`
     falls back to `last` for runs without a validation split (they keep no best.pt). Returns
     the experiment and the checkpoint used."""
-    if checkpoint not in ("best", "last"):
-        raise UserError(f"checkpoint={checkpoint!r} is not known; choose one of: best, last")
-    if checkpoint == "best" and not (run_dir / "checkpoints" / "best.pt").is_file():
+    check_choice("checkpoint", checkpoint, ("best", "last"))
+    run = RunFolder(run_dir)
+    if checkpoint == "best" and not run.checkpoint("best").is_file():
         checkpoint = "last"
-    cfg = apply_overrides(run_config(run_dir), overrides)
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    cfg = apply_overrides(run_config(run_dir, allow_plugins), overrides)
+    path = run.checkpoint(checkpoint)
     state = load_checkpoint(path)
     experiment = build(cfg)
     try:

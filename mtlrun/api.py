@@ -1,0 +1,165 @@
+"""The Python API, for notebooks and scripts: the same composition, run folder and training as
+`mtlrun train`, and a finished run loaded back with its weights.
+
+    import mtlrun
+    run = mtlrun.train(["+experiment=vae_mnist", "trainer.epochs=1"])
+    run.metrics["test/reconstruction/nelbo"]
+    model = mtlrun.load_run(run.path).model
+
+Plug-ins register their parts with `mtlrun.register` (see `Registration`).
+"""
+
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mtlrun import plugins
+from mtlrun.backbones import BACKBONES
+from mtlrun.config import config_dir as mtlrun_configs
+from mtlrun.data import DATASETS, Data
+from mtlrun.errors import ConfigError
+from mtlrun.loggers import LOGGERS
+from mtlrun.optim import OPTIMIZERS
+from mtlrun.runfolder import RunFolder, new_run_dir
+from mtlrun.sharing import SHARING, MultiTaskModel
+from mtlrun.tasks import TASKS, Task
+from mtlrun.weighting import WEIGHTINGS
+
+
+@dataclass(frozen=True)
+class Registration:
+    """`from mtlrun import register`: one decorator per kind of part, each used as
+    `@register.backbone("name", schema=MyConfig)`, where the schema is a dataclass of the
+    part's options (its defaults; a `check(self, key)` method may refuse values in one line by
+    raising `mtlrun.errors.ConfigError`). The config then chooses the part by name
+    (`backbone=name`) and may set its options (`backbone.width=64`). What each decorates:
+
+    - dataset:   `fn(config) -> mtlrun.data.registry.RawData`
+    - backbone:  `fn(config, info: DatasetInfo) -> mtlrun.backbones.Backbone`
+    - sharing:   `fn(config, make_backbone, tasks) -> mtlrun.sharing.MultiTaskModel`
+    - task:      a `mtlrun.tasks.Task` subclass, built as `cls(config, name)`; the schema
+                 needs `type: str` and `weight: float = 1.0` (subclass `mtlrun.tasks.TaskConfig`)
+    - weighting: a `mtlrun.weighting.Weighting` subclass, built as `cls(config, tasks, model)`
+    - optimizer: `fn(config, parameter_groups) -> torch.optim.Optimizer`; the schema
+                 subclasses `mtlrun.optim.OptimConfig` (lr, weight_decay, schedule)
+    - logger:    a `mtlrun.loggers.Logger` subclass, built as `cls(config, run_dir)`
+    """
+
+    dataset: Callable[..., Callable[[Any], Any]]
+    backbone: Callable[..., Callable[[Any], Any]]
+    sharing: Callable[..., Callable[[Any], Any]]
+    task: Callable[..., Callable[[Any], Any]]
+    weighting: Callable[..., Callable[[Any], Any]]
+    optimizer: Callable[..., Callable[[Any], Any]]
+    logger: Callable[..., Callable[[Any], Any]]
+
+
+register = Registration(
+    dataset=DATASETS.register,
+    backbone=BACKBONES.register,
+    sharing=SHARING.register,
+    task=TASKS.register,
+    weighting=WEIGHTINGS.register,
+    optimizer=OPTIMIZERS.register,
+    logger=LOGGERS.register,
+)
+
+
+@dataclass
+class Run:
+    """A finished run: its folder and its summary.json."""
+
+    path: Path
+    summary: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The final model's test metrics, flat: `test/<task>/<metric>` and `test/loss`."""
+        return self.summary["metrics"]
+
+
+@dataclass
+class LoadedRun:
+    """A run rebuilt from its folder, with a checkpoint's weights; the model in eval mode."""
+
+    path: Path
+    config: DictConfig
+    model: MultiTaskModel
+    data: Data
+    tasks: list[Task]
+    checkpoint: str  # the checkpoint loaded: best, or last when the run kept no best.pt
+
+
+def compose(overrides: Sequence[str], config_dir: str | Path | None = None) -> DictConfig:
+    """The config `mtlrun train OVERRIDES` would run (`config_dir`: a folder of your own
+    config groups and experiments, searched before mtlrun's, as `--config-dir`)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mtlrun.cli import listed_plugins, with_plugin_configs
+
+    overrides = [str(override) for override in overrides]
+    plugins.load_for_config(listed_plugins(overrides))
+    if config_dir is not None:
+        folder = Path(config_dir).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"config_dir={config_dir} is not a folder")
+        overrides = [*overrides, f"hydra.searchpath=[file://{folder}]"]
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(mtlrun_configs())):
+            cfg = hydra_compose("train", overrides=with_plugin_configs(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(str(error).splitlines()[0]) from None
+    plugins.load_for_config(cfg.plugins)
+    return cfg
+
+
+def train(
+    overrides: Sequence[str] = (),
+    *,
+    config_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
+) -> Run:
+    """Train one run, as `mtlrun train OVERRIDES` does, into a new folder under
+    `output_dir`/runs (default ./outputs/runs). Raises a `mtlrun.errors.UserError` for a
+    mistake in the overrides or data, `KeyboardInterrupt` on Ctrl-C (resume the run with
+    `mtlrun resume`)."""
+    from mtlrun.commands.train import check_optimized_metric
+    from mtlrun.config import check_run_keys
+    from mtlrun.loop import train as train_run
+
+    cfg = compose(overrides, config_dir)
+    check_run_keys(cfg)
+    check_optimized_metric(cfg)
+    run_dir = new_run_dir(str(cfg.name), Path(output_dir or "outputs")).resolve()
+    RunFolder(run_dir).record_composition(cfg, list(overrides))
+    command = shlex.join(["mtlrun", "train", *map(str, overrides)])
+    return Run(run_dir, train_run(cfg, run_dir, command=command))
+
+
+def load_run(
+    path: str | Path,
+    checkpoint: str = "best",
+    *,
+    device: str | None = None,
+    plugins: Sequence[str] = (),
+) -> LoadedRun:
+    """A run folder's model with the weights of `checkpoint` (best or last), its data and
+    tasks, as `mtlrun eval` rebuilds them; `device` overrides the run's (e.g. "cpu").
+    The plug-ins the run used are imported when installed, already imported, or in
+    `plugins` (as `--plugins`)."""
+    from mtlrun.rebuild import load_trained
+
+    run_dir = Path(path)
+    overrides = [] if device is None else [f"device={device}"]
+    experiment, used = load_trained(run_dir, checkpoint, overrides, plugins)
+    experiment.model.eval()
+    return LoadedRun(
+        run_dir, experiment.cfg, experiment.model, experiment.data, experiment.tasks, used
+    )

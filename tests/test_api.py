@@ -1,0 +1,119 @@
+"""The Python API: mtlrun.train, mtlrun.load_run and mtlrun.register, in this process."""
+
+import json
+import shlex
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import mtlrun
+from mtlrun.errors import ConfigError
+from tests.conftest import TINY
+
+# The README's plug-in example, word for word but for its name (registries are per process).
+PLUGIN = textwrap.dedent(
+    '''
+    from dataclasses import dataclass
+    from mtlrun import register
+    from mtlrun.weighting import Weighting
+    from mtlrun.weighting.base import WeightingConfig, total_loss
+
+    @dataclass
+    class HalfConfig(WeightingConfig):
+        factor: float = 0.5
+
+    @register.weighting("api_test_half", schema=HalfConfig)
+    class Half(Weighting):
+        """Every task at `factor`."""
+        def __init__(self, config, tasks, model):
+            super().__init__(tasks, model)
+            self.factor = config.factor
+        def backward(self, losses, output):
+            total = total_loss([self.factor] * len(losses), losses, output)
+            total.backward()
+            return total.detach()
+    '''
+)
+
+
+@pytest.fixture
+def plugin_module(tmp_path, monkeypatch):
+    (tmp_path / "api_test_lab.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "api_test_lab"
+    sys.modules.pop("api_test_lab", None)
+
+
+def test_train_runs_a_plugin_part_into_a_run_folder_and_load_run_gives_its_model(
+    tmp_path, plugin_module
+):
+    overrides = [
+        *TINY,
+        "tasks=[reconstruction,class]",
+        "backbone=dense_ae",
+        f"plugins=[{plugin_module}]",
+        "weighting=api_test_half",
+        "weighting.factor=0.25",
+    ]
+    run = mtlrun.train(overrides, output_dir=tmp_path / "out")
+
+    assert run.path.parent.parent == tmp_path / "out" / "runs"
+    assert run.path.name.endswith("_default")
+    for name in ("config.resolved.yaml", ".hydra/config.yaml", "metrics.jsonl", "summary.json"):
+        assert (run.path / name).is_file(), name
+    assert set(run.metrics) >= {"test/loss", "test/class/acc", "test/reconstruction/bce"}
+    assert run.metrics == json.loads((run.path / "summary.json").read_text())["metrics"]
+    meta = json.loads((run.path / "meta.json").read_text())
+    assert meta["plugins"] == {plugin_module: "unknown"}  # a plain module has no version
+    assert meta["command"] == shlex.join(["mtlrun", "train", *overrides])
+    assert meta["status"] == "completed"
+    # The train loss the loop logs is the weighting's total: 0.25 × the sum of task losses.
+    train = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    last = [record for record in train if record["split"] == "train"][-1]
+    task_sum = last["train/reconstruction/loss"] + last["train/class/loss"]
+    assert last["train/loss"] == pytest.approx(0.25 * task_sum, rel=1e-5)
+
+    loaded = mtlrun.load_run(run.path, device="cpu")
+    assert loaded.checkpoint == "best"
+    assert not loaded.model.training
+    assert [task.name for task in loaded.tasks] == ["reconstruction", "class"]
+    assert loaded.config.weighting.factor == 0.25
+    best = torch.load(run.path / "checkpoints" / "best.pt", weights_only=True)["model"]
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, best[name]), name
+    assert len(loaded.data.test) == 128
+
+
+def test_train_raises_the_one_line_config_error():
+    with pytest.raises(ConfigError) as error:
+        mtlrun.train([*TINY, "optim.lr=0"])
+    assert str(error.value) == "optim.lr=0.0 must be above 0"
+
+    with pytest.raises(ConfigError) as error:
+        mtlrun.train([*TINY, "weighting=nope"])
+    assert "weighting" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_plugin_that_is_not_importable_is_one_line(tmp_path):
+    from mtlrun.errors import UserError
+
+    with pytest.raises(UserError) as error:
+        mtlrun.train([*TINY, "plugins=[no_such_lab.mtl]"])
+    assert str(error.value) == (
+        "plug-in module 'no_such_lab.mtl' is not importable; install its package (pip install) "
+        "or add its folder to PYTHONPATH"
+    )
+
+
+def test_the_registry_is_the_list_of_choices():
+    from mtlrun.weighting import WEIGHTINGS
+
+    with pytest.raises(ConfigError) as error:
+        WEIGHTINGS.get("nope")
+    assert str(error.value) == (
+        f"weighting='nope' is not known; choose one of: {', '.join(WEIGHTINGS.names)}"
+    )
+    with pytest.raises(ValueError, match="registered twice"):
+        mtlrun.register.weighting("equal", schema=WEIGHTINGS.schema("equal"))(object)
