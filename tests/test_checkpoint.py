@@ -12,7 +12,7 @@ from mtlrun.checkpoint import load_checkpoint, save_checkpoint
 from mtlrun.errors import UserError
 from mtlrun.runfolder import write_json
 from tests.conftest import TINY, compose_config
-from tests.test_cli import mtlrun
+from tests.helpers import run_mtlrun
 
 
 class RunsCode:
@@ -75,7 +75,7 @@ def test_through_the_cli_a_bad_checkpoint_is_one_line_without_torchs_advice(tmp_
     (run / "config.resolved.yaml").write_text(compose_to_yaml([*TINY, "tasks=[class]"]))
     marker = tmp_path / "ran"
     torch.save({"model": RunsCode(marker)}, run / "checkpoints" / "best.pt")
-    result = mtlrun(tmp_path, "eval", str(run))
+    result = run_mtlrun(tmp_path, "eval", str(run))
     assert result.returncode == 2
     best = run / "checkpoints" / "best.pt"
     assert result.stderr == (
@@ -85,7 +85,7 @@ def test_through_the_cli_a_bad_checkpoint_is_one_line_without_torchs_advice(tmp_
     )
     assert not marker.exists() and not (run / "eval").exists()
     (run / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
-    result = mtlrun(tmp_path, "sample", str(run), "n=4")
+    result = run_mtlrun(tmp_path, "sample", str(run), "n=4")
     assert result.returncode == 2
     assert result.stderr == (
         f"mtlrun: error: checkpoint {best} is corrupt or unreadable (not a PyTorch checkpoint); "

@@ -9,20 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY
-
-
-def mtlrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mtlrun", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.helpers import run_mtlrun
 
 
 def test_help_lists_the_commands_and_experiments(tmp_path):
-    result = mtlrun(tmp_path, "--help")
+    result = run_mtlrun(tmp_path, "--help")
     assert result.returncode == 0
     for word in [
         "train",
@@ -39,7 +30,7 @@ def test_help_lists_the_commands_and_experiments(tmp_path):
 
 
 def test_train_an_experiment_prints_its_run_folder_last(tmp_path):
-    result = mtlrun(
+    result = run_mtlrun(
         tmp_path,
         "train",
         "+experiment=vae_mnist",
@@ -74,7 +65,7 @@ def test_train_an_experiment_prints_its_run_folder_last(tmp_path):
 
 
 def test_multirun_with_two_values_gives_two_folders(tmp_path):
-    result = mtlrun(
+    result = run_mtlrun(
         tmp_path,
         "train",
         "-m",
@@ -94,7 +85,7 @@ def test_multirun_with_two_values_gives_two_folders(tmp_path):
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
-    result = mtlrun(tmp_path, "train", "+experiment=ae_mnist", "--cfg", "job")
+    result = run_mtlrun(tmp_path, "train", "+experiment=ae_mnist", "--cfg", "job")
     assert result.returncode == 0, result.stderr
     assert "name: ae_mnist" in result.stdout and "dense_ae" in result.stdout
     assert not (tmp_path / "outputs").exists()
@@ -114,7 +105,7 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         ("frobnicate",): "unknown command 'frobnicate'; choose one of: train",
     }
     for args, words in cases.items():
-        result = mtlrun(tmp_path, *args)
+        result = run_mtlrun(tmp_path, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert words in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
@@ -144,7 +135,7 @@ def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(t
         "a folder name; use at most 239 bytes",
     }
     for args, line in cases.items():
-        result = mtlrun(tmp_path, "train", *TINY, *args)
+        result = run_mtlrun(tmp_path, "train", *TINY, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr == f"mtlrun: error: {line}\n", args
         assert not (tmp_path / "outputs").exists()
@@ -155,7 +146,7 @@ def folder_contents(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_new_run_never_writes_into_an_existing_run_folder(tmp_path):
-    first = mtlrun(tmp_path, "train", *TINY, "trainer.epochs=1", "hydra.run.dir=fixed")
+    first = run_mtlrun(tmp_path, "train", *TINY, "trainer.epochs=1", "hydra.run.dir=fixed")
     assert first.returncode == 0, first.stderr
     before = folder_contents(tmp_path / "fixed")
     for args in (
@@ -163,7 +154,7 @@ def test_a_new_run_never_writes_into_an_existing_run_folder(tmp_path):
         ["hydra.run.dir=fixed", "seed=1", "trainer.epochs=2"],
         [f"hydra.run.dir={tmp_path / 'fixed'}"],
     ):
-        result = mtlrun(tmp_path, "train", *TINY, *args)
+        result = run_mtlrun(tmp_path, "train", *TINY, *args)
         folder = args[0].split("=", 1)[1]
         assert result.returncode == 2, result.stderr
         assert result.stderr == (
@@ -173,9 +164,9 @@ def test_a_new_run_never_writes_into_an_existing_run_folder(tmp_path):
         assert folder_contents(tmp_path / "fixed") == before  # .hydra/ included
 
     sweep = ["-m", *TINY, "trainer.epochs=1", "hydra.sweep.dir=sweep", "seed=0,1"]
-    assert mtlrun(tmp_path, "train", *sweep).returncode == 0
+    assert run_mtlrun(tmp_path, "train", *sweep).returncode == 0
     before = folder_contents(tmp_path / "sweep")
-    again = mtlrun(tmp_path, "train", *sweep)
+    again = run_mtlrun(tmp_path, "train", *sweep)
     assert again.returncode == 2
     assert again.stderr == (
         "mtlrun: error: sweep already holds the runs of a sweep; pass another hydra.sweep.dir, "
@@ -236,7 +227,7 @@ def test_reproduce_never_reuses_a_folder_made_in_the_same_microsecond(tmp_path, 
 def test_missing_data_is_a_one_line_message_naming_the_folder(tmp_path):
     empty = tmp_path / "no_data_here"
     empty.mkdir()
-    result = mtlrun(
+    result = run_mtlrun(
         tmp_path,
         "train",
         "dataset=mnist",
@@ -286,7 +277,7 @@ def test_sample_n_is_bounded_so_the_grid_stays_loadable(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     for n in ("0", "1025", "1000000"):
-        result = mtlrun(tmp_path, "sample", str(run), f"n={n}")
+        result = run_mtlrun(tmp_path, "sample", str(run), f"n={n}")
         assert result.returncode == 2
         assert result.stderr == (
             f"mtlrun: error: n={n} must be between 1 and 1024: a grid of more images makes a PNG "

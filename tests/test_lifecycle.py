@@ -2,13 +2,15 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import mtlrun_command, run_mtlrun
 
 TINY_ARGS = [
     "dataset=synthetic",
@@ -24,19 +26,6 @@ TINY_ARGS = [
 ]
 
 
-def mtlrun(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "mtlrun", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"mtlrun {' '.join(args)} failed:\n{result.stderr}")
-    return result
-
-
 def last_line(result: subprocess.CompletedProcess) -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
@@ -44,11 +33,11 @@ def last_line(result: subprocess.CompletedProcess) -> Path:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("finished")
-    return last_line(mtlrun(cwd, "train", *TINY_ARGS, "trainer.epochs=2"))
+    return last_line(run_mtlrun(cwd, "train", *TINY_ARGS, "trainer.epochs=2", check=True))
 
 
 def test_reproduce_gives_identical_numbers_and_fails_when_they_differ(finished_run, tmp_path):
-    same = mtlrun(tmp_path, "reproduce", str(finished_run))
+    same = run_mtlrun(tmp_path, "reproduce", str(finished_run), check=True)
     assert "reproduced (bit for bit)" in same.stdout
     new_dir = last_line(same)
     assert new_dir != finished_run and new_dir.is_dir()
@@ -59,7 +48,7 @@ def test_reproduce_gives_identical_numbers_and_fails_when_they_differ(finished_r
     summary["metrics"]["test/class/acc"] += 0.01  # as if the original had other numbers
     (finished_run / "summary.json").write_text(json.dumps(summary))
     try:
-        changed = mtlrun(tmp_path, "reproduce", str(finished_run), check=False)
+        changed = run_mtlrun(tmp_path, "reproduce", str(finished_run))
     finally:
         summary["metrics"]["test/class/acc"] -= 0.01
         (finished_run / "summary.json").write_text(json.dumps(summary))
@@ -80,28 +69,44 @@ def test_a_run_copied_from_another_machine_uses_this_machines_data_root(tmp_path
 
 
 def test_eval_and_sample_write_their_files(finished_run, tmp_path):
-    mtlrun(tmp_path, "eval", str(finished_run), "checkpoint=last")
+    run_mtlrun(tmp_path, "eval", str(finished_run), "checkpoint=last", check=True)
     evaluation = json.loads((finished_run / "eval" / "last.json").read_text())
     summary = json.loads((finished_run / "summary.json").read_text())
     # The last checkpoint is the final model: its test accuracy is the summary's.
     assert evaluation["metrics"]["test/class/acc"] == summary["metrics"]["test/class/acc"]
     assert "val/class/acc" in evaluation["metrics"]
 
-    sample = mtlrun(tmp_path, "sample", str(finished_run), "n=16")
+    sample = run_mtlrun(tmp_path, "sample", str(finished_run), "n=16", check=True)
     files = {Path(line).name for line in sample.stdout.split()}
     assert files == {"recon_best_n16.png", "interpolation_best.png", "prior_best_n16_seed0.png"}
     assert all((finished_run / "samples" / name).stat().st_size > 0 for name in files)
 
 
-def test_bad_run_folders_are_one_line_errors(tmp_path):
-    missing = mtlrun(tmp_path, "eval", str(tmp_path / "nope"), check=False)
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
-    assert "Traceback" not in missing.stderr
-    (tmp_path / "empty").mkdir()
-    empty = mtlrun(tmp_path, "reproduce", str(tmp_path / "empty"), check=False)
-    assert (
-        empty.returncode == 2 and "no summary.json" in empty.stderr or "not a run" in empty.stderr
+def test_bad_run_folders_are_one_line_errors(finished_run, tmp_path):
+    missing = run_mtlrun(tmp_path, "eval", str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"mtlrun: error: {tmp_path / 'nope'} does not exist; pass a run folder "
+        "(see `mtlrun list`)\n"
     )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_mtlrun(tmp_path, "reproduce", str(empty))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"mtlrun: error: {empty} is not a run folder (it has no config.resolved.yaml or "
+        ".hydra/config.yaml); pass a folder under outputs/runs/\n"
+    )
+    unfinished = tmp_path / "unfinished"  # a run's config, but no summary.json
+    unfinished.mkdir()
+    shutil.copy(finished_run / "config.resolved.yaml", unfinished)
+    result = run_mtlrun(tmp_path, "reproduce", str(unfinished))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"mtlrun: error: {unfinished} has no summary.json: only finished runs can be "
+        "reproduced; an interrupted one continues with `mtlrun resume`\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "unfinished"]  # no outputs/
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -109,13 +114,13 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     finished_run, tmp_path, signum
 ):
     args = [*TINY_ARGS, "trainer.epochs=4"]
-    reference = last_line(mtlrun(tmp_path / ".." / tmp_path.name, "train", *args))
+    reference = last_line(run_mtlrun(tmp_path / ".." / tmp_path.name, "train", *args, check=True))
     expected = json.loads((reference / "summary.json").read_text())["metrics"]
 
     work = tmp_path / "interrupted"
     work.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mtlrun", "train", *args],
+        mtlrun_command("train", *args),
         cwd=work,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -135,7 +140,7 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     assert "Traceback" not in stderr
     assert not (run_dir / "summary.json").exists()
 
-    mtlrun(work, "resume", str(run_dir))
+    run_mtlrun(work, "resume", str(run_dir), check=True)
     assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"
     assert json.loads((run_dir / "summary.json").read_text())["metrics"] == expected
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -1,18 +1,11 @@
 """`mtlrun list [DIR]`: one line per run, oldest first; bad input is one line and exit 2."""
 
-import subprocess
-import sys
-
 from tests.fake_runs import make_run
+from tests.helpers import run_mtlrun
 
 
 def mtlrun_list(cwd, *arguments):
-    return subprocess.run(
-        [sys.executable, "-m", "mtlrun", "list", *arguments],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-    )
+    return run_mtlrun(cwd, "list", *arguments)
 
 
 def test_one_line_per_run_oldest_first(tmp_path):

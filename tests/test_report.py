@@ -3,7 +3,6 @@ report.json, files that open from anywhere (checked in headless Chromium), one-l
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import unquote
@@ -17,6 +16,7 @@ from mtlrun.report.delta import CONVENTION
 from mtlrun.report.document import Table, Text
 from tests.chromium import CHROMIUM, load
 from tests.fake_runs import make_run
+from tests.helpers import run_mtlrun
 
 SINGLE_TASK = ["+experiment=vae_mnist", "sharing=single_task"]
 
@@ -322,12 +322,7 @@ def test_report_json_has_every_configuration_and_its_delta_m(sweep):
 
 
 def test_report_command_writes_markdown_html_json_and_curves(sweep, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "mtlrun", "report", "sweep", "metrics=test/*/nelbo,test/digit/acc"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+    result = run_mtlrun(tmp_path, "report", "sweep", "metrics=test/*/nelbo,test/digit/acc")
     assert result.returncode == 0, result.stderr
     assert "Δm" in result.stdout and "+5.03 ± 0.28" in result.stdout
     assert "positive = better than single-task" in result.stdout
@@ -364,12 +359,7 @@ def test_html_report_loads_in_chromium_with_every_image(sweep, tmp_path):
 
 
 def test_missing_folder_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "mtlrun", "report", "missing"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+    result = run_mtlrun(tmp_path, "report", "missing")
     assert result.returncode == 2
     assert (
         result.stderr
@@ -378,12 +368,7 @@ def test_missing_folder_is_one_line_and_exit_2(tmp_path):
 
 
 def test_kl_in_delta_m_is_refused_with_one_line_and_exit_2(sweep, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "mtlrun", "report", "sweep", "delta_m=test/reconstruction/kl"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+    result = run_mtlrun(tmp_path, "report", "sweep", "delta_m=test/reconstruction/kl")
     assert result.returncode == 2
     assert result.stderr == (
         "mtlrun: error: delta_m=test/reconstruction/kl: KL never enters Δm (the nelbo already "

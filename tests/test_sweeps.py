@@ -17,6 +17,7 @@ from mtlrun.errors import ConfigError
 from mtlrun.report.build import write_report
 from mtlrun.report.document import Table
 from tests.conftest import TINY, compose_config
+from tests.helpers import run_mtlrun
 
 # Each job: 192 training examples, 2 epochs, a small VAE, no importance-weighted bound.
 SMALL = [
@@ -26,12 +27,6 @@ SMALL = [
     "backbone.hidden_dims=[32]",
     "tasks.reconstruction.iw_samples=0",
 ]
-
-
-def mtlrun(cwd: Path, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mtlrun", *arguments], cwd=cwd, capture_output=True, text=True
-    )
 
 
 def the_sweep(tmp_path: Path) -> Path:
@@ -44,7 +39,7 @@ def read_json(path: Path) -> dict:
 
 
 def test_two_by_two_sweep_writes_four_runs_sweep_json_and_a_report(tmp_path):
-    result = mtlrun(
+    result = run_mtlrun(
         tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "seed=0,1", "backbone.latent_dim=4,8"
     )
     assert result.returncode == 0, result.stderr
@@ -80,7 +75,9 @@ def test_two_by_two_sweep_writes_four_runs_sweep_json_and_a_report(tmp_path):
 
 
 def test_a_failed_job_does_not_stop_the_sweep_and_the_exit_status_says_so(tmp_path):
-    result = mtlrun(tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "trainer.batch_size=0,64")
+    result = run_mtlrun(
+        tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "trainer.batch_size=0,64"
+    )
     assert result.returncode == 1
     sweep = the_sweep(tmp_path)
     jobs = read_json(sweep / "sweep.json")["jobs"]
@@ -123,7 +120,7 @@ def test_an_unexpected_error_keeps_its_traceback_in_the_run_folder(tmp_path, mon
 
 @pytest.mark.slow
 def test_joblib_launcher_runs_the_jobs_in_parallel_processes(tmp_path):
-    result = mtlrun(
+    result = run_mtlrun(
         tmp_path,
         "train",
         "-m",
@@ -149,7 +146,7 @@ def test_optuna_search_optimises_the_named_metric_and_keeps_its_study(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
 
     def search(trials: int, where: Path) -> subprocess.CompletedProcess:
-        return mtlrun(
+        return run_mtlrun(
             where,
             "train",
             "+experiment=vae_mnist",
@@ -211,7 +208,9 @@ def test_selection_on_the_test_split_is_refused(tmp_path):
                 [*TINY, "tasks=[class]", "dataset.val_size=0", "optimized_metric=val/class/acc"]
             )
         )
-    result = mtlrun(tmp_path, "train", *TINY, "tasks=[class]", "optimized_metric=test/class/acc")
+    result = run_mtlrun(
+        tmp_path, "train", *TINY, "tasks=[class]", "optimized_metric=test/class/acc"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "mtlrun: error: optimized_metric=test/class/acc is a test metric; selecting on the test "

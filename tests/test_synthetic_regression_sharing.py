@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from mtlrun.loop import train
-from mtlrun.sharing import SHARING
 from tests.conftest import compose_config
 
 SEEDS = (0, 1, 2)
@@ -46,7 +45,6 @@ def test_hard_sharing_beats_the_low_data_task_trained_alone(shared, tmp_path):
     assert_clearly_better(shared, alone)
 
 
-@pytest.mark.skipif("single_task" not in SHARING, reason="sharing=single_task is not built yet")
 def test_hard_sharing_beats_single_task(shared, tmp_path):
     single = [low_data_mse(tmp_path, seed, ["sharing=single_task"]) for seed in SEEDS]
     assert_clearly_better(shared, single)

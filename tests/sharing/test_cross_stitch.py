@@ -8,6 +8,7 @@ from mtlrun.experiment import build
 from mtlrun.loop import train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error, read_metrics, same_parameters
+from tests.weighting.problems import aggregations, assert_logs_match
 
 TASKS = "tasks=[reconstruction,class]"
 
@@ -67,9 +68,20 @@ def test_bad_stitches_are_config_errors():
 
 def test_gradient_aggregators_treat_the_stitch_units_as_shared(run_dir):
     overrides = ["sharing=cross_stitch", "weighting=upgrad", "trainer.epochs=1"]
-    train(compose_config([*SMALL, TASKS, *overrides]), run_dir)
-    record = next(r for r in read_metrics(run_dir) if r["split"] == "train")
-    assert -1 <= record["train/class/cosine"] <= 1
+    cfg = compose_config([*SMALL, TASKS, *overrides])
+    with aggregations() as calls:
+        train(cfg, run_dir)
+    # Each step's Jacobian has a row per task and a column per parameter the stitched cut
+    # depends on: both networks' blocks and every unit's α.
+    model = build(cfg).model
+    shared = [p for name, p in model.named_parameters() if name.startswith("mixers.")]
+    shared += [p for network in model.networks.values() for p in network.blocks.parameters()]
+    assert {tuple(jacobian.shape) for jacobian, _ in calls} == {(2, sum(p.numel() for p in shared))}
+    records = [r for r in read_metrics(run_dir) if r["split"] == "train"]
+    assert len(records) == 1
+    assert_logs_match(records, calls)
+    # UPGrad's update conflicts with no task.
+    assert records[0]["train/reconstruction/cosine"] >= 0 and records[0]["train/class/cosine"] >= 0
 
 
 def test_the_last_shared_parameters_are_the_last_units_alpha():

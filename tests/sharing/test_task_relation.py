@@ -14,6 +14,17 @@ DIGITS = [*SMALL, "dataset.target_name=digit", "tasks=[digit]", "tasks.digit.hid
 DIGITS += [f"+tasks.{name}.type=classification" for name in ("parity", "magnitude")]
 
 
+def trace_norm_penalty(model) -> float:
+    """0.1·‖W‖*² for W the flattened final Linear weights of the parity and magnitude heads:
+    tr(W Ω⁻¹ Wᵀ) at the optimal Ω (up to its small ridge), counted here."""
+    columns = []
+    for name in ("magnitude", "parity"):
+        linears = [m for m in model.head(name).modules() if isinstance(m, torch.nn.Linear)]
+        columns.append(linears[-1].weight.detach().flatten())
+    nuclear = torch.linalg.matrix_norm(torch.stack(columns, dim=1), ord="nuc")
+    return 0.1 * nuclear.item() ** 2
+
+
 def test_the_heads_of_a_shape_form_a_group_with_a_trace_one_covariance():
     model = build(compose_config([*DIGITS, "sharing.task_relation=0.1"])).model
     relation = model.task_relation
@@ -23,7 +34,8 @@ def test_the_heads_of_a_shape_form_a_group_with_a_trace_one_covariance():
     assert torch.allclose(omega, omega.T)
     assert torch.linalg.eigvalsh(omega).min() >= -1e-6
     assert torch.isclose(omega.trace(), torch.tensor(1.0))
-    assert relation.penalty(model.trains) > 0
+    penalty = relation.penalty(model.trains).item()
+    assert penalty == pytest.approx(trace_norm_penalty(model), rel=1e-3)
 
 
 def test_covariance_and_penalty_follow_the_closed_form():
@@ -67,7 +79,7 @@ def test_every_strategy_adds_the_penalty_to_its_auxiliary_loss(sharing):
     penalty = model.task_relation.penalty(model.trains)
     model.task_relation = None
     without = model(x).auxiliary_loss
-    assert penalty > 0
+    assert penalty.item() == pytest.approx(trace_norm_penalty(model), rel=1e-3)
     assert torch.allclose(with_penalty, penalty if without is None else without + penalty)
 
 

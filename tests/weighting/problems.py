@@ -2,8 +2,11 @@
 a short real training run."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
@@ -61,8 +64,8 @@ def aggregated(name: str, gradients: list[list[float]], **options: object) -> Te
 
 
 def train_records(name: str, run_dir: Path, *overrides: str) -> list[dict]:
-    """A two-epoch run of reconstruction and class on a VAE (which has a KL auxiliary loss)
-    with weighting `name`; the train records of its metrics.jsonl."""
+    """A two-epoch run of reconstruction and class on a VAE (whose KL is part of the
+    reconstruction task's loss) with weighting `name`; the train records of its metrics.jsonl."""
     cfg = compose_config(
         [
             *TINY,
@@ -81,6 +84,12 @@ def train_records(name: str, run_dir: Path, *overrides: str) -> list[dict]:
     return [record for record in records if record["split"] == "train"]
 
 
+# loss_changes("equal"): the sum's gradient at θ = 0 is 6(0 − a) + 2(0 − b) = [−4, −2], so θ
+# steps to [0.04, 0.02]: L₁ goes from 3 to 3·(0.96² + 0.02²) = 2.766, L₂ from 2 to
+# 1.04² + 0.98² = 2.042.
+EQUAL_STEP = [2.766 - 3, 2.042 - 2]
+
+
 def loss_changes(name: str, lr: float = 0.01) -> list[float]:
     """How one step of weighting `name` changes two conflicting losses, L₁ = 3‖θ − a‖² and
     L₂ = ‖θ − b‖² from θ = 0: the plain sum's step raises L₂."""
@@ -96,3 +105,58 @@ def loss_changes(name: str, lr: float = 0.01) -> list[float]:
     with torch.no_grad():
         after = losses(model.theta - lr * model.theta.grad)
         return [(new - old).item() for new, old in zip(after, losses(h.detach()), strict=True)]
+
+
+@contextmanager
+def aggregations() -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """Inside the block, every call of a torchjd aggregator: the Jacobian it was given (a row
+    per task) and the update it returned, in float64 on the CPU, appended to the list."""
+    from torchjd.aggregation import Aggregator
+
+    calls: list[tuple[Tensor, Tensor]] = []
+
+    def record(module: nn.Module, inputs: tuple[Tensor], update: Tensor) -> None:
+        if isinstance(module, Aggregator):
+            calls.append((inputs[0].detach().double().cpu(), update.detach().double().cpu()))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def expected_logs(
+    records: list[dict], calls: list[tuple[Tensor, Tensor]], tasks: list[str]
+) -> list[dict[str, float]]:
+    """What each train record must log, computed here from the aggregator's steps: per task,
+    the cosine between its row of the Jacobian and the update, and the weight of its row in the
+    update (J's rows are independent, so the update's coordinates in them are unique), each
+    averaged over the steps of the record's epoch (the records' `step` counts them)."""
+    assert len(calls) == records[-1]["step"]  # one aggregation per training step
+    expected, first = [], 0
+    for record in records:
+        steps = calls[first : record["step"]]
+        first = record["step"]
+        cosines, weights = [], []
+        for jacobian, update in steps:
+            cosines.append(jacobian @ update / (jacobian.norm(dim=1) * update.norm()))
+            weights.append(torch.linalg.lstsq(jacobian.T, update.unsqueeze(1)).solution[:, 0])
+        cosine, weight = torch.stack(cosines).mean(0), torch.stack(weights).mean(0)
+        logged = {}
+        for t, task in enumerate(tasks):
+            logged[f"train/{task}/cosine"] = cosine[t].item()
+            logged[f"train/{task}/weight"] = weight[t].item()
+        expected.append(logged)
+    return expected
+
+
+def assert_logs_match(
+    records: list[dict],
+    calls: list[tuple[Tensor, Tensor]],
+    tasks: tuple[str, ...] = ("reconstruction", "class"),
+) -> None:
+    """The records' cosines and weights are the ones `expected_logs` computes."""
+    for record, logged in zip(records, expected_logs(records, calls, list(tasks)), strict=True):
+        got = {key: record[key] for key in logged}
+        assert got == pytest.approx(logged, rel=1e-4, abs=1e-6)
