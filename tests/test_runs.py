@@ -16,8 +16,8 @@ from tests.helpers import run_mtlrun
 def saved_run(folder: Path, **changes: str) -> Path:
     """A run folder as `mtlrun train` leaves it (config, meta, summary, checkpoints), with
     `changes` (dotted key: YAML text) written into its config.resolved.yaml."""
-    cfg = compose_config([*TINY, "tasks=[class]", "backbone=dense_ae", "trainer.epochs=1"])
-    OmegaConf.set_struct(cfg, False)
+    composed = compose_config([*TINY, "tasks=[class]", "backbone=dense_ae", "trainer.epochs=1"])
+    cfg = OmegaConf.create(OmegaConf.to_container(composed))  # as saved: plain, untyped YAML
     text = OmegaConf.to_yaml(cfg)
     for key, value in changes.items():
         *parents, leaf = key.split(".")
