@@ -140,8 +140,22 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     assert "Traceback" not in stderr
     assert not (run_dir / "summary.json").exists()
 
-    run_mtlrun(work, "resume", str(run_dir), check=True)
-    assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"
+    # An override that would change the experiment is refused, and the run is left as it was.
+    refused = run_mtlrun(work, "resume", str(run_dir), "trainer.batch_size=32")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "mtlrun: error: trainer.batch_size would change the experiment half-way; resume accepts "
+        "only device, trainer.progress; to train differently, start a new run with `mtlrun "
+        "train` (or `mtlrun reproduce RUN key=value`)\n"
+    )
+    assert json.loads((run_dir / "meta.json").read_text()) == meta
+
+    run_mtlrun(work, "resume", str(run_dir), "device=cpu", "trainer.progress=false", check=True)
+    resumed = json.loads((run_dir / "meta.json").read_text())
+    assert resumed["status"] == "completed"
+    assert [r["overrides"] for r in resumed["resumes"]] == [
+        ["device=cpu", "trainer.progress=false"]
+    ]
     assert json.loads((run_dir / "summary.json").read_text())["metrics"] == expected
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
