@@ -51,7 +51,14 @@ class AdamConfig(OptimConfig):
 
 
 @dataclass
+class AdamWConfig(AdamConfig):
+    weight_decay: float = 0.01
+
+
+@dataclass
 class SGDConfig(OptimConfig):
+    lr: float = 0.05
+    schedule: str = "cosine"
     momentum: float = 0.9
     nesterov: bool = False
 
@@ -73,8 +80,8 @@ def adam(cfg: AdamConfig, groups: list[dict]) -> torch.optim.Optimizer:
     )
 
 
-@OPTIMIZERS.register("adamw", schema=AdamConfig)
-def adamw(cfg: AdamConfig, groups: list[dict]) -> torch.optim.Optimizer:
+@OPTIMIZERS.register("adamw", schema=AdamWConfig)
+def adamw(cfg: AdamWConfig, groups: list[dict]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
         groups, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True
     )

@@ -35,8 +35,8 @@ class MLPConfig:
 @dataclass
 class DenseAEConfig:
     name: str
-    hidden_dims: list[int] = field(default_factory=lambda: [400])
-    latent_dim: int = 20
+    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
+    latent_dim: int = 32
     activation: str = "relu"
 
     def check(self, key: str) -> None:
@@ -46,6 +46,8 @@ class DenseAEConfig:
 
 @dataclass
 class VAEConfig(DenseAEConfig):
+    hidden_dims: list[int] = field(default_factory=lambda: [400])
+    latent_dim: int = 20
     beta: float = 1.0  # weight of the KL term (β-VAE); 1 gives the ELBO
 
     def check(self, key: str) -> None:
