@@ -16,14 +16,15 @@ SCHEDULES = ("none", "cosine", "step", "onecycle")
 
 @dataclass
 class OptimConfig:
-    """What every optimiser has: the learning rate, weight decay and the schedule."""
+    """What every optimiser has: the learning rate, weight decay and the schedule (stepped
+    once per optimiser step)."""
 
     name: str
     lr: float = 1e-3
     weight_decay: float = 0.0
     schedule: str = "none"  # none | cosine | step | onecycle
-    step_epochs: int = 10  # schedule=step: decay every this many epochs
-    gamma: float = 0.1  # schedule=step: decay factor
+    step_epochs: int = 10  # schedule=step: decay the lr every this many epochs
+    gamma: float = 0.1  # schedule=step: the decay factor
 
     def check(self, key: str) -> None:
         check_choice(f"{key}.schedule", self.schedule, SCHEDULES)
@@ -36,8 +37,11 @@ class OptimConfig:
 
 @dataclass
 class AdamConfig(OptimConfig):
+    """`optim=adam`: Adam (fused), its L2 weight decay added to the gradient."""
+
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1.0e-8  # added to √v; its effect depends on the loss scale (batch means)
+    # added to √v; its effect depends on the loss scale (losses are batch means)
+    eps: float = 1.0e-8
 
     def check(self, key: str) -> None:
         super().check(key)
@@ -52,13 +56,17 @@ class AdamConfig(OptimConfig):
 
 @dataclass
 class AdamWConfig(AdamConfig):
+    """`optim=adamw`: AdamW (fused), Adam with the weight decay decoupled from the gradient."""
+
     weight_decay: float = 0.01
 
 
 @dataclass
 class SGDConfig(OptimConfig):
+    """`optim=sgd`: SGD with momentum, by default on the cosine schedule."""
+
     lr: float = 0.05
-    schedule: str = "cosine"
+    schedule: str = "cosine"  # none | cosine | step | onecycle
     momentum: float = 0.9
     nesterov: bool = False
 

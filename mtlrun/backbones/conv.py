@@ -25,11 +25,16 @@ from mtlrun.errors import ConfigError
 
 @dataclass
 class CNNConfig:
+    """`backbone=cnn`: conv-pool blocks, then dense layers; the last dense layer is the code the
+    task heads share. The defaults, conv32-pool-conv64-pool-fc128, are the classic Keras
+    CIFAR-10 classifier's shape."""
+
     name: str
-    channels: list[int] = field(default_factory=lambda: [32, 64])
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # one conv-pool block each
     kernel_size: int = 3
-    padding: str = "same"  # "same" keeps each conv's size; "valid" shrinks it by kernel - 1
-    hidden_dims: list[int] = field(default_factory=lambda: [128])
+    # same | valid: "same" keeps each conv's size; "valid" shrinks the map by kernel_size - 1
+    padding: str = "same"
+    hidden_dims: list[int] = field(default_factory=lambda: [128])  # the dense layers after
     activation: str = "relu"
     dropout: float = 0.0  # after each dense layer of the trunk
     # Channel dropout (Dropout2d) on the last conv layer's output, before its activation and
@@ -44,14 +49,18 @@ class CNNConfig:
 
 @dataclass
 class ConvVAEConfig:
+    """`backbone=conv_vae`: the cnn's conv-pool and dense blocks, then a Gaussian latent (a VAE);
+    its decoder mirrors them with up-convolutions."""
+
     name: str
-    channels: list[int] = field(default_factory=lambda: [32, 64])
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # one conv-pool block each
     kernel_size: int = 3
+    # same | valid: "same" keeps each conv's size; "valid" shrinks the map by kernel_size - 1
     padding: str = "same"
     hidden_dims: list[int] = field(default_factory=lambda: [256])
     latent_dim: int = 16
     activation: str = "relu"
-    beta: float = 1.0
+    beta: float = 1.0  # weight of the KL term (β-VAE); 1 gives the ELBO
 
     def check(self, key: str) -> None:
         check_conv_trunk(key, self.channels, self.kernel_size, self.hidden_dims)

@@ -22,10 +22,13 @@ from mtlrun.errors import ConfigError
 
 @dataclass
 class MLPConfig:
+    """`backbone=mlp`: dense layers; the last hidden layer is the code the task heads share.
+    Takes images (flattened) or vectors."""
+
     name: str
     hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
     activation: str = "relu"
-    dropout: float = 0.0
+    dropout: float = 0.0  # after each dense layer
 
     def check(self, key: str) -> None:
         check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
@@ -34,9 +37,12 @@ class MLPConfig:
 
 @dataclass
 class DenseAEConfig:
+    """`backbone=dense_ae`: a dense autoencoder, hidden layers then a linear code of
+    `latent_dim`; its decoder mirrors the layers. Takes images (flattened) or vectors."""
+
     name: str
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
-    latent_dim: int = 32
+    latent_dim: int = 32  # the code's width
     activation: str = "relu"
 
     def check(self, key: str) -> None:
@@ -46,6 +52,9 @@ class DenseAEConfig:
 
 @dataclass
 class VAEConfig(DenseAEConfig):
+    """`backbone=vae`: dense_ae's layers with a diagonal Gaussian code (the VAE of
+    pytorch/examples by default: 400 hidden units, 20 latent dimensions)."""
+
     hidden_dims: list[int] = field(default_factory=lambda: [400])
     latent_dim: int = 20
     beta: float = 1.0  # weight of the KL term (β-VAE); 1 gives the ELBO

@@ -14,15 +14,18 @@ from mtlrun.errors import DataError
 
 @dataclass
 class ImageFolderConfig:
+    """`dataset=image_folder`: your own images in torchvision's ImageFolder layout,
+    train_dir/<class>/<image>."""
+
     name: str
-    train_dir: str = "???"
-    test_dir: str | None = None  # without one, `test_size` images are held out of train_dir
+    train_dir: str = "???"  # required
+    test_dir: str | None = None  # null: hold out `test_size` images of train_dir
     test_size: int = 1000
     val_size: int = 1000
-    image_size: int = 32
-    channels: int = 3
+    image_size: int = 32  # images are resized to image_size × image_size
+    channels: int = 3  # 1: grayscale, 3: RGB
     target_name: str = "class"
-    seed: int = 0
+    seed: int = 0  # draws the held-out test images when there is no test_dir
 
 
 def read_image_folder(folder: Path, cfg: ImageFolderConfig) -> tuple[Tensor, Tensor, list[str]]:
@@ -75,9 +78,12 @@ def image_folder(cfg: ImageFolderConfig) -> RawData:
 
 @dataclass
 class ArraysConfig:
+    """`dataset=arrays`: your own arrays, .npz files holding `images` (uint8 N×H×W×C or
+    N×C×H×W) and integer `labels`."""
+
     name: str
-    train_file: str = "???"
-    test_file: str = "???"
+    train_file: str = "???"  # required
+    test_file: str = "???"  # required
     val_size: int = 1000
     target_name: str = "class"
 

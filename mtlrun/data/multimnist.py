@@ -37,8 +37,15 @@ SIZE = 28
 
 @dataclass
 class MultiMNISTConfig(TorchvisionDatasetConfig):
-    seed: int = 0  # draws the partners: the dataset, not the run, so runs compare on one dataset
-    cache_dir: str | None = None  # null: $MTLRUN_CACHE, else ~/.cache/mtlrun
+    """`dataset=multimnist` or `multifashion`: two overlapping images of the source (MNIST or
+    FashionMNIST) per image. `root` and `download` are those of the source's files;
+    `val_size` is carved from the 60k training images with the run's seed."""
+
+    # draws each image's partner: the dataset's seed, not the run's, so runs compare on one
+    # dataset
+    seed: int = 0
+    # where the composed images are cached: null = $MTLRUN_CACHE, else ~/.cache/mtlrun
+    cache_dir: str | None = None
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -128,6 +135,9 @@ def load_multi(
 
 @DATASETS.register("multimnist", schema=MultiMNISTConfig)
 def multimnist(cfg: MultiMNISTConfig) -> RawData:
+    """Two overlapping MNIST digits per image, labels left_digit and right_digit (Sener & Koltun
+    2018), built from the MNIST files in `dataset.root` (null: $MTLRUN_DATA, else ./data);
+    with `dataset.download` torchvision downloads them when they are missing (online only)."""
     from torchvision.datasets import MNIST
 
     return load_multi(MNIST, cfg, ("left_digit", "right_digit"), "MNIST")
@@ -135,6 +145,10 @@ def multimnist(cfg: MultiMNISTConfig) -> RawData:
 
 @DATASETS.register("multifashion", schema=MultiMNISTConfig)
 def multifashion(cfg: MultiMNISTConfig) -> RawData:
+    """Two overlapping FashionMNIST items per image, labels left_class and right_class (Sener &
+    Koltun 2018), built from the FashionMNIST files in `dataset.root` (null: $MTLRUN_DATA, else
+    ./data); with `dataset.download` torchvision downloads them when they are missing (online
+    only)."""
     from torchvision.datasets import FashionMNIST
 
     return load_multi(FashionMNIST, cfg, ("left_class", "right_class"), "FashionMNIST")

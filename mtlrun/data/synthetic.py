@@ -12,6 +12,9 @@ from mtlrun.errors import ConfigError
 
 @dataclass
 class SyntheticImagesConfig:
+    """`dataset=synthetic`: generated images with class labels; needs no files (tests, smoke
+    runs)."""
+
     name: str
     n_train: int = 2048
     n_test: int = 512
@@ -19,7 +22,7 @@ class SyntheticImagesConfig:
     channels: int = 1
     image_size: int = 28
     num_classes: int = 10
-    noise: float = 0.1
+    noise: float = 0.1  # standard deviation of the Gaussian pixel noise
     seed: int = 0
     # "digit" (10 classes) also provides the derived parity and magnitude labels,
     # so the MNIST experiments run on this data unchanged.

@@ -24,16 +24,22 @@ from mtlrun.errors import ConfigError
 
 @dataclass
 class SyntheticRegressionConfig:
+    """`dataset=synthetic_regression`: regression tasks y0..y{num_tasks-1} on vectors, sharing a
+    known low-dimensional structure; the last task's training target is known on only
+    `low_data_examples` examples. Needs no files."""
+
     name: str
     n_train: int = 2000
     n_test: int = 2000
     val_size: int = 200
-    input_dim: int = 32  # D
-    latent_dim: int = 3  # k: the tasks' shared structure
-    num_tasks: int = 4  # targets y0 ... y{num_tasks - 1}
-    noise: float = 0.1  # standard deviation of each task's own noise
-    low_data_examples: int = 20  # training examples on which the last task's target is known
-    input_noise: float | None = None  # null: x ~ N(0, I_D); σ: x = sBᵀ + σε near B's subspace
+    input_dim: int = 32  # D: inputs are N(0, I_D) vectors
+    latent_dim: int = 3  # k: every target reads the same k-dimensional projection of the input
+    # targets y0, y1, ..., y{num_tasks - 1}; tasks=[y0,y1,y2,y3] (configs/tasks/yN.yaml)
+    num_tasks: int = 4
+    noise: float = 0.1  # each task's own noise (standard deviation)
+    low_data_examples: int = 20  # the last task keeps its training target on this many examples
+    # null: inputs x ~ N(0, I_D); a number σ: inputs near the k-dim subspace, x = sBᵀ + σε
+    input_noise: float | None = None
     seed: int = 0
 
 

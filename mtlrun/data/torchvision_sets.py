@@ -21,11 +21,16 @@ from mtlrun.errors import DataError
 
 @dataclass
 class TorchvisionDatasetConfig:
+    """`dataset=mnist`, `fashion_mnist` or `cifar10`: torchvision's files, held in memory."""
+
     name: str
-    root: str | None = None
-    download: bool = True
+    root: str | None = None  # the folder of torchvision's files; null: $MTLRUN_DATA, else ./data
+    download: bool = True  # torchvision downloads the files when they are missing (online only)
+    # carved from the training images (60k for MNIST and FashionMNIST, 50k for CIFAR-10) with
+    # the run's seed
     val_size: int = 5000
-    normalize: bool = False  # standardise the encoders' inputs with the dataset's pixel statistics
+    # true: the encoders standardise their inputs (per-channel mean, std: PIXEL_STATISTICS)
+    normalize: bool = False
 
 
 # The usual per-channel pixel mean and standard deviation of each training set (torchvision's
@@ -84,6 +89,8 @@ def load_labelled_images(
 
 @DATASETS.register("mnist", schema=TorchvisionDatasetConfig)
 def mnist(cfg: TorchvisionDatasetConfig) -> RawData:
+    """MNIST: 60k training and 10k test images of handwritten digits, 28×28 grayscale; labels
+    digit, parity and magnitude (≥ 5)."""
     from torchvision.datasets import MNIST
 
     train_x, train_y, test_x, test_y = load_torchvision(MNIST, cfg)
@@ -95,6 +102,8 @@ def mnist(cfg: TorchvisionDatasetConfig) -> RawData:
 
 @DATASETS.register("fashion_mnist", schema=TorchvisionDatasetConfig)
 def fashion_mnist(cfg: TorchvisionDatasetConfig) -> RawData:
+    """FashionMNIST: 60k training and 10k test images of clothing, 28×28 grayscale; label
+    class (10 classes)."""
     from torchvision.datasets import FashionMNIST
 
     return load_labelled_images(FashionMNIST, cfg, "class", "FashionMNIST")
@@ -102,6 +111,7 @@ def fashion_mnist(cfg: TorchvisionDatasetConfig) -> RawData:
 
 @DATASETS.register("cifar10", schema=TorchvisionDatasetConfig)
 def cifar10(cfg: TorchvisionDatasetConfig) -> RawData:
+    """CIFAR-10: 50k training and 10k test images, 32×32 RGB; label class (10 classes)."""
     from torchvision.datasets import CIFAR10
 
     return load_labelled_images(CIFAR10, cfg, "class", "CIFAR10")

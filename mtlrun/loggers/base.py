@@ -9,7 +9,9 @@ from mtlrun.registry import Registry
 
 @dataclass
 class LoggerConfig:
-    """A logger's options, under `logger.<name>`; a logger with options subclasses this."""
+    """A logger's options, under `logger.<name>`; a logger with options subclasses this. The
+    loggers mtlrun ships have none (`logger=[csv]` composes to `logger: {csv: {}}`); each
+    logger's class docstring says what it writes."""
 
 
 class Logger:

@@ -10,7 +10,10 @@ from mtlrun.runfolder import write_atomic
 
 @LOGGERS.register("csv", schema=LoggerConfig)
 class CsvLogger(Logger):
-    """Train, validation and test records have different keys, so the header is every key seen
+    """`logger=csv`: metrics.csv in the run folder, one row per record (train, val and test),
+    like metrics.jsonl.
+
+    Train, validation and test records have different keys, so the header is every key seen
     so far: a record with a new key rewrites the file (atomically) under the wider header, any
     other record is appended as one line."""
 

@@ -16,6 +16,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 @LOGGERS.register("jsonl", schema=LoggerConfig)
 class JsonlLogger(Logger):
+    """`logger=jsonl`: metrics.jsonl, one JSON object per record; always written, so this
+    option adds nothing else."""
+
     @property
     def path(self) -> Path:
         return RunFolder(self.run_dir).metrics_path

@@ -28,7 +28,10 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @LOGGERS.register("tensorboard", schema=LoggerConfig)
 class TensorBoardLogger(Logger):
-    """The global step of every point is the epoch: records and image grids then share one
+    """`logger=tensorboard`: TensorBoard event files in <run>/tensorboard (x axis: epochs);
+    view them with `tensorboard --logdir outputs`.
+
+    The global step of every point is the epoch: records and image grids then share one
     axis, runs with different batch sizes line up, and a resumed run purges exactly the epochs
     it logs again."""
 

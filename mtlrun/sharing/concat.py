@@ -38,7 +38,13 @@ from mtlrun.tasks.reconstruction import Reconstruction, ReconstructionConfig
 
 @dataclass
 class ConcatConfig(SharingConfig):
-    penalty: float = 0.01  # λ of the relatedness term: mean squared distance between task codes
+    """`sharing=concat`: one autoencoder per task; every head reads their concatenated codes.
+    The loss adds each autoencoder's reconstruction loss (and KL for VAEs) and penalty · Ω.
+    Needs image data."""
+
+    # λ of Ω, the relatedness of the codes: the mean squared distance ||f_i − f_j||² between
+    # task codes, over pairs of tasks and the batch
+    penalty: float = 0.01
 
 
 def concatenated_code(backbone: Backbone, num_codes: int) -> Backbone:

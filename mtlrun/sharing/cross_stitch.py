@@ -36,9 +36,17 @@ ADAPTIVE_SCALE = 100.0  # the low end of their best range, for Adam's gradient-f
 
 @dataclass
 class CrossStitchConfig(SharingConfig):
-    stitch_after: list[int] | None = None  # block indices to mix after; null: every block
-    init_self: float = 0.9  # α's initial diagonal: how much of its own activations a task keeps
-    # α's learning rate over optim.lr; null: Misra et al.'s 10³ with SGD, 10² with Adam(W) (§5.2)
+    """`sharing=cross_stitch`: one network per task; learned α mixes their activations after
+    chosen blocks (Misra et al. 2016)."""
+
+    # block indices to mix after, e.g. [0, 1]; null: after every block
+    stitch_after: list[int] | None = None
+    # α's initial diagonal: how much of its own activations a task keeps; the other 1 - init_self
+    # of each row is spread over the other tasks
+    init_self: float = 0.9
+    # α's learning rate over optim.lr; null: the paper's 10³ with optim=sgd (§5.2, Table 2), 10²
+    # with adam/adamw (their steps do not grow with the gradient, and 10³ × Adam's lr leaves α
+    # jumping by whole units)
     alpha_lr_scale: float | None = None
 
 

@@ -68,6 +68,8 @@ def split_trunk(backbone: Backbone, tasks: list[Task], shared_layers: int) -> di
 def hard(
     cfg: SharedLayersConfig, make_backbone: BackboneFactory, tasks: list[Task]
 ) -> MultiTaskModel:
+    """`sharing=hard`: one shared encoder, one head per task (Caruana 1997); with
+    `shared_layers` k, only the first k trunk blocks are shared."""
     backbone = make_backbone()
     if cfg.shared_layers is None:
         return HardSharing(backbone, tasks, cfg.task_relation)

@@ -14,13 +14,19 @@ from mtlrun.tasks import Task
 
 @dataclass
 class SharingConfig:
+    """What every strategy has; `sharing=single_task` has nothing else."""
+
     name: str
-    task_relation: float = 0.0  # λ of the task-relation penalty on the heads; 0 turns it off
+    # λ of the task-relation penalty on the heads (Zhang & Yeung 2010); 0 turns it off
+    task_relation: float = 0.0
 
 
 @dataclass
 class SharedLayersConfig(SharingConfig):
-    # How many trunk blocks are shared; null: all of them and the latent layer.
+    """`sharing=hard`, and the base of `soft`: how much of the trunk the tasks share."""
+
+    # trunk blocks shared by all tasks (0 to the number of blocks), the rest and the latent
+    # layer copied per task; null: all of it, latent layer included
     shared_layers: int | None = None
 
 

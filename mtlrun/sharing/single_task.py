@@ -16,4 +16,6 @@ from mtlrun.tasks import Task
 def single_task(
     cfg: SharingConfig, make_backbone: BackboneFactory, tasks: list[Task]
 ) -> TaskNetworks:
+    """`sharing=single_task`: one independent network and head per task, nothing shared: the
+    baseline Δm is measured against."""
     return TaskNetworks(own_networks(make_backbone, tasks), tasks, cfg.task_relation)

@@ -23,6 +23,10 @@ from mtlrun.tasks import Task
 
 @dataclass
 class SoftSharingConfig(SharedLayersConfig):
+    """`sharing=soft`: one network per task, tied by penalty · Σ_{i<j} ||θ_i − θ_j||² over the
+    layers hard sharing would share (Duong et al. 2015). `shared_layers` is the tied trunk
+    blocks (0 to the number of blocks); null: all, latent layer included."""
+
     penalty: float = 0.01  # λ of the squared parameter distance between the task networks
 
 

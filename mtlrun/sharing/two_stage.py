@@ -27,7 +27,11 @@ from mtlrun.tasks import Task
 
 @dataclass
 class TwoStageConfig(SharingConfig):
-    stage1_epochs: int = 5  # epochs of reconstruction pretraining; less than trainer.epochs
+    """`sharing=two_stage`: stage 1 trains the autoencoder on reconstruction only; stage 2
+    freezes the encoder and fits the other tasks' heads on its codes. Needs a reconstruction
+    task."""
+
+    stage1_epochs: int = 5  # epochs of stage 1 (reconstruction); must be less than trainer.epochs
 
 
 class TwoStageSharing(HardSharing):

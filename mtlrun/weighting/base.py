@@ -46,6 +46,9 @@ class Weighting(nn.Module):
 
 @dataclass
 class WeightingConfig:
+    """What every weighting has; `equal`, `fixed`, `uncertainty`, `pcgrad` and `upgrad` have
+    nothing else (each one's docstring says what it does)."""
+
     name: str
 
 

@@ -12,8 +12,12 @@ from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 @dataclass
 class CAGradConfig(WeightingConfig):
-    c: float = 0.4  # radius of the ball around the mean gradient, relative to its norm
-    norm_eps: float = 0.0001
+    """`weighting=cagrad`, Liu et al. 2021, CAGrad (torchjd; needs torchjd[cagrad]): the
+    direction near the mean gradient that best improves the worst task, on the shared
+    parameters (needs a strategy that shares some)."""
+
+    c: float = 0.4  # radius of the ball around the mean gradient, relative to its norm; 0 = mean
+    norm_eps: float = 0.0001  # guards the normalisation against division by zero
 
 
 @WEIGHTINGS.register("cagrad", schema=CAGradConfig)

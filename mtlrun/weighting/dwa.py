@@ -14,6 +14,10 @@ from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_
 
 @dataclass
 class DWAConfig(WeightingConfig):
+    """`weighting=dwa`, Liu et al. 2019, Dynamic Weight Average: w_t = T softmax(r / temperature)_t
+    with r_t = L_t(e-1) / L_t(e-2), the ratio of the last two epochs' mean losses; 1 in epochs
+    1-2."""
+
     temperature: float = 2.0  # τ: larger gives more even weights
 
 

@@ -9,7 +9,8 @@ from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_
 
 @WEIGHTINGS.register("fixed", schema=WeightingConfig)
 class FixedWeighting(Weighting):
-    """L = Σ_t w_t L_t with the weights in `tasks.<name>.weight`."""
+    """`weighting=fixed`: L = Σ_t w_t L_t, the sum of the task losses times their weights
+    `tasks.<name>.weight`."""
 
     def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
@@ -26,7 +27,8 @@ class FixedWeighting(Weighting):
 
 @WEIGHTINGS.register("equal", schema=WeightingConfig)
 class EqualWeighting(FixedWeighting):
-    """L = Σ_t L_t, whatever the tasks' `weight` says."""
+    """`weighting=equal`: L = Σ_t L_t, the sum of the task losses (every weight 1), whatever
+    the tasks' `weight` says."""
 
     def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(config, tasks, model)

@@ -25,8 +25,14 @@ GRADIENTS_OF = ("last_shared_weights", "representation")
 
 @dataclass
 class GradNormConfig(WeightingConfig):
-    alpha: float = 1.5  # asymmetry: how hard tasks that train slower are pulled up; 0 equalises
-    # where G_t is measured: the paper's last shared layer's weights W, or the representation h
+    """`weighting=gradnorm`, Chen et al. 2018: learnt weights that balance the tasks' gradient
+    norms G_t = |grad_W w_t L_t| (needs a sharing strategy that shares parameters); the weights
+    sum to the task count."""
+
+    # asymmetry: how hard tasks that train slower are pulled up; 0 equalises the norms
+    alpha: float = 1.5
+    # where G_t is taken: last_shared_weights (the paper's W, §3.1: the last layer all tasks
+    # share) | representation (the shared representation h)
     gradient_of: str = "last_shared_weights"
 
 

@@ -19,6 +19,11 @@ from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 @dataclass
 class MGDAConfig(WeightingConfig):
+    """`weighting=mgda`, full MGDA (Désidéri 2012), solved with Sener & Koltun 2018's
+    Frank-Wolfe (their Algorithm 2, torchjd): the minimum-norm convex combination of the task
+    gradients on all the shared parameters (needs a strategy that shares some). Not the MGDA-UB
+    of their experiments, which works on the shared representation: that is weighting=mgda_ub."""
+
     epsilon: float = 0.001  # Frank-Wolfe stops when its step size falls below this
     max_iters: int = 100  # Frank-Wolfe iterations at most
 

@@ -26,8 +26,14 @@ NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 @dataclass
 class MGDAUBConfig(WeightingConfig):
-    # What each task's gradient is divided by before solving: 1, its norm, its loss, or both
-    # (the authors' gradient_normalizers); none is the authors' MultiMNIST setting.
+    """`weighting=mgda_ub`, Sener & Koltun 2018, MGDA-UB (their experiments' method): the
+    minimum-norm convex weights of the task gradients on the shared representation (torchjd's
+    MGDAWeighting), then sum_t alpha_t L_t of the raw losses; needs a strategy that shares
+    some layers."""
+
+    # what each task's gradient is divided by before solving (the authors'
+    # gradient_normalizers): none | l2 (its norm) | loss | loss+ (loss × norm); none is the
+    # authors' MultiMNIST setting (their CelebA sample: loss+)
     normalization: str = "none"
     epsilon: float = 0.001  # Frank-Wolfe stops when its step size falls below this
     max_iters: int = 100  # Frank-Wolfe iterations at most

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class NashMTLConfig(WeightingConfig):
+    """`weighting=nashmtl`, Navon et al. 2022, Nash-MTL (torchjd; needs torchjd[nash-mtl]): the
+    Nash bargaining solution between the task gradients on the shared parameters (needs a
+    strategy that shares some)."""
+
     max_norm: float = 1.0  # the aggregated gradient's norm is clipped to this; 0 turns it off
     update_weights_every: int = 1  # solve for new weights every this many steps
     optim_niter: int = 20  # iterations of the sequential convex solver per solve

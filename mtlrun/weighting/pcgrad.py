@@ -8,8 +8,10 @@ from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 @WEIGHTINGS.register("pcgrad", schema=WeightingConfig)
 class PCGradAggregation(GradientAggregation):
-    """Each task's gradient loses its component along every other task gradient it conflicts
-    with (negative inner product), in random order; the projected gradients are summed."""
+    """`weighting=pcgrad`, Yu et al. 2020, PCGrad (torchjd): each task's gradient loses its
+    component along every other task gradient it conflicts with (negative inner product), in
+    random order; the projected gradients are summed. On the shared parameters (needs a
+    strategy that shares some)."""
 
     def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import PCGrad  # imported when chosen: torchjd loads cvxpy

@@ -11,8 +11,10 @@ from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_
 
 @WEIGHTINGS.register("uncertainty", schema=WeightingConfig)
 class UncertaintyWeighting(Weighting):
-    """L = Σ_t exp(−s_t)·L_t + s_t, with a learnt log-variance s_t = log σ_t² per task (their
-    §3.2: s is learnt rather than σ², for numerical stability), every s_t starting at 0.
+    """`weighting=uncertainty`, Kendall et al. 2018: L = Σ_t exp(−s_t)·L_t + s_t, with a learnt
+    log-variance s_t = log σ_t² per task (their §3.2: s is learnt rather than σ², for numerical
+    stability), every s_t starting at 0: twice their Gaussian (regression) term for every task,
+    classification included.
 
     Kendall et al. derive a different term for each kind of likelihood: ½σ⁻²·L + log σ for a
     Gaussian (regression) task (eq. 7), i.e. ½·exp(−s)·L + ½·s, and σ⁻²·L + log σ for a softmax
