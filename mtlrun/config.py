@@ -1,4 +1,5 @@
-"""Where the configs live, and turning config nodes into typed, validated dataclasses."""
+"""Where the configs live (the YAML files, and the schemas the parts register), and turning
+config nodes into typed, validated dataclasses."""
 
 import dataclasses
 import difflib
@@ -25,26 +26,44 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"mtlrun's configs folder is missing next to {package}")
 
 
+def register_parts() -> None:
+    """Import mtlrun's parts. Each stores its schema in Hydra's ConfigStore as it registers, and
+    those entries are the options of the groups backbone, dataset, sharing, weighting, optim and
+    logger: this comes before composing a config or listing a group's options."""
+    from mtlrun import backbones, data, loggers, optim, sharing, tasks, weighting  # noqa: F401
+
+
 def parse(schema: type[T], node: DictConfig | dict[str, Any] | None, key: str) -> T:
     """Validate `node` against the dataclass `schema`: wrong types and unknown keys become
     one-line ConfigErrors naming the full key (e.g. `backbone.latent_dim`), and so do values
     out of range when the schema has a `check(key)` method (it raises them)."""
     node = {} if node is None else node
+    if OmegaConf.is_config(node):
+        # A node composed from a registered schema is typed already, and a merge would keep a
+        # key that `+key=value` added to it: the schema checks its plain contents instead.
+        node = OmegaConf.to_container(node)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         value = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
-        where = f"{key}.{error.full_key}" if getattr(error, "full_key", None) else key
-        reason = str(getattr(error, "msg", error)).splitlines()[0]
+        line = error_line(error, key)
         if isinstance(error, ConfigKeyError):  # a key added with +, misspelt
             fields = [field.name for field in dataclasses.fields(schema)]  # type: ignore[arg-type]
             match = difflib.get_close_matches(str(error.key), fields, n=1, cutoff=0.8)
-            reason += f"; did you mean {key}.{match[0]}?" if match else ""
-        raise ConfigError(f"{where}: {reason}") from None
+            line += f"; did you mean {key}.{match[0]}?" if match else ""
+        raise ConfigError(line) from None
     assert dataclasses.is_dataclass(value)
     if hasattr(value, "check"):
         value.check(key)
     return value  # type: ignore[return-value]
+
+
+def error_line(error: OmegaConfBaseException, key: str = "") -> str:
+    """OmegaConf's error in one line: the full key (below `key`), then the first line of the
+    reason: `backbone.latent_dim: Value 'abc' of type 'str' could not be converted to Integer`."""
+    where = ".".join(part for part in (key, getattr(error, "full_key", None)) if part)
+    reason = str(getattr(error, "msg", None) or error).splitlines()[0]
+    return f"{where}: {reason}" if where else reason
 
 
 def check_range(
