@@ -2,12 +2,15 @@
 command line to that command's main (for `train`, a @hydra.main function), so Hydra's own
 grammar (-m, --cfg, --help, hydra/launcher=...) works unchanged."""
 
+import copy
+import dataclasses
 import difflib
 import importlib
 import os
 import re
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,36 +54,109 @@ def fail(message: str, code: int = 2) -> None:
 
 def check_group_choices(overrides: list[str]) -> None:
     """Catch an unknown option of a config group (`backbone=vea`, `+experiment=nope`) before
-    Hydra does, to say so in one line with the valid choices. Skipped when the user adds their
-    own config folders, whose options only Hydra can see."""
-    if any(arg.startswith(("--config-dir", "-cd", "hydra.searchpath")) for arg in overrides):
+    Hydra does, to say so in one line with the valid choices: Hydra's own list of the group's
+    options, which holds mtlrun's YAML files, the schemas that its parts and plug-ins register
+    in the ConfigStore, and the folders added with --config-dir or hydra.searchpath. Skipped
+    under --config-path, which replaces mtlrun's configs folder: only Hydra reads that."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from mtlrun.config import check_choice, register_parts
+    from mtlrun.errors import ConfigError
+
+    searchpath = searchpath_override(overrides)
+    if searchpath is None or any(arg.startswith(("--config-path", "-cp")) for arg in overrides):
         return
-    root = config_dir()
-    groups = {p.name for p in root.iterdir() if p.is_dir()}
-    for arg in overrides:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, value = arg.split("=", 1)
-        group = key.lstrip("+~")
-        if group not in groups or not value:
-            continue
-        files = {p.stem for p in (root / group).glob("*.yaml")}
-        choices = sorted(files | stored_options(group))
-        for option in value.strip("[]").split(","):
-            option = option.strip()
-            if option and option not in choices and not option.startswith(("glob(", "range(")):
-                fail(f"{group}={option!r} is not known; choose one of: {', '.join(choices)}")
+    register_parts()
+    parser = OverridesParser.create()
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        loader = GlobalHydra.instance().config_loader()
+
+        def options(group: str, kind: ObjectType) -> list[str]:
+            with warnings.catch_warnings():  # a missing search path folder: Hydra warns later
+                warnings.simplefilter("ignore")
+                return loader.get_group_options(
+                    group, kind, config_name="train", overrides=searchpath
+                )
+
+        try:
+            for arg in overrides:
+                if arg.startswith("-") or "=" not in arg:
+                    continue
+                try:
+                    (override,) = parser.parse_overrides([arg])
+                except HydraException:
+                    continue  # broken grammar: check_composes reports it
+                group = override.key_or_group
+                parent, _, leaf = group.rpartition("/")
+                if override.is_delete() or leaf not in options(parent, ObjectType.GROUP):
+                    continue  # a key, not a group (`backbone.latent_dim=8`)
+                choices = options(group, ObjectType.CONFIG)
+                for option in chosen_options(override):
+                    check_choice(group, option, choices)
+        except ConfigError as error:
+            fail(str(error))
+        except HydraException:
+            return  # a search path Hydra cannot read: it says so itself
 
 
-def stored_options(group: str) -> set[str]:
-    """The options of a config group in Hydra's ConfigStore: every registered part, those of
-    plug-ins without a YAML file of their own included (`backbone=lab_mlp` from plugins=[...])."""
-    from hydra.core.config_store import ConfigStore
+def chosen_options(override: Any) -> list[str]:
+    """The options a parsed group override picks: one, a list (`logger=[csv,tensorboard]`), or
+    those of a sweep (`weighting=equal,pcgrad`); none for `null` and for a `glob(...)` sweep,
+    which picks among the existing options only."""
+    from hydra.core.override_parser.types import QuotedString, ValueType
 
-    try:
-        return {Path(name).stem for name in ConfigStore.instance().list(group)}
-    except OSError:  # a group that only YAML files define (tasks, experiment)
-        return set()
+    if override.value_type == ValueType.GLOB_CHOICE_SWEEP or override.is_interval_sweep():
+        return []
+    values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    names: list[str] = []
+    while values:
+        value = values.pop(0)
+        if isinstance(value, list):
+            values = [*value, *values]
+        elif value is not None:
+            names.append(value.text if isinstance(value, QuotedString) else str(value))
+    return names
+
+
+def searchpath_override(overrides: list[str]) -> list[str] | None:
+    """`hydra.searchpath=[...]` with the config folders the user adds to Hydra's search path:
+    those of a hydra.searchpath override (plug-ins' included) and of --config-dir (-cd). None
+    when a --config-dir folder is missing, which Hydra refuses in its own words."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    folders: list[str] = []
+    for index, arg in enumerate(overrides):
+        if arg.startswith("hydra.searchpath="):
+            try:
+                (override,) = OverridesParser.create().parse_overrides([arg])
+            except HydraException:
+                continue  # broken grammar: check_composes reports it
+            value = override.value()
+            folders += [str(folder) for folder in value] if isinstance(value, list) else []
+        for flag in ("--config-dir", "-cd"):
+            folder = None
+            if arg == flag and index + 1 < len(overrides):
+                folder = overrides[index + 1]
+            elif arg.startswith(f"{flag}="):
+                folder = arg.split("=", 1)[1]
+            if folder is not None:
+                if not os.path.isdir(folder):
+                    return None
+                folders.append(f"file://{os.path.abspath(folder)}")
+    if not folders:
+        return []
+    return [f"hydra.searchpath=[{','.join(map(quoted, folders))}]"]
+
+
+def quoted(text: str) -> str:
+    """`text` as a quoted string of Hydra's override grammar (a folder with a space or comma)."""
+    text = re.sub(r"(\\+)(?='|$)", lambda match: match.group(1) * 2, text)
+    return "'" + text.replace("'", "\\'") + "'"
 
 
 def first_job(overrides: list[str]) -> list[str] | None:
@@ -114,9 +190,10 @@ def check_composes(overrides: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from mtlrun.config import check_run_keys
+    from mtlrun.config import check_run_keys, error_line, register_parts
     from mtlrun.errors import ConfigError
 
+    register_parts()
     job: list[str] | None = None
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         try:
@@ -126,10 +203,14 @@ def check_composes(overrides: list[str]) -> None:
             hydra_keys = ("hydra.run.", "hydra.sweep.", "hydra.searchpath")
             folders = [arg for arg in overrides if arg.startswith(hydra_keys)]
             cfg = compose("train", overrides=[*job, *folders], return_hydra_config=True)
+            check_sweep_values(cfg, overrides)
         except (HydraException, OmegaConfBaseException) as error:
             missing = re.match(r"Could not override '([^']+)'", str(error))
             if missing and job:
                 fail(unknown_key(missing.group(1), job))
+            cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
+            if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+                fail(error_line(cause))  # a value a part's schema refuses: key, value, reason
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
             details = ("full_key", "object_type", "See https://hydra.cc")
             kept = [line.rstrip(".") for line in lines if not line.startswith(details)]
@@ -140,6 +221,30 @@ def check_composes(overrides: list[str]) -> None:
         fail(str(error))
     plugins.load_for_config(cfg.plugins)  # those an experiment lists
     check_fresh_folder(cfg, multirun=any(arg in ("-m", "--multirun") for arg in overrides))
+
+
+def check_sweep_values(cfg: DictConfig, overrides: list[str]) -> None:
+    """Every value of a sweep over a key of a part's schema (`backbone.latent_dim=8,abc`) set
+    into the first job's config, where the schema checks its type as Hydra would when that job
+    starts: a wrong one fails here in one line, not in Hydra's words before any job runs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    parser = OverridesParser.create()
+    kept = [arg for arg in overrides if not arg.startswith(("-", "hydra"))]
+    trial = copy.deepcopy(cfg)
+    for override in parser.parse_overrides(kept):
+        key = override.key_or_group
+        if not (override.is_choice_sweep() or override.is_range_sweep()) or "." not in key:
+            continue
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue
+        if not dataclasses.is_dataclass(OmegaConf.get_type(trial, key.split(".")[0])):
+            continue  # no schema at compose time: the job's own build checks it
+        for text in override.sweep_string_iterator():
+            (single,) = parser.parse_overrides([f"{key}={text}"])
+            added = override.is_add() or override.is_force_add()
+            OmegaConf.update(trial, key, single.value(), merge=True, force_add=added)
 
 
 def check_fresh_folder(cfg: DictConfig, multirun: bool) -> None:

@@ -102,6 +102,9 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         ("train", "-m", "optim.lr=interval(0.1,1)", "optim.lr_=1"): "did you mean optim.lr?",
         ("train", "a=b=c"): "mismatched input '='",
         ("train", *TINY, "trainer.epochs=abc"): "trainer.epochs: Value 'abc'",
+        ("train", *TINY, "backbone.latent_dim=abc"): "backbone.latent_dim: Value 'abc' of type "
+        "'str' could not be converted to Integer",
+        ("train", "-m", *TINY, "backbone.latent_dim=8,abc"): "backbone.latent_dim: Value 'abc'",
         ("frobnicate",): "unknown command 'frobnicate'; choose one of: train",
     }
     for args, words in cases.items():
@@ -111,6 +114,22 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not (tmp_path / "outputs" / "multirun").exists()  # no sweep job was started
+
+
+def test_the_options_of_a_group_include_the_users_config_folders(tmp_path):
+    """The choices are Hydra's own list: the registered schemas, mtlrun's YAML files and the
+    folders of --config-dir and hydra.searchpath."""
+    mine = tmp_path / "mine"
+    (mine / "backbone").mkdir(parents=True)
+    # An option of one's own extends a registered schema: its defaults, types and checks.
+    (mine / "backbone" / "small_vae.yaml").write_text("defaults: [vae]\nhidden_dims: [64]\n")
+    choices = "choose one of: cnn, conv_vae, dense_ae, mlp, small_vae, vae"
+    for folder in (["--config-dir", str(mine)], [f"hydra.searchpath=[file://{mine}]"]):
+        wrong = run_mtlrun(tmp_path, "train", *folder, "backbone=small_va")
+        assert wrong.stderr == f"mtlrun: error: backbone='small_va' is not known; {choices}\n"
+        right = run_mtlrun(tmp_path, "train", *folder, "backbone=small_vae", "--cfg", "job")
+        assert right.returncode == 0, right.stderr
+        assert "hidden_dims:\n  - 64\n  latent_dim: 20" in right.stdout
 
 
 def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(tmp_path):
