@@ -285,8 +285,8 @@ def test_the_wheel_ships_the_configs(tmp_path):
     for config in [
         "train.yaml",
         "experiment/vae_mnist.yaml",
-        "backbone/vae.yaml",
-        "dataset/mnist.yaml",
+        "trainer/default.yaml",
+        "hparams_search/vae_optuna.yaml",
         "tasks/digit.yaml",
     ]:
         assert f"mtlrun/configs/{config}" in names, config

@@ -1,8 +1,9 @@
 """Every shipped config composes; config mistakes give one line naming key, value and fix."""
 
 import pytest
+from hydra.errors import ConfigCompositionException
 
-from mtlrun.config import config_dir
+from mtlrun.config import config_dir, error_line
 from mtlrun.errors import ConfigError
 from mtlrun.experiment import build
 from mtlrun.weighting import WEIGHTINGS
@@ -37,9 +38,9 @@ def test_every_experiment_builds_on_data_of_its_shape(experiment):
 @pytest.mark.parametrize(
     ("override", "words"),
     [
-        ("backbone.latent_dim=abc", "backbone.latent_dim"),
+        ("trainer.batch_size=abc", "trainer.batch_size: Value 'abc'"),
         ("trainer.precision=fp8", "trainer.precision='fp8' is not known; choose one of: fp32"),
-        ("optim.name=adagrad", "optim.name='adagrad' is not known; choose one of: adam"),
+        ("optim.name=adagrad", "optim='adagrad' is not known; choose one of: adam, adamw, sgd"),
         ("trainer.epochs=0", "trainer.epochs=0 must be at least 1"),
         ("device=tpu", "device='tpu'"),
         ("backbone.activation=swish", "backbone.activation='swish' is not known"),
@@ -102,6 +103,31 @@ def test_values_out_of_range_are_refused_before_training_with_the_allowed_range(
     with pytest.raises(ConfigError) as error:
         build(compose_config([*TINY, *overrides.split()]))
     assert str(error.value) == line
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (
+            "backbone.latent_dim=abc",
+            "backbone.latent_dim: Value 'abc' of type 'str' could not be converted to Integer",
+        ),
+        (
+            "optim.betas=[0.9,x]",
+            "optim.betas[1]: Value 'x' of type 'str' could not be converted to Float",
+        ),
+        (
+            "dataset.val_size=1.5",
+            "dataset.val_size: Value '1.5' of type 'float' could not be converted to Integer",
+        ),
+    ],
+)
+def test_a_part_option_of_the_wrong_type_is_refused_as_the_config_composes(override, line):
+    """The parts' options are their registered schemas, so Hydra checks the types when it
+    composes; the CLI reports the cause in one line."""
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_config([*TINY, override])
+    assert error_line(error.value.__cause__) == line
 
 
 def test_a_misspelt_key_added_with_plus_names_the_closest_real_key():

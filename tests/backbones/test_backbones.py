@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from mtlrun.backbones import BACKBONES
-from mtlrun.config import config_dir
 from mtlrun.data import DatasetInfo, TargetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.experiment import build
@@ -20,7 +20,7 @@ LENET = {"channels": [10, 20], "kernel_size": 5, "padding": "valid", "hidden_dim
 
 
 def backbone(name, info, **overrides):
-    node = OmegaConf.load(config_dir() / "backbone" / f"{name}.yaml")
+    node = ConfigStore.instance().load(f"backbone/{name}.yaml").node  # the option `backbone=name`
     return BACKBONES.build(name, OmegaConf.merge(node, overrides), "backbone", info)
 
 
