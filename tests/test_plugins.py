@@ -314,10 +314,12 @@ def example():
     from hydra.core.config_store import ConfigStore
 
     from mtlrun.backbones import BACKBONES
+    from mtlrun.config import register_parts
     from mtlrun.data import DATASETS
     from mtlrun.tasks import TASKS
     from mtlrun.weighting import WEIGHTINGS
 
+    register_parts()  # every part's schema in the store before it is copied, and restored
     store = ConfigStore.instance()
     with pytest.MonkeyPatch.context() as patch:
         for registry in (DATASETS, BACKBONES, TASKS, WEIGHTINGS):
