@@ -103,6 +103,7 @@ def compose(overrides: Sequence[str], config_dir: str | Path | None = None) -> D
     from omegaconf.errors import OmegaConfBaseException
 
     from mtlrun.cli import listed_plugins, with_plugin_configs
+    from mtlrun.config import refused_value
 
     overrides = [str(override) for override in overrides]
     plugins.load_for_config(listed_plugins(overrides))
@@ -115,7 +116,7 @@ def compose(overrides: Sequence[str], config_dir: str | Path | None = None) -> D
         with initialize_config_dir(version_base="1.3", config_dir=str(mtlrun_configs())):
             cfg = hydra_compose("train", overrides=with_plugin_configs(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(str(error).splitlines()[0]) from None
+        raise ConfigError(refused_value(error) or str(error).splitlines()[0]) from None
     plugins.load_for_config(cfg.plugins)
     return cfg
 

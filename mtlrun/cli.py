@@ -190,7 +190,7 @@ def check_composes(overrides: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from mtlrun.config import check_run_keys, error_line, register_parts
+    from mtlrun.config import check_run_keys, refused_value, register_parts
     from mtlrun.errors import ConfigError
 
     register_parts()
@@ -208,9 +208,9 @@ def check_composes(overrides: list[str]) -> None:
             missing = re.match(r"Could not override '([^']+)'", str(error))
             if missing and job:
                 fail(unknown_key(missing.group(1), job))
-            cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
-            if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-                fail(error_line(cause))  # a value a part's schema refuses: key, value, reason
+            refused = refused_value(error)  # a value a part's schema refuses: key, value, why
+            if refused:
+                fail(refused)
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
             details = ("full_key", "object_type", "See https://hydra.cc")
             kept = [line.rstrip(".") for line in lines if not line.startswith(details)]

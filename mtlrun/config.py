@@ -66,6 +66,15 @@ def error_line(error: OmegaConfBaseException, key: str = "") -> str:
     return f"{where}: {reason}" if where else reason
 
 
+def refused_value(error: Exception) -> str | None:
+    """The one line for an error of composing a config (Hydra's, or OmegaConf's) whose cause is
+    a value that a part's schema refuses (`backbone.latent_dim=abc`); None for other errors."""
+    cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        return error_line(cause)
+    return None
+
+
 def check_range(
     key: str,
     value: float,

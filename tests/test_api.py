@@ -95,6 +95,12 @@ def test_train_raises_the_one_line_config_error():
         mtlrun.train([*TINY, "weighting=nope"])
     assert "weighting" in str(error.value) and "\n" not in str(error.value)
 
+    with pytest.raises(ConfigError) as error:  # refused by the schema as the config composes
+        mtlrun.train([*TINY, "backbone.latent_dim=abc"])
+    assert str(error.value) == (
+        "backbone.latent_dim: Value 'abc' of type 'str' could not be converted to Integer"
+    )
+
 
 def test_a_plugin_that_is_not_importable_is_one_line(tmp_path):
     from mtlrun.errors import UserError
