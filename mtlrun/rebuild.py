@@ -11,10 +11,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mtlrun import plugins
 from mtlrun.checkpoint import load_checkpoint
-from mtlrun.config import check_choice, check_run_keys
+from mtlrun.config import check_choice
 from mtlrun.errors import ConfigError, UserError
 from mtlrun.experiment import Experiment, build
-from mtlrun.runfolder import RunFolder
+from mtlrun.runfolder import RunFolder, check_run_name
 
 
 def run_config(run_dir: Path, allow_plugins: Sequence[str] = ()) -> DictConfig:
@@ -49,10 +49,13 @@ def run_config(run_dir: Path, allow_plugins: Sequence[str] = ()) -> DictConfig:
             "mtlrun never evaluates; write the value itself in its place"
         )
     try:
-        check_run_keys(cfg)
+        check_run_name(str(cfg.get("name")))
     except ConfigError as error:
         raise UserError(f"{path}: {error}") from None
-    plugins.load_for_run([*cfg.get("plugins", []), *recorded_plugins(run_dir)], allow_plugins)
+    listed = cfg.get("plugins") or []
+    if isinstance(listed, str) or not all(isinstance(name, str) for name in listed):
+        raise UserError(f"{path}: plugins={listed} is not a list of module names")
+    plugins.load_for_run([*listed, *recorded_plugins(run_dir)], allow_plugins)
     dataset = cfg.get("dataset")
     if isinstance(dataset, DictConfig):
         root = dataset.get("root")
