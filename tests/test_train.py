@@ -122,7 +122,7 @@ def test_loss_goes_down_on_the_validation_split(run_dir):
 
 def test_nan_loss_stops_with_a_clear_message(run_dir):
     cfg = compose_config(
-        [*TINY, "tasks=[class]", "backbone=dense_ae", "optim.lr=1e30", "optim.name=sgd"]
+        [*TINY, "tasks=[class]", "backbone=dense_ae", "optim=sgd", "optim.lr=1e30"]
     )
     with pytest.raises(TrainingDiverged, match="lower optim.lr"):
         train(cfg, run_dir)
