@@ -65,8 +65,19 @@ def test_shared_layers_out_of_range_lists_the_valid_range(k):
 
 
 def test_unknown_key_and_wrong_type_are_config_errors():
-    assert "sharing.split" in config_error([*SMALL, TASKS, "+sharing.split=1"])
-    assert "sharing.shared_layers" in config_error([*SMALL, TASKS, "sharing.shared_layers=all"])
+    from hydra.errors import ConfigCompositionException
+
+    from mtlrun.config import refused_value
+
+    assert config_error([*SMALL, TASKS, "+sharing.split=1"]) == (
+        "sharing.split: Key 'split' not in 'SharedLayersConfig'"
+    )
+    # The option's schema types the node as it composes: the CLI and mtlrun.train say it so.
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_config([*SMALL, TASKS, "sharing.shared_layers=all"])
+    assert refused_value(error.value) == (
+        "sharing.shared_layers: Value 'all' of type 'str' could not be converted to Integer"
+    )
 
 
 def test_the_last_shared_layer_is_the_latent_layer_or_the_last_shared_block():
