@@ -30,7 +30,7 @@ from mtlrun.backbones import Backbone, Encoding
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.tasks import Direction, Task
-from mtlrun.tasks.classification import MLPHead, MLPHeadConfig
+from mtlrun.tasks.classification import Classification, MLPHeadConfig
 
 
 @dataclass
@@ -52,33 +52,19 @@ def hinge_loss(scores: Tensor, labels: Tensor) -> Tensor:
 
 
 @register.task("hinge_classification", schema=HingeClassificationConfig)
-class HingeClassification(Task):
+class HingeClassification(Classification):
+    """Classification's target, label check and head, with Crammer & Singer's loss and metrics."""
+
     directions: ClassVar[dict[str, Direction]] = {"loss": "min", "error": "min", "margin": "max"}
     primary_metric = "error"
 
-    def __init__(self, cfg: HingeClassificationConfig, name: str) -> None:
-        super().__init__(name, cfg.weight)
-        self.cfg = cfg
-        self.target = cfg.target or name
-        self.num_classes = 0
-
     def check(self, info: DatasetInfo, backbone: Backbone, tasks: list[Task]) -> None:
-        labels = [k for k, t in info.targets.items() if t.is_class]
-        if self.target not in labels:
-            raise ConfigError(
-                f"tasks.{self.name}: dataset={info.name} has no label {self.target!r}; "
-                f"its labels are: {', '.join(labels) or 'none'}"
-            )
-        self.num_classes = info.targets[self.target].num_classes
+        super().check(info, backbone, tasks)
         if self.num_classes < 2:
             raise ConfigError(
                 f"tasks.{self.name}: the hinge loss needs at least 2 classes; "
                 f"{self.target!r} has {self.num_classes}"
             )
-
-    def build_head(self, backbone: Backbone) -> nn.Module:
-        dims = [backbone.code_dim, *self.cfg.hidden_dims, self.num_classes]
-        return MLPHead(dims, self.cfg.activation, self.cfg.dropout)
 
     def per_example_loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
         return hinge_loss(prediction, batch.targets[self.target])
