@@ -27,7 +27,6 @@ MTLRUN_ARGS = [
     "backbone=vae",
     "backbone.hidden_dims=[400]",
     "backbone.latent_dim=20",
-    "tasks=[reconstruction]",
     "optim=adam",
     "optim.lr=1e-3",
     "trainer.batch_size=128",

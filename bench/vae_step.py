@@ -37,7 +37,6 @@ CONFIG = [
     "backbone=vae",
     "backbone.hidden_dims=[400]",
     "backbone.latent_dim=20",
-    "tasks=[reconstruction]",
     "optim=adam",
     "trainer.batch_size=128",
     "dataset.val_size=0",

@@ -132,11 +132,11 @@ def train(
     mistake in the overrides or data, `KeyboardInterrupt` on Ctrl-C (resume the run with
     `mtlrun resume`)."""
     from mtlrun.commands.train import check_optimized_metric
-    from mtlrun.config import check_run_keys
+    from mtlrun.experiment import check_config
     from mtlrun.loop import train as train_run
 
     cfg = compose(overrides, config_dir)
-    check_run_keys(cfg)
+    check_config(cfg)
     check_optimized_metric(cfg)
     run_dir = new_run_dir(str(cfg.name), Path(output_dir or "outputs")).resolve()
     RunFolder(run_dir).record_composition(cfg, list(overrides))

@@ -190,7 +190,7 @@ def check_composes(overrides: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from mtlrun.config import check_run_keys, refused_value, register_parts
+    from mtlrun.config import refused_value, register_parts
     from mtlrun.errors import ConfigError
 
     register_parts()
@@ -215,11 +215,13 @@ def check_composes(overrides: list[str]) -> None:
             details = ("full_key", "object_type", "See https://hydra.cc")
             kept = [line.rstrip(".") for line in lines if not line.startswith(details)]
             fail("; ".join(kept))
+    plugins.load_for_config(cfg.plugins)  # those an experiment lists, before their parts
+    from mtlrun.experiment import check_config
+
     try:
-        check_run_keys(cfg)
+        check_config(cfg)
     except ConfigError as error:
         fail(str(error))
-    plugins.load_for_config(cfg.plugins)  # those an experiment lists
     check_fresh_folder(cfg, multirun=any(arg in ("-m", "--multirun") for arg in overrides))
 
 
@@ -315,6 +317,9 @@ def main() -> None:
         module.main()
     except UserError as error:
         fail(str(error))
+    except KeyboardInterrupt:  # before training started (a run stopped later says so itself)
+        print("mtlrun: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def load_plugins(command: str, arguments: list[str]) -> list[str]:

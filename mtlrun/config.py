@@ -50,7 +50,9 @@ def parse(schema: type[T], node: DictConfig | dict[str, Any] | None, key: str) -
         if isinstance(error, ConfigKeyError):  # a key added with +, misspelt
             fields = [field.name for field in dataclasses.fields(schema)]  # type: ignore[arg-type]
             match = difflib.get_close_matches(str(error.key), fields, n=1, cutoff=0.8)
-            line += f"; did you mean {key}.{match[0]}?" if match else ""
+            line += (
+                f"; did you mean {key}.{match[0]}?" if match else f"; its keys: {', '.join(fields)}"
+            )
         raise ConfigError(line) from None
     assert dataclasses.is_dataclass(value)
     if hasattr(value, "check"):
@@ -123,7 +125,7 @@ def check_run_keys(cfg: DictConfig) -> None:
     check_integer("seed", cfg.get("seed"))
     check_run_name(str(cfg.get("name")))
     if not cfg.get("tasks"):
-        raise ConfigError("tasks is empty; pick at least one, e.g. tasks=[reconstruction]")
+        raise ConfigError("tasks is empty; add one, e.g. +task@tasks.reconstruction=reconstruction")
     listed = cfg.get("plugins") or []
     if isinstance(listed, str) or not all(isinstance(name, str) for name in listed):
         raise ConfigError(f"plugins={listed} must be a list of module names, e.g. [my_lab.mtl]")

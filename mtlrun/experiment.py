@@ -9,11 +9,11 @@ from omegaconf import DictConfig
 
 from mtlrun.backbones import BACKBONES, Backbone
 from mtlrun.config import check_choice, check_range, check_run_keys, parse
-from mtlrun.data import Batch, Data, load_data
+from mtlrun.data import DATASETS, Batch, Data, load_data
 from mtlrun.errors import ConfigError
 from mtlrun.optim import OPTIMIZERS, build_optimizer
 from mtlrun.sharing import SHARING, ModelOutput, MultiTaskModel
-from mtlrun.tasks import Task, build_tasks
+from mtlrun.tasks import Task, build_tasks, task_configs
 from mtlrun.weighting import WEIGHTINGS, Weighting, check_sharing
 
 
@@ -117,11 +117,29 @@ class Experiment:
         return next((task for task in self.tasks if task.reconstructs), None)
 
 
+PARTS = {
+    "dataset": DATASETS,
+    "backbone": BACKBONES,
+    "sharing": SHARING,
+    "weighting": WEIGHTINGS,
+    "optim": OPTIMIZERS,
+}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every value of a run config against its schema, before any data loads or any file is
+    written: what is left for `build` are the checks that need the data (a task's label)."""
+    check_run_keys(cfg)
+    parse(TrainerConfig, cfg.trainer, "trainer")
+    for key, registry in PARTS.items():
+        registry.config(str(cfg[key].name), cfg[key], key)
+    task_configs(cfg.tasks)
+
+
 def build(cfg: DictConfig) -> Experiment:
     """Build from the config; every config mistake surfaces here, before any training."""
-    check_run_keys(cfg)
+    check_config(cfg)
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
-    OPTIMIZERS.config(str(cfg.optim.name), cfg.optim, "optim")  # checked before the data loads
     device = resolve_device(str(cfg.device))
     seed_everything(cfg.seed, trainer.deterministic)
     data = load_data(cfg.dataset, device, cfg.seed)

@@ -14,11 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress as RichProgress
 
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from mtlrun.config import check_run_keys
 from mtlrun.data import Data, Split
 from mtlrun.errors import TrainingDiverged
 from mtlrun.evaluate import CALM, check_finite, evaluate
-from mtlrun.experiment import Experiment, build
+from mtlrun.experiment import Experiment, build, check_config
 from mtlrun.images import (
     save_interpolations,
     save_predictions,
@@ -26,7 +25,7 @@ from mtlrun.images import (
     save_reconstructions,
 )
 from mtlrun.loggers import Loggers
-from mtlrun.runfolder import RunFolder, seconds_since_process_start, write_json
+from mtlrun.runfolder import RunFolder, seconds_since_process_start, this_process, write_json
 from mtlrun.sharing.base import OWN_LOSS
 from mtlrun.tasks import Task
 from mtlrun.terminal import Reporter, metrics_table
@@ -71,10 +70,10 @@ def train(
     """Train from `cfg` into `run_dir` (continuing from its last.pt with `resume`);
     meta.json's status ends as completed, failed or interrupted. `command` is the command line
     meta.json records (the one typed, when None)."""
-    check_run_keys(cfg)  # before anything is written
+    check_config(cfg)  # before anything is written
     run = RunFolder(run_dir)
     if resume:
-        run.update_meta(status="running", end_time=None)
+        run.update_meta(status="running", end_time=None, **this_process())
     else:
         run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
         run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -191,7 +190,13 @@ def fit(
         raise
 
     # The final numbers: the last model on the test split, with the costlier final metrics.
-    test = evaluate(experiment, data.test, "test", final=True)
+    # A stop request is honoured here too: last.pt is the end of training, `resume` redoes this.
+    try:
+        stop.check()
+        test = evaluate(experiment, data.test, "test", final=True, after_batch=stop.check)
+    except KeyboardInterrupt:
+        loggers.close()
+        raise
     check_finite(test, "at the end of training")
     log("test", test, time.perf_counter() - started)
     reporter.print(metrics_table("test (final model)", test))

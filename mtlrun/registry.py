@@ -27,10 +27,13 @@ class Registry(Generic[T]):
     types, unknown keys and out-of-range values are one-line ConfigErrors) and hands the typed
     config to the builder, with whatever else the part needs."""
 
-    def __init__(self, config_key: str, group: str | None = None, keyed: bool = False) -> None:
+    def __init__(
+        self, config_key: str, group: str, *, keyed: bool = False, name_key: str = "name"
+    ) -> None:
         self.config_key = config_key  # how the choice is spelled in a config: `backbone`
-        self.group = group  # the Hydra config group of the choices, if they are one
+        self.group = group  # the Hydra config group of the choices
         self.keyed = keyed  # the group's options nest under their name (`logger.csv`)
+        self.name_key = name_key  # the schema's field that holds the choice, if it has one
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, *, schema: type) -> Callable[[T], T]:
@@ -41,12 +44,11 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.config_key} {name!r} is registered twice")
             self._entries[name] = Entry(builder, schema)
-            if self.group is not None:
-                defaults = OmegaConf.structured(schema)
-                if "name" in (field.name for field in fields(schema)):  # `in` skips MISSING
-                    defaults.name = name
-                node = {name: defaults} if self.keyed else defaults
-                ConfigStore.instance().store(group=self.group, name=name, node=node)
+            defaults = OmegaConf.structured(schema)
+            if self.name_key in (field.name for field in fields(schema)):  # `in` skips MISSING
+                defaults[self.name_key] = name
+            node = {name: defaults} if self.keyed else defaults
+            ConfigStore.instance().store(group=self.group, name=name, node=node)
             return builder
 
         return add

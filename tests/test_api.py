@@ -51,7 +51,7 @@ def test_train_runs_a_plugin_part_into_a_run_folder_and_load_run_gives_its_model
 ):
     overrides = [
         *TINY,
-        "tasks=[reconstruction,class]",
+        "+task@tasks.class=classification",
         "backbone=dense_ae",
         f"plugins=[{plugin_module}]",
         "weighting=api_test_half",

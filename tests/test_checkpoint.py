@@ -72,7 +72,9 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_run(tmp_path):
 def test_through_the_cli_a_bad_checkpoint_is_one_line_without_torchs_advice(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "config.resolved.yaml").write_text(compose_to_yaml([*TINY, "tasks=[class]"]))
+    (run / "config.resolved.yaml").write_text(
+        compose_to_yaml([*TINY, "~task@tasks.reconstruction", "+task@tasks.class=classification"])
+    )
     marker = tmp_path / "ran"
     torch.save({"model": RunsCode(marker)}, run / "checkpoints" / "best.pt")
     result = run_mtlrun(tmp_path, "eval", str(run))

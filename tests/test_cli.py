@@ -71,7 +71,8 @@ def test_multirun_with_two_values_gives_two_folders(tmp_path):
         "-m",
         *TINY,
         "trainer.epochs=1",
-        "tasks=[class]",
+        "~task@tasks.reconstruction",
+        "+task@tasks.class=classification",
         "backbone=dense_ae",
         "backbone.latent_dim=4,8",
     )
@@ -145,7 +146,9 @@ def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(t
         "config; see its keys with `mtlrun train --cfg job`",
         ("seed=1.5",): "seed=1.5 must be an integer, e.g. seed=0",
         ("seed=abc",): "seed='abc' must be an integer, e.g. seed=0",
-        ("tasks=[]",): "tasks is empty; pick at least one, e.g. tasks=[reconstruction]",
+        (
+            "~task@tasks.reconstruction",
+        ): "tasks is empty; add one, e.g. +task@tasks.reconstruction=reconstruction",
         ("name=a/b",): "name='a/b' contains a path separator; a run's name is part of one "
         "folder name, e.g. name=vae_small",
         ("name=..",): "name='..' contains '..'; a run's name is part of one folder name, "
@@ -287,7 +290,6 @@ def test_the_wheel_ships_the_configs(tmp_path):
         "experiment/vae_mnist.yaml",
         "trainer/default.yaml",
         "hparams_search/vae_optuna.yaml",
-        "tasks/digit.yaml",
     ]:
         assert f"mtlrun/configs/{config}" in names, config
 

@@ -9,6 +9,8 @@ from mtlrun.experiment import build
 from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import TINY, compose_config
 
+NO_RECONSTRUCTION = "~task@tasks.reconstruction"  # train.yaml's default task, dropped
+CLASS = "+task@tasks.class=classification"
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
 
 
@@ -76,22 +78,25 @@ def test_bad_values_are_one_line_errors(override, words):
         ("backbone=cnn backbone.conv_dropout=-0.5", "backbone.conv_dropout=-0.5 must be in [0, 1)"),
         ("backbone=conv_vae backbone.latent_dim=0", "backbone.latent_dim=0 must be at least 1"),
         (
-            "tasks=[reconstruction,class] tasks.class.weight=-1",
+            "+task@tasks.class=classification tasks.class.weight=-1",
             "tasks.class.weight=-1.0 must be at least 0",
         ),
         (
-            "tasks=[reconstruction,class] tasks.class.hidden_dims=[0]",
+            "+task@tasks.class=classification tasks.class.hidden_dims=[0]",
             "tasks.class.hidden_dims[0]=0 must be at least 1",
         ),
         (
-            "tasks=[reconstruction,class] tasks.class.dropout=1.5",
+            "+task@tasks.class=classification tasks.class.dropout=1.5",
             "tasks.class.dropout=1.5 must be in [0, 1)",
         ),
         ("tasks.reconstruction.weight=-0.5", "tasks.reconstruction.weight=-0.5 must be at least 0"),
         ("trainer.grad_clip=-1", "trainer.grad_clip=-1.0 must be at least 0"),
         ("seed=1.5", "seed=1.5 must be an integer, e.g. seed=0"),
         ("seed=abc", "seed='abc' must be an integer, e.g. seed=0"),
-        ("tasks=[]", "tasks is empty; pick at least one, e.g. tasks=[reconstruction]"),
+        (
+            "~task@tasks.reconstruction",
+            "tasks is empty; add one, e.g. +task@tasks.reconstruction=reconstruction",
+        ),
         (
             "name=../../etc",
             "name='../../etc' contains a path separator; a run's name is part of one folder "
@@ -136,7 +141,8 @@ def test_a_misspelt_key_added_with_plus_names_the_closest_real_key():
         "did you mean trainer.epochs?",
         "+backbone.latnt_dim=8": "backbone.latnt_dim: Key 'latnt_dim' not in 'VAEConfig'; "
         "did you mean backbone.latent_dim?",
-        "+optim.zzz=1": "optim.zzz: Key 'zzz' not in 'AdamConfig'",
+        "+optim.zzz=1": "optim.zzz: Key 'zzz' not in 'AdamConfig'; its keys: name, lr, "
+        "weight_decay, schedule, step_epochs, gamma, betas, eps",
     }
     for override, line in cases.items():
         with pytest.raises(ConfigError) as error:
@@ -146,10 +152,14 @@ def test_a_misspelt_key_added_with_plus_names_the_closest_real_key():
 
 def test_impossible_combinations_fail_before_training():
     cases = {
-        "tasks=[class,generation] backbone=dense_ae": "generation needs a backbone with a prior",
-        "tasks=[reconstruction,generation] backbone=cnn": "use backbone=vae or backbone=conv_vae",
-        "tasks=[digit]": "has no label 'digit'; its labels are: class",
-        "tasks=[generation]": "add the reconstruction task",
+        f"{NO_RECONSTRUCTION} {CLASS} +task@tasks.generation=generation backbone=dense_ae": (
+            "generation needs a backbone with a prior"
+        ),
+        "+task@tasks.generation=generation backbone=cnn": "use backbone=vae or backbone=conv_vae",
+        f"{NO_RECONSTRUCTION} +task@tasks.digit=classification": (
+            "has no label 'digit'; its labels are: class"
+        ),
+        f"{NO_RECONSTRUCTION} +task@tasks.generation=generation": "add the reconstruction task",
         "backbone=cnn dataset.image_size=30": "divisible by 4",
     }
     for overrides, words in cases.items():
@@ -182,7 +192,7 @@ def test_a_method_on_shared_parameters_with_a_strategy_sharing_none_fails_at_bui
     weighting, sharing
 ):
     cfg = compose_config(
-        [*TINY, "tasks=[reconstruction,class]", f"weighting={weighting}", *sharing.split()]
+        [*TINY, "+task@tasks.class=classification", f"weighting={weighting}", *sharing.split()]
     )
     with pytest.raises(ConfigError) as error:
         build(cfg)
@@ -195,8 +205,8 @@ def test_a_method_on_shared_parameters_with_a_strategy_sharing_none_fails_at_bui
 
 def test_the_same_strategies_build_with_a_loss_weighting_and_the_method_with_hard_sharing():
     for sharing in SHARE_NOTHING:
-        build(compose_config([*TINY, "tasks=[reconstruction,class]", *sharing.split()]))
-    build(compose_config([*TINY, "tasks=[reconstruction,class]", "weighting=pcgrad"]))
+        build(compose_config([*TINY, "+task@tasks.class=classification", *sharing.split()]))
+    build(compose_config([*TINY, "+task@tasks.class=classification", "weighting=pcgrad"]))
 
 
 @pytest.mark.parametrize("override", ["optim.lr=0", "optim.betas=[0.9,1.0]", "trainer.epochs=0"])

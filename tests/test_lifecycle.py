@@ -21,7 +21,7 @@ TINY_ARGS = [
     "trainer.batch_size=32",
     "trainer.progress=false",
     "trainer.deterministic=true",
-    "tasks=[reconstruction,class]",
+    "+task@tasks.class=classification",
     "tasks.reconstruction.iw_samples=4",
 ]
 
@@ -159,3 +159,58 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     assert json.loads((run_dir / "summary.json").read_text())["metrics"] == expected
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_during_the_final_test_evaluation_stops_and_resume_finishes(tmp_path, monkeypatch):
+    """The stop request is honoured between the final evaluation's batches, not ignored until
+    the run completes; `resume` then redoes only the final part and ends with the numbers of
+    an uninterrupted run."""
+    import mtlrun.loop
+    from mtlrun.loop import train
+    from tests.conftest import compose_config
+
+    cfg = compose_config([*TINY_ARGS, "trainer.epochs=2", "trainer.eval_batch_size=16"])
+    expected = train(cfg, tmp_path / "reference")["metrics"]
+    evaluate = mtlrun.loop.evaluate
+    batches_seen = []
+
+    def interrupted_at_the_end(experiment, split, name, final=False, after_batch=None):
+        def after_batch_then_ctrl_c():
+            batches_seen.append(1)
+            if len(batches_seen) == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, two batches in
+            after_batch()
+
+        if not final:
+            return evaluate(experiment, split, name)
+        return evaluate(experiment, split, name, final, after_batch_then_ctrl_c)
+
+    monkeypatch.setattr(mtlrun.loop, "evaluate", interrupted_at_the_end)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir)
+    assert len(batches_seen) == 2  # stopped at once, not after the 8 batches of the test split
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "interrupted"
+    assert not (run_dir / "summary.json").exists()
+    assert "SIGINT: stopped; continue with `mtlrun resume" in (run_dir / "train.log").read_text()
+
+    monkeypatch.setattr(mtlrun.loop, "evaluate", evaluate)
+    assert train(cfg, run_dir, resume=True)["metrics"] == expected
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["split"] for r in records].count("test") == 1
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path):
+    process = subprocess.Popen(
+        mtlrun_command("train", *TINY_ARGS),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # importing torch and composing the config: before any training
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr == "mtlrun: interrupted\n"

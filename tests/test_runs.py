@@ -16,7 +16,15 @@ from tests.helpers import run_mtlrun
 def saved_run(folder: Path, **changes: str) -> Path:
     """A run folder as `mtlrun train` leaves it (config, meta, summary, checkpoints), with
     `changes` (dotted key: YAML text) written into its config.resolved.yaml."""
-    composed = compose_config([*TINY, "tasks=[class]", "backbone=dense_ae", "trainer.epochs=1"])
+    composed = compose_config(
+        [
+            *TINY,
+            "~task@tasks.reconstruction",
+            "+task@tasks.class=classification",
+            "backbone=dense_ae",
+            "trainer.epochs=1",
+        ]
+    )
     cfg = OmegaConf.create(OmegaConf.to_container(composed))  # as saved: plain, untyped YAML
     text = OmegaConf.to_yaml(cfg)
     for key, value in changes.items():

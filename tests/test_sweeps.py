@@ -177,7 +177,7 @@ def test_optuna_search_optimises_the_named_metric_and_keeps_its_study(tmp_path):
 
 
 def test_optimized_metric_is_checked_against_the_config_and_the_sweeper():
-    base = [*TINY, "tasks=[reconstruction,class]"]
+    base = [*TINY, "+task@tasks.class=classification"]
     train_command.check_optimized_metric(compose_config([*base, "optimized_metric=val/class/acc"]))
     with pytest.raises(ConfigError, match="choose one of: val/loss, val/reconstruction/loss"):
         train_command.check_optimized_metric(
@@ -200,16 +200,34 @@ def test_selection_on_the_test_split_is_refused(tmp_path):
         "optimise the validation metric val/class/acc instead",
     ):
         train_command.check_optimized_metric(
-            compose_config([*TINY, "tasks=[class]", "optimized_metric=test/class/acc"])
+            compose_config(
+                [
+                    *TINY,
+                    "~task@tasks.reconstruction",
+                    "+task@tasks.class=classification",
+                    "optimized_metric=test/class/acc",
+                ]
+            )
         )
     with pytest.raises(ConfigError, match="needs a validation split, but dataset.val_size=0"):
         train_command.check_optimized_metric(
             compose_config(
-                [*TINY, "tasks=[class]", "dataset.val_size=0", "optimized_metric=val/class/acc"]
+                [
+                    *TINY,
+                    "~task@tasks.reconstruction",
+                    "+task@tasks.class=classification",
+                    "dataset.val_size=0",
+                    "optimized_metric=val/class/acc",
+                ]
             )
         )
     result = run_mtlrun(
-        tmp_path, "train", *TINY, "tasks=[class]", "optimized_metric=test/class/acc"
+        tmp_path,
+        "train",
+        *TINY,
+        "~task@tasks.reconstruction",
+        "+task@tasks.class=classification",
+        "optimized_metric=test/class/acc",
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

@@ -31,7 +31,9 @@ def final_model_accuracy(cfg, run_dir) -> float:
 
 
 def test_run_folder_has_every_file_and_key(run_dir):
-    cfg = compose_config([*TINY, "tasks=[reconstruction,class,generation]"])
+    cfg = compose_config(
+        [*TINY, "+task@tasks.class=classification", "+task@tasks.generation=generation"]
+    )
     summary = train(cfg, run_dir)
 
     meta = json.loads((run_dir / "meta.json").read_text())
@@ -96,7 +98,7 @@ def test_run_folder_has_every_file_and_key(run_dir):
 
 
 def test_same_seed_same_numbers(tmp_path):
-    cfg = compose_config([*TINY, "tasks=[reconstruction,class]", "trainer.deterministic=true"])
+    cfg = compose_config([*TINY, "+task@tasks.class=classification", "trainer.deterministic=true"])
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = train(cfg, tmp_path / "a")["metrics"]
@@ -108,7 +110,7 @@ def test_loss_goes_down_on_the_validation_split(run_dir):
     cfg = compose_config(
         [
             *TINY,
-            "tasks=[reconstruction,class]",
+            "+task@tasks.class=classification",
             "trainer.epochs=6",
             "backbone=dense_ae",
             "optim.lr=3e-3",
@@ -122,7 +124,14 @@ def test_loss_goes_down_on_the_validation_split(run_dir):
 
 def test_nan_loss_stops_with_a_clear_message(run_dir):
     cfg = compose_config(
-        [*TINY, "tasks=[class]", "backbone=dense_ae", "optim=sgd", "optim.lr=1e30"]
+        [
+            *TINY,
+            "~task@tasks.reconstruction",
+            "+task@tasks.class=classification",
+            "backbone=dense_ae",
+            "optim=sgd",
+            "optim.lr=1e30",
+        ]
     )
     with pytest.raises(TrainingDiverged, match="lower optim.lr"):
         train(cfg, run_dir)
@@ -172,7 +181,15 @@ NAN_CASES = {
 def test_a_nan_metric_fails_the_run_in_one_line_and_reaches_no_file(run_dir, monkeypatch, split):
     key, line = NAN_CASES[split]
     monkeypatch.setattr("mtlrun.loop.evaluate", nan_in(split, key))
-    cfg = compose_config([*TINY, "tasks=[class]", "backbone=dense_ae", "trainer.epochs=1"])
+    cfg = compose_config(
+        [
+            *TINY,
+            "~task@tasks.reconstruction",
+            "+task@tasks.class=classification",
+            "backbone=dense_ae",
+            "trainer.epochs=1",
+        ]
+    )
     with pytest.raises(TrainingDiverged) as error:
         train(cfg, run_dir)
     assert str(error.value) == line
@@ -197,7 +214,14 @@ def test_non_finite_weights_after_the_last_step_fail_the_run_and_keep_best_pt(ru
         return metrics
 
     monkeypatch.setattr(train_module, "train_epoch", train_epoch)
-    cfg = compose_config([*TINY, "tasks=[class]", "backbone=dense_ae"])
+    cfg = compose_config(
+        [
+            *TINY,
+            "~task@tasks.reconstruction",
+            "+task@tasks.class=classification",
+            "backbone=dense_ae",
+        ]
+    )
     with pytest.raises(TrainingDiverged) as error:
         train(cfg, run_dir)
     name = next(train_module.build(cfg).model.named_parameters())[0]
@@ -216,7 +240,13 @@ def test_a_diverging_config_fails_through_the_cli_in_one_line(tmp_path):
     from tests.helpers import run_mtlrun
 
     for lr in ("1e30", "1e6"):
-        args = [*TINY, "tasks=[class]", "backbone=dense_ae", f"optim.lr={lr}"]
+        args = [
+            *TINY,
+            "~task@tasks.reconstruction",
+            "+task@tasks.class=classification",
+            "backbone=dense_ae",
+            f"optim.lr={lr}",
+        ]
         if lr == "1e30":
             args.append("optim=sgd")
         result = run_mtlrun(tmp_path, "train", *args)
@@ -242,7 +272,16 @@ def test_eval_of_a_checkpoint_with_nan_metrics_fails_in_one_line_and_writes_noth
     from mtlrun.commands import eval as eval_command
 
     train(
-        compose_config([*TINY, "tasks=[class]", "backbone=dense_ae", "trainer.epochs=1"]), run_dir
+        compose_config(
+            [
+                *TINY,
+                "~task@tasks.reconstruction",
+                "+task@tasks.class=classification",
+                "backbone=dense_ae",
+                "trainer.epochs=1",
+            ]
+        ),
+        run_dir,
     )
     monkeypatch.setattr(eval_command, "evaluate", nan_in("test", "test/class/acc"))
     monkeypatch.setattr(sys, "argv", ["mtlrun eval", str(run_dir), "checkpoint=last"])
@@ -275,7 +314,15 @@ def test_corrupt_checkpoint_is_a_user_error(tmp_path):
 
 
 def test_bf16_autocast_trains(run_dir):
-    cfg = compose_config([*TINY, "tasks=[class]", "backbone=cnn", "trainer.precision=bf16"])
+    cfg = compose_config(
+        [
+            *TINY,
+            "~task@tasks.reconstruction",
+            "+task@tasks.class=classification",
+            "backbone=cnn",
+            "trainer.precision=bf16",
+        ]
+    )
     summary = train(cfg, run_dir)
     assert summary["metrics"]["test/class/acc"] > 0.3
 
@@ -285,7 +332,13 @@ def test_schedules_change_the_learning_rate():
 
     for schedule in ["cosine", "step", "onecycle"]:
         cfg = compose_config(
-            [*TINY, "tasks=[class]", f"optim.schedule={schedule}", "optim.step_epochs=1"]
+            [
+                *TINY,
+                "~task@tasks.reconstruction",
+                "+task@tasks.class=classification",
+                f"optim.schedule={schedule}",
+                "optim.step_epochs=1",
+            ]
         )
         experiment = build(cfg)
         first = experiment.optimizer.param_groups[0]["lr"]

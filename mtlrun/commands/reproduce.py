@@ -10,8 +10,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from mtlrun.config import check_run_keys
 from mtlrun.errors import UserError
+from mtlrun.experiment import check_config
 from mtlrun.loop import train
 from mtlrun.rebuild import apply_overrides, run_config, split_arguments
 from mtlrun.runfolder import RunFolder, check_run_name, new_run_dir
@@ -68,7 +68,7 @@ def main() -> None:
     except ValueError:
         raise UserError(f"rtol={options['rtol']!r} is not a number") from None
 
-    check_run_keys(cfg)  # with the overrides, before the new folder is made
+    check_config(cfg)  # with the overrides, before the new folder is made
     check_run_name(str(cfg.name), suffix="_reproduce")
     new_dir = new_run_dir(f"{cfg.name}_reproduce").resolve()
     RunFolder(new_dir).record_composition(cfg, [*original_run.overrides(), *overrides])

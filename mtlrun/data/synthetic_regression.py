@@ -34,7 +34,7 @@ class SyntheticRegressionConfig:
     val_size: int = 200
     input_dim: int = 32  # D: inputs are N(0, I_D) vectors
     latent_dim: int = 3  # k: every target reads the same k-dimensional projection of the input
-    # targets y0, y1, ..., y{num_tasks - 1}; tasks=[y0,y1,y2,y3] (configs/tasks/yN.yaml)
+    # targets y0, y1, ..., y{num_tasks - 1}: +task@tasks.y0=regression (its target: its name)
     num_tasks: int = 4
     noise: float = 0.1  # each task's own noise (standard deviation)
     low_data_examples: int = 20  # the last task keeps its training target on this many examples

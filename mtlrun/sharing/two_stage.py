@@ -78,11 +78,11 @@ def two_stage(
     if not any(task.reconstructs for task in tasks):
         raise ConfigError(
             "sharing=two_stage pretrains on reconstruction, but no task reconstructs; "
-            "add it (tasks=[reconstruction,...])"
+            "add it (+task@tasks.reconstruction=reconstruction)"
         )
     if not any(task.has_loss and not task.reconstructs for task in tasks):
         raise ConfigError(
             "sharing=two_stage fits task heads on the pretrained codes in stage 2, but every "
-            "task is a reconstruction; add one, e.g. tasks=[reconstruction,digit]"
+            "task is a reconstruction; add one, e.g. +task@tasks.digit=classification"
         )
     return TwoStageSharing(make_backbone(), tasks, cfg.task_relation, cfg.stage1_epochs)

@@ -87,4 +87,6 @@ class Task:
         return {}
 
 
-TASKS: Registry[type[Task]] = Registry("tasks.<name>.type")  # instances are named in `tasks`
+# A config per task type (`task/classification`); a config names its instances in `tasks`, the
+# Hydra way: `- /task@tasks.digit: classification` in an experiment, `+task@tasks.digit=...`.
+TASKS: Registry[type[Task]] = Registry("tasks.<name>.type", group="task", name_key="type")

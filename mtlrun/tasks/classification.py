@@ -30,7 +30,8 @@ class MLPHeadConfig(TaskConfig):
 
 @dataclass
 class ClassificationConfig(MLPHeadConfig):
-    pass  # target: a class label of the dataset
+    # target: a class label of the dataset
+    hidden_dims: list[int] = field(default_factory=lambda: [128])
 
 
 class MLPHead(nn.Module):

@@ -40,5 +40,5 @@ class Generation(Task):
         if not any(task.reconstructs for task in tasks):
             raise ConfigError(
                 f"tasks.{self.name}: generation samples through the reconstruction decoder; "
-                "add the reconstruction task (tasks=[reconstruction,generation,...])"
+                "add the reconstruction task (+task@tasks.reconstruction=reconstruction)"
             )

@@ -129,7 +129,7 @@ def test_each_backbone_learns_reconstruction_and_class(name):
         [
             *TINY,
             f"backbone={name}",
-            "tasks=[reconstruction,class]",
+            "+task@tasks.class=classification",
             "dataset.noise=0.02",
             "optim.lr=2e-3",
         ]

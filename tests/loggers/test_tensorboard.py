@@ -28,7 +28,7 @@ def test_a_run_logs_scalars_images_and_hparams(run_dir):
         [
             *TINY,
             "logger=[tensorboard,csv]",
-            "tasks=[reconstruction,class]",
+            "+task@tasks.class=classification",
             "tasks.reconstruction.iw_samples=0",
         ]
     )

@@ -12,7 +12,7 @@ from mtlrun.runfolder import read_json
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error, same_parameters
 
-CONCAT = [*SMALL, "tasks=[reconstruction,class]", "sharing=concat"]
+CONCAT = [*SMALL, "+task@tasks.class=classification", "sharing=concat"]
 
 
 def test_one_autoencoder_per_task_and_heads_read_all_codes():
@@ -76,7 +76,9 @@ def test_it_trains_on_vectors_with_per_task_autoencoders(run_dir):
             "backbone=dense_ae",
             "backbone.hidden_dims=[32]",
             "backbone.latent_dim=4",
-            "tasks=[y0,y1]",
+            "~task@tasks.reconstruction",
+            "+task@tasks.y0=regression",
+            "+task@tasks.y1=regression",
             "trainer.epochs=3",
             "trainer.progress=false",
             "device=cpu",

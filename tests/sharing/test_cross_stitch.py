@@ -10,7 +10,7 @@ from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error, read_metrics, same_parameters
 from tests.weighting.problems import aggregations, assert_logs_match
 
-TASKS = "tasks=[reconstruction,class]"
+TASKS = "+task@tasks.class=classification"
 
 
 def test_alpha_starts_at_the_stated_init_and_learns(run_dir):
@@ -30,7 +30,7 @@ def test_alpha_starts_at_the_stated_init_and_learns(run_dir):
 
 
 def test_a_stitch_mixes_the_activations_of_the_chosen_block():
-    third_task = ["+tasks.other.type=classification", "+tasks.other.target=class"]
+    third_task = ["+task@tasks.other=classification", "tasks.other.target=class"]
     overrides = ["sharing=cross_stitch", "sharing.stitch_after=[1]", "sharing.init_self=0.5"]
     model = build(compose_config([*SMALL, TASKS, *third_task, *overrides])).model
     assert list(model.mixers) == ["1"]
@@ -62,7 +62,12 @@ def test_bad_stitches_are_config_errors():
         [*stitch, "sharing.alpha_lr_scale=0"]
     )
     assert "two or more tasks with a loss, not 1" in config_error(
-        [*SMALL, "tasks=[class]", "sharing=cross_stitch"]
+        [
+            *SMALL,
+            "~task@tasks.reconstruction",
+            "+task@tasks.class=classification",
+            "sharing=cross_stitch",
+        ]
     )
 
 

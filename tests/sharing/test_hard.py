@@ -10,7 +10,7 @@ from mtlrun.sharing.hard import HardSharing
 from tests.conftest import TINY, compose_config
 from tests.sharing import SMALL, assert_learns, config_error, same_parameters
 
-TASKS = "tasks=[reconstruction,class]"
+TASKS = "+task@tasks.class=classification"
 
 
 def test_shared_blocks_are_the_same_modules_and_the_rest_are_copies(run_dir):
@@ -70,7 +70,8 @@ def test_unknown_key_and_wrong_type_are_config_errors():
     from mtlrun.config import refused_value
 
     assert config_error([*SMALL, TASKS, "+sharing.split=1"]) == (
-        "sharing.split: Key 'split' not in 'SharedLayersConfig'"
+        "sharing.split: Key 'split' not in 'SharedLayersConfig'; its keys: name, "
+        "task_relation, shared_layers"
     )
     # The option's schema types the node as it composes: the CLI and mtlrun.train say it so.
     with pytest.raises(ConfigCompositionException) as error:

@@ -7,7 +7,13 @@ from mtlrun.loop import train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns
 
-SINGLE = [*SMALL, "tasks=[reconstruction,class,generation]", "backbone=vae", "sharing=single_task"]
+SINGLE = [
+    *SMALL,
+    "+task@tasks.class=classification",
+    "+task@tasks.generation=generation",
+    "backbone=vae",
+    "sharing=single_task",
+]
 
 
 def test_no_parameter_is_shared_between_tasks():

@@ -8,7 +8,7 @@ from mtlrun.loop import train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error
 
-TASKS = "tasks=[reconstruction,class]"
+TASKS = "+task@tasks.class=classification"
 
 
 def trained_distance(run_dir, penalty):

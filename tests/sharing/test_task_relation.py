@@ -10,7 +10,13 @@ from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error
 
 # digit has 10 classes; parity and magnitude 2 each: only their heads' final layers match.
-DIGITS = [*SMALL, "dataset.target_name=digit", "tasks=[digit]", "tasks.digit.hidden_dims=[]"]
+DIGITS = [
+    *SMALL,
+    "dataset.target_name=digit",
+    "~task@tasks.reconstruction",
+    "+task@tasks.digit=classification",
+    "tasks.digit.hidden_dims=[]",
+]
 DIGITS += [f"+tasks.{name}.type=classification" for name in ("parity", "magnitude")]
 
 
@@ -89,7 +95,9 @@ def test_it_trains(run_dir):
 
 
 def test_heads_without_a_partner_are_a_config_error():
-    message = config_error([*SMALL, "tasks=[reconstruction,class]", "sharing.task_relation=0.1"])
+    message = config_error(
+        [*SMALL, "+task@tasks.class=classification", "sharing.task_relation=0.1"]
+    )
     assert message.startswith("sharing.task_relation=0.1 needs two task heads whose final Linear")
     assert "reconstruction 784×64, class 10×128" in message
     assert "must be at least 0" in config_error([*DIGITS, "sharing.task_relation=-1"])

@@ -14,7 +14,7 @@ from tests.sharing import SMALL, config_error, read_metrics
 
 TWO_STAGE = [
     *SMALL,
-    "tasks=[reconstruction,class]",
+    "+task@tasks.class=classification",
     "sharing=two_stage",
     "sharing.stage1_epochs=2",
     "trainer.epochs=5",
@@ -65,8 +65,8 @@ def test_stages_switch_what_is_trained():
 
 
 def test_bad_combinations_are_config_errors():
-    assert "no task reconstructs" in config_error([*TWO_STAGE, "tasks=[class]"])
-    assert "every task is a reconstruction" in config_error([*TWO_STAGE, "tasks=[reconstruction]"])
+    assert "no task reconstructs" in config_error([*TWO_STAGE, "~task@tasks.reconstruction"])
+    assert "every task is a reconstruction" in config_error([*TWO_STAGE, "~task@tasks.class"])
     message = config_error([*TWO_STAGE, "sharing.stage1_epochs=0"])
     assert message == "sharing.stage1_epochs=0 must be at least 1"
     model = build(compose_config([*TWO_STAGE, "sharing.stage1_epochs=4"])).model

@@ -72,7 +72,8 @@ def test_the_model_learns_to_denoise():
         [
             *TINY,
             "backbone=dense_ae",
-            "tasks=[denoising]",
+            "~task@tasks.reconstruction",
+            "+task@tasks.denoising=denoising",
             "tasks.denoising.noise_std=0.3",
             "dataset.noise=0.02",
             "optim.lr=2e-3",

@@ -73,7 +73,7 @@ def train_records(name: str, run_dir: Path, *overrides: str) -> list[dict]:
             "dataset.val_size=64",
             "dataset.n_test=64",
             "backbone.hidden_dims=[64]",
-            "tasks=[reconstruction,class]",
+            "+task@tasks.class=classification",
             "tasks.reconstruction.iw_samples=0",
             f"weighting={name}",
             *overrides,

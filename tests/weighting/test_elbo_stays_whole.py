@@ -23,7 +23,7 @@ def vae_experiment(weighting: str):
                 f"backbone.beta={BETA}",
                 "backbone.hidden_dims=[32]",
                 f"backbone.latent_dim={LATENT}",
-                "tasks=[reconstruction,class]",
+                "+task@tasks.class=classification",
                 "tasks.reconstruction.weight=0.3",  # fixed: a weight far from 1
                 f"weighting={weighting}",
             ]

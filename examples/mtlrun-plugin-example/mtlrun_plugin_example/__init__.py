@@ -7,7 +7,7 @@
 - weighting `random_weighting`: Random Loss Weighting, Lin et al. 2022 (`random_weighting.py`).
 
 Its `configs/` folder (next to this file) goes on Hydra's search path, so
-`mtlrun train +experiment=plugin_example` composes, and so do `tasks=[cluster,radius]`.
+`mtlrun train +experiment=plugin_example` composes.
 mtlrun imports this module through the entry point the package declares (group
 `mtlrun.plugins`) once the package is installed.
 """
