@@ -9,6 +9,11 @@ class ConfigError(UserError):
     """A config value that is unknown, of the wrong type, or impossible in combination."""
 
 
+class DamagedRunFile(UserError):
+    """A file of a run folder that is not what mtlrun wrote there: binary, cut off, or another
+    kind of value."""
+
+
 class DataError(UserError):
     """Data that is missing, unreadable or of the wrong shape."""
 

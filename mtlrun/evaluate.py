@@ -2,6 +2,7 @@
 that they are finite."""
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,9 +16,16 @@ if TYPE_CHECKING:
 
 
 @torch.inference_mode()
-def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = False):
+def evaluate(
+    experiment: "Experiment",
+    split: Split,
+    name: str,
+    final: bool = False,
+    after_batch: Callable[[], None] | None = None,
+):
     """`<name>/<task>/<metric>` means over `split`, plus `<name>/loss`, the weighted objective
     with fixed task weights. With `final`, also the costlier end-of-training metrics (nll_iw).
+    `after_batch` is called after each batch (to honour a stop request: it may raise).
     A task's own modules besides its head (concat's autoencoders) report their loss as
     `<task>/autoencoder_loss`, a mean over every example."""
     model, tasks = experiment.model, experiment.tasks
@@ -50,6 +58,8 @@ def evaluate(experiment: "Experiment", split: Split, name: str, final: bool = Fa
                 head = model.head(task.name)
                 for metric, value in task.final_metric_sums(head, encoding, batch).items():
                     add(f"{task.name}/{metric}", value)
+        if after_batch is not None:
+            after_batch()
     model.train(was_training)
     means = {
         key: value

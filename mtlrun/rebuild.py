@@ -14,7 +14,7 @@ from mtlrun.checkpoint import load_checkpoint
 from mtlrun.config import check_choice
 from mtlrun.errors import ConfigError, UserError
 from mtlrun.experiment import Experiment, build
-from mtlrun.runfolder import RunFolder, check_run_name
+from mtlrun.runfolder import RunFolder, check_run_name, read_yaml
 
 
 def run_config(run_dir: Path, allow_plugins: Sequence[str] = ()) -> DictConfig:
@@ -35,10 +35,7 @@ def run_config(run_dir: Path, allow_plugins: Sequence[str] = ()) -> DictConfig:
             f"{run_dir} is not a run folder (it has no config.resolved.yaml or "
             ".hydra/config.yaml); pass a folder under outputs/runs/"
         )
-    try:
-        cfg = OmegaConf.load(path)
-    except (OSError, OmegaConfBaseException) as error:
-        raise UserError(f"{path} is unreadable ({error}); the run cannot be rebuilt") from None
+    cfg = read_yaml(path)
     if not isinstance(cfg, DictConfig):
         raise UserError(f"{path} is not a config (a YAML mapping); the run cannot be rebuilt")
     found = first_interpolation(OmegaConf.to_container(cfg, resolve=False))

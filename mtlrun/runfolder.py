@@ -1,5 +1,6 @@
 """The run folder: atomic JSON files, the metrics log, meta.json."""
 
+import io
 import json
 import os
 import platform
@@ -11,10 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 import mtlrun
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, DamagedRunFile, UserError
 from mtlrun.plugins import versions as plugin_versions
 
 NAME_MAX = 255  # bytes in one file or folder name, on Linux and macOS file systems
@@ -67,9 +70,12 @@ def existing_run_message(folder: Path, sweep: bool = False) -> str | None:
 
 def write_atomic(path: Path, write: Any) -> None:
     """Call `write(file_path)` on a temporary file beside `path`, then rename it into place,
-    so a crash never leaves a half-written file."""
+    so a crash never leaves a half-written file; the temporary files of writers of `path`
+    killed before they could remove theirs go too."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's host and pid in the name tell an orphan from a file being written.
+    prefix = f".{path.name}.{platform.node()}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.close(fd)
     try:
         # mkstemp makes the file private (0600); the renamed file gets the mode any new file
@@ -80,6 +86,36 @@ def write_atomic(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    remove_orphans(path)
+
+
+def remove_orphans(path: Path) -> None:
+    """Remove the temporary files of `path` left by writers on this host that are gone."""
+    start = f".{path.name}.{platform.node()}."
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(start) :].split(".", 1)[0] if tmp.name.startswith(start) else ""
+        if pid.isdigit() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int, start_ticks: int | None = None) -> bool:
+    """Whether process `pid` of this host runs; with `start_ticks` (its start time, in clock
+    ticks since boot), whether that very process does, not a later one given the same pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return start_ticks is None or process_start_ticks(pid) in (None, start_ticks)
+
+
+def process_start_ticks(pid: int | str = "self") -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux /proc), or None."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def current_umask() -> int:
@@ -105,9 +141,59 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, dump)
 
 
+def damaged(path: Path, why: str) -> DamagedRunFile:
+    return DamagedRunFile(
+        f"{path} is damaged ({why}); restore it from a copy, or train the run again"
+    )
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of a run's file; a file that is not text is a DamagedRunFile."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise damaged(path, f"not text: {error}") from None
+    except OSError as error:
+        raise UserError(f"{path} cannot be read ({error.strerror or error})") from None
+
+
 def read_json(path: Path) -> dict[str, Any]:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON object in `path`; a file that is not one (binary, cut off, a list) is a
+    DamagedRunFile naming it."""
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise damaged(path, f"not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise damaged(path, f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one per line ([] when there is none)."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise damaged(path, f"line {number} is not JSON: {error}") from None
+        if not isinstance(record, dict):
+            raise damaged(path, f"line {number} is not a JSON object")
+        records.append(record)
+    return records
+
+
+def read_yaml(path: Path) -> DictConfig | ListConfig:
+    """The YAML document in `path`, as OmegaConf loads it; unreadable YAML is DamagedRunFile."""
+    text = read_text(path)
+    try:
+        return OmegaConf.load(io.StringIO(text))
+    except (yaml.YAMLError, OmegaConfBaseException, OSError) as error:  # OSError: a scalar
+        raise damaged(path, f"not YAML: {str(error).splitlines()[0]}") from None
 
 
 def now() -> str:
@@ -132,12 +218,18 @@ def git_commit() -> str | None:
 
 def seconds_since_process_start() -> float | None:
     """How long ago this process started (Linux /proc), or None where that cannot be read."""
+    ticks = process_start_ticks()
     try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
-        return round(float(Path("/proc/uptime").read_text().split()[0]) - started, 2)
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return None if ticks is None else round(uptime - ticks / os.sysconf("SC_CLK_TCK"), 2)
+
+
+def this_process() -> dict[str, Any]:
+    """meta.json's record of the process that trains the run: with it, `run_status` tells a
+    killed run from a running one."""
+    return {"host": platform.node(), "pid": os.getpid(), "process_start": process_start_ticks()}
 
 
 def versions() -> dict[str, str]:
@@ -184,11 +276,18 @@ class RunFolder:
         """summary.json, or {} for a run that has not finished."""
         return read_json(self.summary_path) if self.summary_path.is_file() else {}
 
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """metrics.jsonl's records, [] before the first."""
+        return read_records(self.metrics_path)
+
     def overrides(self) -> list[str]:
         """The command-line overrides Hydra (or `mtlrun.train`) recorded, [] when none."""
         if not self.overrides_path.is_file():
             return []
-        return [str(override) for override in OmegaConf.load(self.overrides_path)]
+        overrides = read_yaml(self.overrides_path)
+        if not isinstance(overrides, ListConfig):
+            raise damaged(self.overrides_path, "not a list of overrides")
+        return [str(override) for override in overrides]
 
     def record_composition(self, cfg: DictConfig, overrides: list[str]) -> None:
         """.hydra/config.yaml and overrides.yaml, as Hydra writes them, for a run that mtlrun
@@ -203,7 +302,7 @@ class RunFolder:
         meta = {
             "command": command or original_command(),
             "cwd": os.getcwd(),
-            "host": platform.node(),
+            **this_process(),
             "git_commit": git_commit(),
             "versions": versions(),
             "plugins": plugin_versions(),
@@ -222,6 +321,16 @@ class RunFolder:
 
     def finish(self, status: str, **fields: Any) -> None:
         self.update_meta(status=status, end_time=now(), **fields)
+
+
+def run_status(meta: dict[str, Any]) -> str:
+    """meta.json's status, except that a run that says "running" but whose process on this
+    host is gone (killed with SIGKILL, or its machine crashed) is "crashed"."""
+    status = str(meta.get("status", "unknown"))
+    pid = meta.get("pid")
+    if status != "running" or meta.get("host") != platform.node() or not isinstance(pid, int):
+        return status
+    return status if process_alive(pid, meta.get("process_start")) else "crashed"
 
 
 def original_command() -> str:

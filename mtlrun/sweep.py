@@ -8,7 +8,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mtlrun.runfolder import RunFolder, original_command, write_json
+from mtlrun.errors import UserError
+from mtlrun.runfolder import RunFolder, original_command, run_status, write_json
 
 EXIT_JOBS_FAILED = 1
 
@@ -20,11 +21,14 @@ def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     jobs = []
     for hydra_yaml in sweep_dir.glob("**/.hydra/hydra.yaml"):
         run = RunFolder(hydra_yaml.parent.parent)
-        meta = run.read_meta()
+        try:
+            meta = run.read_meta()
+        except UserError as error:
+            meta = {"status": "failed", "error": str(error)}
         job = {
             "job": int(OmegaConf.load(hydra_yaml).hydra.job.num),
             "overrides": run.overrides(),
-            "status": meta.get("status", "failed"),
+            "status": run_status(meta) if meta else "failed",
             "run_dir": run.path.relative_to(sweep_dir).as_posix(),
         }
         if job["status"] == "failed":

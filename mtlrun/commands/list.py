@@ -13,7 +13,7 @@ from mtlrun.report.collect import Run, find_runs
 from mtlrun.terminal import format_value
 
 USAGE = "usage: mtlrun list [DIR]   (default DIR: outputs)"
-STATUS_STYLE = {"completed": "green", "failed": "red", "running": "yellow"}
+STATUS_STYLE = {"completed": "green", "failed": "red", "crashed": "red", "running": "yellow"}
 
 
 def key_metric(run: Run) -> str:

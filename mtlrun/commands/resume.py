@@ -9,7 +9,7 @@ import sys
 from mtlrun.errors import UserError
 from mtlrun.loop import train
 from mtlrun.rebuild import apply_overrides, run_config, split_arguments
-from mtlrun.runfolder import RunFolder, now
+from mtlrun.runfolder import RunFolder, now, run_status
 
 # Where the run continues and how it shows progress; the numbers do not depend on them (on the
 # same device type: a CPU run resumed on a GPU continues within floating-point tolerance).
@@ -31,16 +31,23 @@ def main() -> None:
     run_dir, _, overrides = split_arguments(sys.argv[1:], {})
     check_machine_overrides(overrides)
     run = RunFolder(run_dir)
-    status = run.read_meta().get("status")
+    meta = run.read_meta()
+    status = run_status(meta)
     if status == "completed":
         raise UserError(f"{run_dir} already completed; use `mtlrun reproduce` to run it again")
+    if status == "running":
+        raise UserError(
+            f"{run_dir} is still being trained (pid {meta.get('pid')} on {meta.get('host')}); "
+            "stop it first (Ctrl-C, or kill -INT PID), then resume"
+        )
     if not run.checkpoint("last").is_file():
         raise UserError(
             f"{run_dir} has no checkpoints/last.pt to resume from (status: {status}); "
             "start it again with `mtlrun train`"
         )
     cfg = apply_overrides(run_config(run_dir), overrides)
-    resumes = run.read_meta().get("resumes") or []
+    run.read_metrics()  # a damaged metrics.jsonl stops here, not half-way into training
+    resumes = meta.get("resumes") or []
     run.update_meta(resumes=[*resumes, {"time": now(), "overrides": overrides}])
     try:
         train(cfg, run_dir, resume=True)

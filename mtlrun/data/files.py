@@ -40,7 +40,13 @@ def read_image_folder(folder: Path, cfg: ImageFolderConfig) -> tuple[Tensor, Ten
     mode = {1: "L", 3: "RGB"}[cfg.channels]
     resize = v2.Compose([v2.Resize((cfg.image_size, cfg.image_size)), v2.PILToTensor()])
     # Decoding is per image by nature; it happens once, here, never during training.
-    dataset = ImageFolder(str(folder), loader=lambda p: _open(p, mode), transform=resize)
+    try:
+        dataset = ImageFolder(str(folder), loader=lambda p: _open(p, mode), transform=resize)
+    except FileNotFoundError as error:  # no class sub-folder, or no image in any of them
+        raise DataError(
+            f"{folder} holds no images in class sub-folders ({str(error).splitlines()[0]}); "
+            "an ImageFolder tree is one sub-folder of images per class"
+        ) from None
     images = torch.stack([image for image, _ in dataset])
     labels = torch.tensor(dataset.targets, dtype=torch.long)
     return images, labels, dataset.classes
@@ -49,8 +55,14 @@ def read_image_folder(folder: Path, cfg: ImageFolderConfig) -> tuple[Tensor, Ten
 def _open(path: str, mode: str):
     from PIL import Image
 
-    with Image.open(path) as image:
-        return image.convert(mode)
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode)
+    except OSError as error:  # PIL's UnidentifiedImageError too: damaged, or not an image
+        raise DataError(
+            f"{path} is not an image that can be read ({str(error).splitlines()[0]}); "
+            "remove it or replace it"
+        ) from None
 
 
 @DATASETS.register("image_folder", schema=ImageFolderConfig)
@@ -105,6 +117,11 @@ def read_arrays(path: Path) -> tuple[Tensor, Tensor]:
             f"{path}: 'images' must be uint8 N×H×W×C or N×C×H×W, "
             f"not {images.dtype} with shape {images.shape}"
         )
+    if images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[3] not in (1, 3):
+        raise DataError(
+            f"{path}: 'images' of shape {images.shape} have no channel axis of 1 (grayscale) "
+            "or 3 (RGB) in N×H×W×C or N×C×H×W"
+        )
     if not np.issubdtype(labels.dtype, np.integer) or labels.shape != images.shape[:1]:
         raise DataError(f"{path}: 'labels' must be N integers, not {labels.dtype} {labels.shape}")
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
@@ -121,7 +138,8 @@ def arrays(cfg: ArraysConfig) -> RawData:
             f"train images are {tuple(train.inputs.shape[1:])} but test images are "
             f"{tuple(test.inputs.shape[1:])}; both files need the same image shape"
         )
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    labels = torch.cat([train_labels, test_labels])
+    num_classes = int(labels.max()) + 1 if len(labels) else 1  # an empty split: refused later
     info = DatasetInfo(
         cfg.name, tuple(train.inputs.shape[1:]), {cfg.target_name: TargetInfo(num_classes)}
     )

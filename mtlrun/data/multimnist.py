@@ -77,13 +77,31 @@ def make_pairs(
     return compose(images, images[partner]), {left_name: labels, right_name: labels[partner]}
 
 
+def has_shapes(arrays: dict[str, Tensor], names: tuple[str, str]) -> bool:
+    """Whether each split is N uint8 SIZE×SIZE images with N int64 labels per name (their
+    range is `check_consistent`'s to check, for every dataset)."""
+    for split in ("train", "test"):
+        images = arrays[f"{split}/images"]
+        if not isinstance(images, Tensor) or images.dtype != torch.uint8:
+            return False
+        if images.dim() != 3 or tuple(images.shape[1:]) != (SIZE, SIZE) or len(images) == 0:
+            return False
+        for name in names:
+            labels = arrays[f"{split}/{name}"]
+            if not isinstance(labels, Tensor) or labels.dtype != torch.int64:
+                return False
+            if labels.shape != images.shape[:1]:
+                return False
+    return True
+
+
 def read_cache(path: Path, names: tuple[str, str]) -> dict[str, Tensor] | None:
     """The cached splits, or None (with a one-line warning) when the file is damaged or not
     what this version writes: it is derived data, so it is rebuilt rather than trusted."""
     expected = {f"{split}/{key}" for split in ("train", "test") for key in ("images", *names)}
     try:
         arrays = torch.load(path, weights_only=True)
-        if isinstance(arrays, dict) and expected <= arrays.keys():
+        if isinstance(arrays, dict) and expected <= arrays.keys() and has_shapes(arrays, names):
             return arrays
         problem = "holds other arrays than expected"
     except Exception as error:  # a truncated or garbled file: any reader error means rebuild

@@ -52,6 +52,34 @@ def data_root(root: str | None) -> Path:
     return Path(root or os.environ.get("MTLRUN_DATA") or "data").expanduser()
 
 
+def damaged_file(dataset_class: type, root: Path) -> Path | None:
+    """The first of the dataset's files in `root` that is there but is not what torchvision
+    reads: a CIFAR-10 batch whose checksum differs, an MNIST-family file that does not parse as
+    the IDX array it names (idx3: images, idx1: labels). None when none is."""
+    from torchvision.datasets.utils import check_integrity
+
+    if hasattr(dataset_class, "train_list"):  # CIFAR-10's pickled batches, with checksums
+        folder = root / dataset_class.base_folder
+        for name, md5 in dataset_class.train_list + dataset_class.test_list:
+            if (folder / name).is_file() and not check_integrity(str(folder / name), md5):
+                return folder / name
+        return None
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    folder = root / dataset_class.__name__ / "raw"
+    for url, _ in getattr(dataset_class, "resources", []):
+        path = folder / Path(url).stem  # the unpacked file: its name without .gz
+        if not path.is_file():
+            continue
+        try:
+            dims = read_sn3_pascalvincent_tensor(str(path), strict=False).dim()
+        except Exception:
+            return path
+        if dims != (3 if "idx3" in path.name else 1):
+            return path
+    return None
+
+
 def load_torchvision(dataset_class: type, cfg: TorchvisionDatasetConfig) -> tuple[Tensor, ...]:
     """(train images, train labels, test images, test labels) as uint8 / int64 tensors."""
     root = data_root(cfg.root)
@@ -59,9 +87,17 @@ def load_torchvision(dataset_class: type, cfg: TorchvisionDatasetConfig) -> tupl
     for train in (True, False):
         try:
             dataset = dataset_class(str(root), train=train, download=cfg.download)
-        except (RuntimeError, OSError) as error:
-            how = "could not be downloaded" if cfg.download else "dataset.download=false"
+        except Exception as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            damaged = damaged_file(dataset_class, root)
+            if damaged is not None:
+                raise DataError(
+                    f"{damaged} is damaged, or is not {dataset_class.__name__}'s file "
+                    f"({reason}); replace it with torchvision's"
+                ) from None
+            if not isinstance(error, (RuntimeError, OSError)):
+                raise
+            how = "could not be downloaded" if cfg.download else "dataset.download=false"
             raise DataError(
                 f"{dataset_class.__name__} is not in {root.resolve()} and {how} ({reason}); "
                 f"put torchvision's files there or point dataset.root (or $MTLRUN_DATA) at them"

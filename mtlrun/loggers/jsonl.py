@@ -8,12 +8,6 @@ from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
 from mtlrun.runfolder import RunFolder, write_atomic
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 @LOGGERS.register("jsonl", schema=LoggerConfig)
 class JsonlLogger(Logger):
     """`logger=jsonl`: metrics.jsonl, one JSON object per record; always written, so this
@@ -29,6 +23,6 @@ class JsonlLogger(Logger):
             f.write(json.dumps(record, allow_nan=False) + "\n")
 
     def resume(self, epoch: int) -> None:
-        kept = [r for r in read_records(self.path) if r["epoch"] < epoch]
+        kept = [r for r in RunFolder(self.run_dir).read_metrics() if r["epoch"] < epoch]
         text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept)
         write_atomic(self.path, lambda tmp: Path(tmp).write_text(text))

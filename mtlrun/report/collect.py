@@ -1,24 +1,28 @@
 """Run folders under a directory, found by their meta.json and read without building anything
 (no torch): status, config, overrides, final metrics with their directions, image grids."""
 
-import json
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.errors import UserError
-from mtlrun.runfolder import RunFolder, read_json
+from mtlrun.runfolder import RunFolder, damaged, read_json, read_yaml, run_status
 
 GRID_NAME = re.compile(r"(?P<kind>.+)_e(?P<epoch>\d+)")
 
 
-def read_yaml(path: Path) -> Any:
-    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
+def read_config(path: Path) -> dict[str, Any]:
+    """A run's resolved config as plain data, {} when it has none."""
+    if not path.is_file():
+        return {}
+    config = read_yaml(path)
+    if not isinstance(config, DictConfig):
+        raise damaged(path, "not a YAML mapping")
+    return OmegaConf.to_container(config)  # type: ignore[return-value]
 
 
 def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -40,6 +44,7 @@ class Run:
     config: dict[str, Any]  # config.resolved.yaml
     overrides: dict[str, str]  # Hydra's .hydra/overrides.yaml, `+` dropped from the keys
     summary: dict[str, Any]
+    records: list[dict[str, Any]]  # metrics.jsonl
 
     @classmethod
     def load(cls, path: Path) -> "Run":
@@ -51,9 +56,10 @@ class Run:
         return cls(
             path=path,
             meta=read_json(folder.meta_path),
-            config=read_yaml(folder.config_path) or {},
+            config=read_config(folder.config_path),
             overrides=overrides,
             summary=folder.read_summary(),
+            records=folder.read_metrics(),
         )
 
     @property
@@ -62,7 +68,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        return str(self.meta.get("status", "unknown"))
+        return run_status(self.meta)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -124,15 +130,16 @@ def natural_order(path: Path) -> list[str | int]:
 
 
 def find_runs(root: Path) -> list[Run]:
-    """Every run folder under `root` (or `root` itself), in path order. An unreadable folder is
-    skipped with a warning, so one broken run does not hide the others."""
+    """Every run folder under `root` (or `root` itself), in path order. An unreadable folder (a
+    damaged meta.json, summary.json, metrics.jsonl or config) is skipped with a one-line
+    warning, so one broken run does not hide the others."""
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; pass a run or sweep folder, e.g. outputs")
     runs = []
     for meta in sorted(root.rglob(RunFolder.META), key=natural_order):
         try:
             runs.append(Run.load(meta.parent))
-        except (OSError, json.JSONDecodeError, OmegaConfBaseException) as error:
+        except (OSError, UserError) as error:
             print(f"mtlrun: warning: skipping {meta.parent}: {error}", file=sys.stderr)
     if not runs:
         raise UserError(f"no runs under {root} (no meta.json found)")

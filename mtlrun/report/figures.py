@@ -6,9 +6,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mtlrun.loggers.jsonl import read_records
 from mtlrun.report.collect import Run
-from mtlrun.runfolder import RunFolder
 
 
 def learning_curves(
@@ -17,10 +15,7 @@ def learning_curves(
     """The validation curve of every chosen `test/<task>/<metric>` that is also logged on the
     validation split, written to `out_dir/curves_<task>.png`."""
     # Figure without pyplot: the Agg canvas, no global state, nothing opens a window.
-    records = [
-        [r for r in read_records(RunFolder(run.path).metrics_path) if r["split"] == "val"]
-        for run in runs
-    ]
+    records = [[r for r in run.records if r.get("split") == "val"] for run in runs]
     logged = {key for run_records in records for record in run_records for key in record}
     panels: dict[str, list[str]] = {}
     for key in metrics:

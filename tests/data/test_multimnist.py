@@ -66,7 +66,10 @@ def hand_built(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(canvas).resize((28, 28), Image.NEAREST))
 
 
-def test_splits_have_the_right_shapes_and_labels(fake_sources):
+def test_splits_have_the_right_shapes_and_labels(fake_sources, monkeypatch):
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeDigits)  # labels 0-9: load_data checks
     data = load_data(OmegaConf.create({"name": "multimnist", "val_size": 10}), CPU, seed=0)
     assert (len(data.train), len(data.val), len(data.test)) == (N_TRAIN - 10, 10, N_TEST)
     assert data.train.inputs.shape[1:] == data.info.input_shape == (1, 28, 28)
@@ -111,14 +114,37 @@ def test_the_cache_is_written_once_then_reused(fake_sources, tmp_path):
     assert len(list((tmp_path / "cache").rglob("*.pt"))) == 2  # a new seed, a new entry
 
 
+def changed(key: str, change):
+    """A damage: the cache's arrays, with `change` applied to the one at `key`."""
+
+    def damage(path):
+        arrays = torch.load(path, weights_only=True)
+        arrays[key] = change(arrays[key])
+        torch.save(arrays, path)
+
+    return damage
+
+
 @pytest.mark.parametrize(
     "damage",
     [
         lambda path: path.write_bytes(path.read_bytes()[:1000]),  # truncated
         lambda path: path.write_bytes(b"not a checkpoint"),  # garbled
         lambda path: torch.save({"train/images": torch.zeros(1)}, path),  # other arrays
+        changed("train/images", lambda images: images[:, :20]),  # cropped images
+        changed("test/images", lambda images: images.float()),  # another dtype
+        changed("test/right_digit", lambda labels: labels[:-1]),  # a label short
+        changed("test/images", lambda images: images[:0]),  # empty
     ],
-    ids=["truncated", "garbled", "other-arrays"],
+    ids=[
+        "truncated",
+        "garbled",
+        "other-arrays",
+        "cropped",
+        "float-images",
+        "label-short",
+        "empty",
+    ],
 )
 def test_a_damaged_cache_is_rebuilt_with_a_warning(fake_sources, tmp_path, capsys, damage):
     first = raw()
