@@ -12,7 +12,13 @@ from mtlrun.runfolder import write_atomic
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    def save(tmp: str) -> None:
+        # Our own file object: closed when torch.save fails (a full disk), so the space of the
+        # partial file comes back once it is removed, for meta.json to say "failed".
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+    write_atomic(path, save)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

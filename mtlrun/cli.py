@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mtlrun import plugins
 from mtlrun.config import config_dir
 from mtlrun.errors import UserError
+from mtlrun.runfolder import disk_fault
 
 # name: (module under mtlrun.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -317,6 +318,11 @@ def main() -> None:
         module.main()
     except UserError as error:
         fail(str(error))
+    except OSError as error:  # eval, sample, report, list: a disk that fills up or refuses
+        fault = disk_fault(error, Path.cwd())
+        if fault is None:
+            raise
+        fail(f"{fault}; free it, or pass out=DIR to write elsewhere")
     except KeyboardInterrupt:  # before training started (a run stopped later says so itself)
         print("mtlrun: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -15,7 +15,7 @@ from rich.progress import Progress as RichProgress
 
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from mtlrun.data import Data, Split
-from mtlrun.errors import TrainingDiverged
+from mtlrun.errors import TrainingDiverged, UserError
 from mtlrun.evaluate import CALM, check_finite, evaluate
 from mtlrun.experiment import Experiment, build, check_config
 from mtlrun.images import (
@@ -25,7 +25,13 @@ from mtlrun.images import (
     save_reconstructions,
 )
 from mtlrun.loggers import Loggers
-from mtlrun.runfolder import RunFolder, seconds_since_process_start, this_process, write_json
+from mtlrun.runfolder import (
+    RunFolder,
+    disk_fault,
+    seconds_since_process_start,
+    this_process,
+    write_json,
+)
 from mtlrun.sharing.base import OWN_LOSS
 from mtlrun.tasks import Task
 from mtlrun.terminal import Reporter, metrics_table
@@ -72,11 +78,17 @@ def train(
     meta.json records (the one typed, when None)."""
     check_config(cfg)  # before anything is written
     run = RunFolder(run_dir)
-    if resume:
-        run.update_meta(status="running", end_time=None, **this_process())
-    else:
-        run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
-        run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        if resume:
+            run.update_meta(status="running", end_time=None, **this_process())
+        else:
+            run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
+            run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    except OSError as error:
+        fault = disk_fault(error, run_dir)
+        if fault:
+            raise UserError(f"{fault}; free it, or train into another folder") from None
+        raise
     reporter = Reporter(run.log_path, bool(cfg.trainer.get("progress", True)))
     try:
         with StopSignals() as stop:
@@ -89,10 +101,22 @@ def train(
         reporter.print(f"{how}: stopped; continue with `mtlrun resume {run_dir}`")
         raise
     except BaseException as error:
-        run.finish("failed", error=str(error).splitlines()[0] if str(error) else repr(error))
+        fault = disk_fault(error, run_dir)
+        reason = fault or (str(error).splitlines()[0] if str(error) else repr(error))
+        try:
+            run.finish("failed", error=reason)
+        except OSError:
+            pass  # the disk that failed the run refuses meta.json too: it says "running"
+        if fault:
+            raise UserError(
+                f"{fault}; free it, then continue with `mtlrun resume {run_dir}`"
+            ) from None
         raise
     finally:
-        reporter.close()
+        try:
+            reporter.close()
+        except OSError:
+            pass  # train.log's last lines, on a disk that is full
     run.finish("completed", seconds=summary["seconds"])
     return summary
 

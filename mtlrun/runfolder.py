@@ -1,5 +1,6 @@
 """The run folder: atomic JSON files, the metrics log, meta.json."""
 
+import errno
 import io
 import json
 import os
@@ -83,10 +84,54 @@ def write_atomic(path: Path, write: Any) -> None:
         os.chmod(tmp, 0o666 & ~current_umask())
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
+        # torch.save reports a full disk as a RuntimeError: the free space tells it apart.
+        full = not isinstance(error, OSError) and almost_full(path.parent)
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp) from error
         raise
     remove_orphans(path)
+
+
+def almost_full(folder: Path) -> bool:
+    """Whether less than 1 MiB is left on the file system of `folder`."""
+    try:
+        usage = os.statvfs(folder)
+    except OSError:
+        return False
+    return usage.f_bavail * usage.f_frsize < 2**20
+
+
+# The faults of a disk, not of mtlrun: a full or read-only one, or a folder of someone else's.
+DISK_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def disk_fault(error: BaseException, folder: Path) -> str | None:
+    """ "cannot write in FOLDER: WHY" for an OSError that is a disk's fault, else None."""
+    if not isinstance(error, OSError) or error.errno not in DISK_FAULTS:
+        return None
+    where = Path(error.filename).parent if error.filename else folder
+    return f"cannot write in {where}: {DISK_FAULTS[error.errno]}"
+
+
+def writable_folder(folder: Path) -> Path:
+    """`folder`, made if need be, once a file could be created in it: a command that writes
+    its results into a run folder checks before its work, not after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        problem = disk_fault(error, folder) or f"cannot write in {folder}: {error.strerror}"
+        raise UserError(f"{problem}; pass out=DIR to write elsewhere") from None
+    return folder
 
 
 def remove_orphans(path: Path) -> None:

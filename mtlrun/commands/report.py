@@ -1,6 +1,6 @@
-"""`mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...]`: tables, learning curves, image
-grids and Δm for the runs under DIR (a run or a sweep folder), on the terminal and in
-DIR/report.{md,html,json}."""
+"""`mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...] [out=OUT]`: tables, learning
+curves, image grids and Δm for the runs under DIR (a run or a sweep folder), on the terminal
+and in DIR/report.{md,html,json} (or OUT/, for a folder that cannot be written)."""
 
 import sys
 from pathlib import Path
@@ -10,26 +10,30 @@ from rich.console import Console
 from mtlrun.errors import UserError
 from mtlrun.report.build import write_report
 from mtlrun.report.document import Table, Text, to_rich
+from mtlrun.runfolder import writable_folder
 
 USAGE = (
-    "usage: mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...]   "
+    "usage: mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...] [out=OUT]   "
     "e.g. metrics=test/digit/acc,test/*/nelbo (default: every test metric), "
-    "delta_m=test/digit/nll (default: each task's primary metric)"
+    "delta_m=test/digit/nll (default: each task's primary metric), out=/tmp/report "
+    "(default: DIR)"
 )
 
 
-def parse(args: list[str]) -> tuple[Path, list[str], list[str]]:
+def parse(args: list[str]) -> tuple[Path, list[str], list[str], Path]:
     """DIR, then the metric patterns and the Δm keys: `metrics=a,b` and `delta_m=a,b` (also
-    `metrics=[a,b]`, or given more than once)."""
+    `metrics=[a,b]`, or given more than once), and the output folder (`out=OUT`, default DIR)."""
     if not args or "=" in args[0] or args[0].startswith("-"):
         raise UserError(USAGE)
-    options: dict[str, list[str]] = {"metrics": [], "delta_m": []}
+    options: dict[str, list[str]] = {"metrics": [], "delta_m": [], "out": []}
     for arg in args[1:]:
         key, _, value = arg.partition("=")
         if key not in options or not value:
             raise UserError(f"{arg!r} is not an option; {USAGE}")
         options[key] += [p.strip() for p in value.strip("[]").split(",") if p.strip()]
-    return Path(args[0]), options["metrics"], options["delta_m"]
+    root = Path(args[0])
+    out = Path(options["out"][-1]) if options["out"] else root
+    return root, options["metrics"], options["delta_m"], out
 
 
 def main() -> None:
@@ -37,8 +41,11 @@ def main() -> None:
     if args[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return
-    root, patterns, delta_m_keys = parse(args)
-    blocks = write_report(root, patterns, delta_m_keys)
+    root, patterns, delta_m_keys, out = parse(args)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; pass a run or sweep folder, e.g. outputs")
+    writable_folder(out)  # before the work
+    blocks = write_report(root, patterns, delta_m_keys, out)
     # Piped into a file or a pager, the tables keep their natural width instead of 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
     for block in blocks:
@@ -46,5 +53,5 @@ def main() -> None:
             console.print(to_rich(block))
         elif isinstance(block, Text):
             console.print(block.text, markup=False)
-    written = ", ".join(str(root / name) for name in ("report.md", "report.html", "report.json"))
+    written = ", ".join(str(out / name) for name in ("report.md", "report.html", "report.json"))
     console.print(f"wrote {written}", markup=False)

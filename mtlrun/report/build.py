@@ -4,6 +4,7 @@ DIR/report.html, with the figures in DIR/report_files/, and the numbers in DIR/r
 
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -61,8 +62,15 @@ class Report:
     """The runs under `root` grouped into configurations with their Δm, the metrics and
     overrides to show, and names for the runs."""
 
-    def __init__(self, root: Path, patterns: list[str], delta_m_keys: list[str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        patterns: list[str],
+        delta_m_keys: list[str] | None = None,
+        out: Path | None = None,
+    ):
         self.root = root
+        self.out = out or root  # where the report goes: its links are relative to it
         self.runs = find_runs(root)
         self.metrics = choose_metrics(self.runs, patterns)
         self.delta_m_keys = delta_m_keys or []
@@ -79,7 +87,7 @@ class Report:
         ]
 
     def url(self, path: Path) -> str:
-        return quote(path.relative_to(self.root).as_posix())
+        return quote(Path(os.path.relpath(path, self.out)).as_posix())
 
     def name(self, run: Run) -> str:
         where = run.path.relative_to(self.root).as_posix()
@@ -199,7 +207,7 @@ class Report:
                 if delta is not None and delta.value is None
             ]
         curves = learning_curves(
-            self.runs, [self.label(run) for run in self.runs], self.metrics, self.root / FILES
+            self.runs, [self.label(run) for run in self.runs], self.metrics, self.out / FILES
         )
         if curves:
             blocks += [
@@ -218,11 +226,12 @@ class Report:
 
 
 def write_report(
-    root: Path, patterns: list[str], delta_m_keys: list[str] | None = None
+    root: Path, patterns: list[str], delta_m_keys: list[str] | None = None, out: Path | None = None
 ) -> list[Block]:
-    """Write DIR/report_files/*.png, DIR/report.md, DIR/report.html and DIR/report.json; return
-    the blocks, for the terminal."""
-    report = Report(root, patterns, delta_m_keys)
+    """Write report_files/*.png, report.md, report.html and report.json into `out` (default:
+    DIR); return the blocks, for the terminal."""
+    out = out or root
+    report = Report(root, patterns, delta_m_keys, out)
     blocks = report.blocks()
     title = f"mtlrun report: {root.resolve().name}"
     numbers = strict_json(report.as_json())
@@ -231,5 +240,5 @@ def write_report(
         ("report.html", to_html(title, blocks)),
         ("report.json", json.dumps(numbers, indent=2, ensure_ascii=False, allow_nan=False)),
     ):
-        write_atomic(root / name, lambda tmp, text=text: Path(tmp).write_text(text, "utf-8"))
+        write_atomic(out / name, lambda tmp, text=text: Path(tmp).write_text(text, "utf-8"))
     return blocks
