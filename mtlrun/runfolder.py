@@ -122,14 +122,17 @@ def disk_fault(error: BaseException, folder: Path) -> str | None:
 
 
 def writable_folder(folder: Path) -> Path:
-    """`folder`, made if need be, once a file could be created in it: a command that writes
-    its results into a run folder checks before its work, not after."""
+    """`folder`, once a file could be created in it or in the part of its path that exists (it
+    is made when written to): a command that writes its results into a run folder checks
+    before its work, not after, and leaves nothing behind when it refuses."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        problem = disk_fault(error, folder) or f"cannot write in {folder}: {error.strerror}"
+        problem = disk_fault(error, existing) or f"cannot write in {existing}: {error.strerror}"
         raise UserError(f"{problem}; pass out=DIR to write elsewhere") from None
     return folder
 

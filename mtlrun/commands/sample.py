@@ -37,6 +37,7 @@ def main() -> None:
         raise UserError(f"{run_dir} has no reconstruction task, so no decoder to draw images with")
     if not experiment.data.info.is_image:
         raise UserError(f"{run_dir} was trained on vectors, not images: there are no grids to draw")
+    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model, name = experiment.model, reconstruction.name
     inputs = experiment.data.test.inputs[:n]
