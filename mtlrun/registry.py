@@ -12,6 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.config import check_choice, parse
+from mtlrun.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -65,7 +66,25 @@ class Registry(Generic[T]):
 
     def config(self, name: str, node: DictConfig | dict | None, key: str) -> Any:
         """`node` validated against the schema of `name` (`key` is where it is in messages)."""
-        return parse(self._entry(name).schema, node, key)
+        schema = self._entry(name).schema
+        try:
+            return parse(schema, node, key)
+        except ConfigError:
+            foreign = sorted(set(node or {}) - {f.name for f in fields(schema)})
+            if not self.is_option_keys(set(foreign)):
+                raise
+            choice = (
+                f"{self.group}={name}" if key == self.config_key else f"+{self.group}@{key}={name}"
+            )
+            raise ConfigError(
+                f"{key}.{self.name_key}={name} keeps keys of another option ({', '.join(foreign)}); "
+                f"choose the option itself, {choice}, which replaces the whole node"
+            ) from None
+
+    def is_option_keys(self, keys: set[str]) -> bool:
+        """Whether `keys` are all keys of one registered option (of a node composed from it)."""
+        schemas = (entry.schema for entry in self._entries.values())
+        return bool(keys) and any(keys <= {f.name for f in fields(s)} for s in schemas)
 
     def build(self, name: str, node: DictConfig | dict | None, key: str, *args: Any) -> Any:
         """The part `name`, built from its validated config and `args`."""

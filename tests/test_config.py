@@ -216,3 +216,20 @@ def test_optimiser_and_trainer_values_are_checked_before_the_data_loads(override
     missing = [f"dataset.root={tmp_path}", "dataset.download=false"]
     with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
         build(compose_config(["dataset=mnist", *missing, "device=cpu", override]))
+
+
+def test_setting_a_parts_name_key_says_to_choose_the_option_instead():
+    """`optim.name=sgd` keeps Adam's keys in the node; the message names them and the fix."""
+    cases = {
+        "optim.name=sgd": "optim.name=sgd keeps keys of another option (betas, eps); choose the "
+        "option itself, optim=sgd, which replaces the whole node",
+        "backbone.name=cnn": "backbone.name=cnn keeps keys of another option (beta, latent_dim); "
+        "choose the option itself, backbone=cnn, which replaces the whole node",
+        f"{CLASS} tasks.class.type=reconstruction": "tasks.class.type=reconstruction keeps keys "
+        "of another option (activation, dropout, hidden_dims, target); choose the option "
+        "itself, +task@tasks.class=reconstruction, which replaces the whole node",
+    }
+    for overrides, line in cases.items():
+        with pytest.raises(ConfigError) as error:
+            build(compose_config([*TINY, *overrides.split()]))
+        assert str(error.value) == line
