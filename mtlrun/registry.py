@@ -77,8 +77,9 @@ class Registry(Generic[T]):
                 f"{self.group}={name}" if key == self.config_key else f"+{self.group}@{key}={name}"
             )
             raise ConfigError(
-                f"{key}.{self.name_key}={name} keeps keys of another option ({', '.join(foreign)}); "
-                f"choose the option itself, {choice}, which replaces the whole node"
+                f"{key}.{self.name_key}={name} keeps keys of another option "
+                f"({', '.join(foreign)}); choose the option itself, {choice}, which replaces "
+                "the whole node"
             ) from None
 
     def is_option_keys(self, keys: set[str]) -> bool:
