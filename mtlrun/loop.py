@@ -146,6 +146,7 @@ def fit(
         experiment.model,
     )
     loggers = Loggers(run.path, cfg.get("logger"))
+    loggers.start(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     data_order = torch.Generator().manual_seed(int(cfg.seed))
     at = Progress()
     if resume:
@@ -251,7 +252,7 @@ def fit(
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json(run.summary_path, summary)
-    loggers.finish(OmegaConf.to_container(cfg, resolve=True), summary)
+    loggers.finish(OmegaConf.to_container(cfg, resolve=True), summary)  # type: ignore[arg-type]
     loggers.close()
     return summary
 

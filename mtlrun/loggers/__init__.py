@@ -5,7 +5,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mtlrun.loggers import csv, jsonl, tensorboard  # noqa: F401  (they register)
+from mtlrun.loggers import csv, jsonl, mlflow, tensorboard, wandb  # noqa: F401  (they register)
 from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
 
 __all__ = ["LOGGERS", "Logger", "LoggerConfig", "Loggers"]
@@ -21,6 +21,10 @@ class Loggers(Logger):
         self.loggers = [
             LOGGERS.build(name, node.get(name), f"logger.{name}", run_dir) for name in names
         ]
+
+    def start(self, config: dict[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.start(config)
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         for logger in self.loggers:

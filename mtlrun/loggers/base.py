@@ -6,6 +6,20 @@ from typing import Any
 
 from mtlrun.registry import Registry
 
+RECORD_FIELDS = ("epoch", "step", "split", "stage", "seconds")  # a record's keys besides metrics
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"optim": {"lr": 0.001}}` → `{"optim.lr": 0.001}`, for trackers' flat params; they take
+    scalars and strings only, so lists become their text."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value) if isinstance(value, list) else value
+    return flat
+
 
 @dataclass
 class LoggerConfig:
@@ -20,6 +34,9 @@ class Logger:
 
     def __init__(self, config: LoggerConfig, run_dir: Path) -> None:
         self.run_dir = run_dir
+
+    def start(self, config: dict[str, Any]) -> None:
+        """The run's resolved config, before the first record (and again when it resumes)."""
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         pass

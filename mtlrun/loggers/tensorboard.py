@@ -9,21 +9,7 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
-
-RECORD_FIELDS = ("epoch", "step", "split", "stage", "seconds")
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"optim": {"lr": 0.001}}` → `{"optim.lr": 0.001}`; TensorBoard takes scalars and strings
-    only, so lists become their text."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = str(value) if isinstance(value, list) else value
-    return flat
+from mtlrun.loggers.base import LOGGERS, RECORD_FIELDS, Logger, LoggerConfig, flatten
 
 
 @LOGGERS.register("tensorboard", schema=LoggerConfig)
