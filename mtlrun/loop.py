@@ -2,6 +2,7 @@
 `mtlrun.experiment.build`) in its run folder; `fit` is the loop itself."""
 
 import math
+import os
 import signal
 import threading
 import time
@@ -38,13 +39,22 @@ from mtlrun.terminal import Reporter, metrics_table
 
 
 class Interrupted(KeyboardInterrupt):
-    """Training stopped at a step boundary on Ctrl-C or SIGTERM (what SLURM sends before
-    pre-emption)."""
+    """Training stopped at a step boundary on Ctrl-C, SIGTERM, or submitit's pre-emption
+    signal; its argument names the signal."""
+
+
+def preemption_signal() -> signal.Signals | None:
+    """The signal submitit sends a job before pre-emption or its time limit (SIGUSR2 unless
+    $SUBMITIT_PREEMPT_SIGNAL names another), when this process is a submitit job."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
 
 
 class StopSignals:
-    """Turns the first SIGINT / SIGTERM into a request the loop honours between steps, so the
-    checkpoint it writes is exact; a second signal interrupts at once."""
+    """Turns the first SIGINT / SIGTERM (or submitit's pre-emption signal) into a request the
+    loop honours between steps, so the checkpoint it writes is exact; a second signal
+    interrupts at once. On leaving, the handlers before it (submitit's) are back."""
 
     def __init__(self) -> None:
         self.received: str | None = None
@@ -52,7 +62,8 @@ class StopSignals:
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            preemption = preemption_signal()
+            for signum in (signal.SIGINT, signal.SIGTERM, *([preemption] if preemption else [])):
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

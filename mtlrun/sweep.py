@@ -31,6 +31,8 @@ def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
             "status": run_status(meta) if meta else "failed",
             "run_dir": run.path.relative_to(sweep_dir).as_posix(),
         }
+        if meta.get("requeues"):  # pre-empted, then resumed by submitit's requeued job
+            job["requeues"] = meta["requeues"]
         if job["status"] == "failed":
             job["error"] = meta.get("error", "stopped before training started")
         jobs.append(job)

@@ -2,6 +2,7 @@
 work. In a sweep, a job that fails is recorded and the sweep goes on; `mtlrun.sweep` then writes
 sweep.json and makes the exit status non-zero."""
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -15,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from mtlrun import plugins
 from mtlrun.config import config_dir
 from mtlrun.errors import ConfigError, UserError
-from mtlrun.loop import train
-from mtlrun.runfolder import existing_run_message
+from mtlrun.loop import preemption_signal, train
+from mtlrun.runfolder import RunFolder, existing_run_message
 from mtlrun.tasks import TASKS
 
 
@@ -77,6 +78,19 @@ def sweeper_direction(hydra_cfg: DictConfig) -> str | None:
     return direction if isinstance(direction, str) else None
 
 
+def is_requeued(run_dir: Path) -> bool:
+    """Whether this job is a submitit job requeued after its pre-emption in `run_dir` (the
+    folder survives the requeue): it resumes from last.pt, and meta.json counts it."""
+    run = RunFolder(run_dir)
+    meta = run.read_meta()
+    if preemption_signal() is None or not meta.get("preempted"):
+        return False
+    if not run.checkpoint("last").is_file():
+        return False
+    run.update_meta(preempted=False, requeues=int(meta.get("requeues", 0)) + 1)
+    return True
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
@@ -85,12 +99,18 @@ def main(cfg: DictConfig) -> float | None:
     job = f"job #{hydra_cfg.job.num} ({run_dir}): " if sweeping else ""
     try:
         plugins.load_for_config(cfg.plugins)  # again: a launcher's job may be a new process
+        requeued = is_requeued(run_dir)
         existing = existing_run_message(run_dir)
-        if existing:
+        if existing and not requeued:
             raise UserError(existing)
         check_optimized_metric(cfg, sweeper_direction(hydra_cfg))
-        value = objective(cfg, train(cfg, run_dir))
-    except KeyboardInterrupt:
+        value = objective(cfg, train(cfg, run_dir, resume=requeued))
+    except KeyboardInterrupt as interrupt:
+        preemption = preemption_signal()
+        if preemption is not None and interrupt.args[:1] == (preemption.name,):
+            # last.pt is written: hand the signal on to submitit, which requeues this job.
+            RunFolder(run_dir).update_meta(preempted=True)
+            os.kill(os.getpid(), preemption)
         print(run_dir)
         sys.exit(130)  # stops a sweep too: Ctrl-C means the user wants to stop
     except UserError as error:

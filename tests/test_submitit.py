@@ -1,0 +1,63 @@
+"""hydra/launcher=submitit_local, the real submitit launcher on this machine: a job signalled as
+SLURM pre-empts one (SIGUSR2) stops at a step boundary, writes last.pt, is requeued by
+submitit, resumes in its own run folder and ends with the numbers of an uninterrupted run."""
+
+import json
+import signal
+import subprocess
+import time
+
+from tests.helpers import mtlrun_command, run_mtlrun
+
+ARGS = [
+    "dataset=synthetic",
+    "dataset.n_train=2048",
+    "dataset.val_size=128",
+    "dataset.n_test=128",
+    "device=cpu",
+    "trainer.epochs=3",
+    "trainer.batch_size=32",
+    "trainer.progress=false",
+    "trainer.deterministic=true",
+    "backbone.hidden_dims=[64]",
+    "tasks.reconstruction.iw_samples=4",
+    "+task@tasks.class=classification",
+]
+
+
+def test_a_preempted_submitit_job_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
+    reference = tmp_path / "reference"
+    run_mtlrun(tmp_path, "train", *ARGS, f"hydra.run.dir={reference}", check=True)
+    expected = json.loads((reference / "summary.json").read_text())["metrics"]
+
+    sweep = tmp_path / "sweep"
+    process = subprocess.Popen(
+        mtlrun_command(
+            "train", "-m", *ARGS, "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}"
+        ),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run = sweep / "0"
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "last.pt").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the second epoch
+    job_pid = json.loads((run / "meta.json").read_text())["pid"]
+    subprocess.run(["kill", "-USR2", str(job_pid)], check=True)  # what SLURM has submitit send
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "completed"
+    assert meta["requeues"] == 1
+    assert meta["pid"] != job_pid  # the requeued job is another process
+    log = (run / "train.log").read_text()
+    assert f"{signal.SIGUSR2.name}: stopped" in log and "resuming at epoch" in log
+    assert json.loads((run / "summary.json").read_text())["metrics"] == expected
+    (job,) = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    assert job["status"] == "completed" and job["requeues"] == 1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["split"] == "train"] == [1, 2, 3]
