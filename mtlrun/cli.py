@@ -53,6 +53,19 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# Hydra does one of these per command: sweep, print the config, print information.
+MODE_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+
+
+def check_one_mode(arguments: list[str]) -> None:
+    modes = [arg for arg in arguments if arg in MODE_FLAGS]
+    if len(modes) > 1:
+        fail(
+            f"{' and '.join(modes)} cannot go together: Hydra sweeps (-m), prints the config "
+            "(--cfg) or prints information (--info), one at a time; drop one"
+        )
+
+
 def check_group_choices(overrides: list[str]) -> None:
     """Catch an unknown option of a config group (`backbone=vea`, `+experiment=nope`) before
     Hydra does, to say so in one line with the valid choices: Hydra's own list of the group's
@@ -310,6 +323,7 @@ def main() -> None:
     try:
         arguments = load_plugins(command, args[1:])
         if command == "train":
+            check_one_mode(arguments)
             arguments = with_plugin_configs(arguments)
             check_group_choices(arguments)
             check_composes(arguments)

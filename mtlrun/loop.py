@@ -104,7 +104,7 @@ def train(
     try:
         with StopSignals() as stop:
             experiment = build(cfg)
-            run.update_meta(device=str(experiment.device))
+            run.update_meta(device=str(experiment.device), threads=torch.get_num_threads())
             summary = fit(experiment, run, reporter, stop, resume)
     except KeyboardInterrupt as interrupt:
         run.finish("interrupted")

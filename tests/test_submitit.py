@@ -27,13 +27,19 @@ ARGS = [
 
 def test_a_preempted_submitit_job_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
     reference = tmp_path / "reference"
-    run_mtlrun(tmp_path, "train", *ARGS, f"hydra.run.dir={reference}", check=True)
+    one_thread = {"OMP_NUM_THREADS": "1"}  # as the job's cpus_per_task=1: the same sums
+    run_mtlrun(tmp_path, "train", *ARGS, f"hydra.run.dir={reference}", env=one_thread, check=True)
     expected = json.loads((reference / "summary.json").read_text())["metrics"]
 
     sweep = tmp_path / "sweep"
     process = subprocess.Popen(
         mtlrun_command(
-            "train", "-m", *ARGS, "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}"
+            "train",
+            "-m",
+            *ARGS,
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.cpus_per_task=1",
+            f"hydra.sweep.dir={sweep}",
         ),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -53,6 +59,7 @@ def test_a_preempted_submitit_job_is_requeued_and_ends_as_if_uninterrupted(tmp_p
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "completed"
     assert meta["requeues"] == 1
+    assert meta["threads"] == 1  # cpus_per_task: the job's share of the cores
     assert meta["pid"] != job_pid  # the requeued job is another process
     log = (run / "train.log").read_text()
     assert f"{signal.SIGUSR2.name}: stopped" in log and "resuming at epoch" in log

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -97,6 +98,9 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     job = f"job #{hydra_cfg.job.num} ({run_dir}): " if sweeping else ""
+    cpus = OmegaConf.select(hydra_cfg, "launcher.cpus_per_task")  # submitit's launchers
+    if cpus:
+        torch.set_num_threads(int(cpus))  # the job's share of the node, not all its cores
     try:
         plugins.load_for_config(cfg.plugins)  # again: a launcher's job may be a new process
         requeued = is_requeued(run_dir)
