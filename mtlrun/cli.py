@@ -230,13 +230,17 @@ def check_composes(overrides: list[str]) -> None:
             kept = [line.rstrip(".") for line in lines if not line.startswith(details)]
             fail("; ".join(kept))
     plugins.load_for_config(cfg.plugins)  # those an experiment lists, before their parts
+    from mtlrun.config import check_run_keys
     from mtlrun.experiment import check_config
 
+    multirun = any(arg in ("-m", "--multirun") for arg in overrides)
     try:
-        check_config(cfg)
+        # A run's every value; a sweep's top-level keys only: a value out of range fails its
+        # own job, and the sweep goes on (README: Configs).
+        check_run_keys(cfg) if multirun else check_config(cfg)
     except ConfigError as error:
         fail(str(error))
-    check_fresh_folder(cfg, multirun=any(arg in ("-m", "--multirun") for arg in overrides))
+    check_fresh_folder(cfg, multirun=multirun)
 
 
 def check_sweep_values(cfg: DictConfig, overrides: list[str]) -> None:

@@ -370,6 +370,14 @@ class RunFolder:
     def finish(self, status: str, **fields: Any) -> None:
         self.update_meta(status=status, end_time=now(), **fields)
 
+    def refused(self, error: str) -> None:
+        """A sweep's job refused before training started (its config checks come before any
+        file): meta.json says failed and why, so that sweep.json does too."""
+        if not self.meta_path.is_file():
+            time = now()
+            meta = {"command": original_command(), "start_time": time, "end_time": time}
+            write_json(self.meta_path, {**meta, "status": "failed", "error": error})
+
 
 def run_status(meta: dict[str, Any]) -> str:
     """meta.json's status, except that a run that says "running" but whose process on this

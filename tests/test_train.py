@@ -154,8 +154,8 @@ def nan_in(split: str, key: str):
 
     real = train_module.evaluate
 
-    def evaluate(experiment, data, name, final=False):
-        metrics = real(experiment, data, name, final)
+    def evaluate(experiment, data, name, final=False, after_batch=None):
+        metrics = real(experiment, data, name, final, after_batch)
         if name == split:
             metrics[key] = float("nan")
         return metrics

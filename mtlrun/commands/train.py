@@ -121,6 +121,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"mtlrun: error: {job}{error}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)
+        RunFolder(run_dir).refused(str(error))
         return None  # the job counts as failed in sweep.json; the sweep goes on
     except Exception as error:
         if not sweeping:
