@@ -190,3 +190,16 @@ def test_the_next_write_removes_the_temporary_files_of_killed_writers(tmp_path):
     assert json.loads(target.read_text()) == {"status": "running"}
     assert not orphan.exists()
     assert live.exists() and other_host.exists() and unrelated.exists()
+
+
+def test_when_every_run_is_damaged_list_says_they_were_skipped(tmp_path):
+    (run,) = sweep_of_three(tmp_path / "sweep")[:1]
+    for other in ("1", "2"):
+        (tmp_path / "sweep" / other / "meta.json").write_bytes(DAMAGES["binary"])
+    (run / "meta.json").write_bytes(DAMAGES["a-list"])
+    result = run_mtlrun(tmp_path, "list", str(tmp_path / "sweep"))
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 4  # three warnings, then the error
+    assert result.stderr.splitlines()[-1] == (
+        f"mtlrun: error: no runs under {tmp_path / 'sweep'} that can be read (3 skipped, above)"
+    )

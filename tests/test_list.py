@@ -92,4 +92,6 @@ def test_missing_folder_and_no_runs_exit_2_with_one_line(tmp_path):
     (tmp_path / "outputs").mkdir()
     empty = mtlrun_list(tmp_path)
     assert empty.returncode == 2
-    assert empty.stderr == "mtlrun: error: no runs under outputs (no meta.json found)\n"
+    assert empty.stderr == (
+        "mtlrun: error: no runs under outputs that can be read (no meta.json found)\n"
+    )

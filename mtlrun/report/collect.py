@@ -135,12 +135,14 @@ def find_runs(root: Path) -> list[Run]:
     warning, so one broken run does not hide the others."""
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; pass a run or sweep folder, e.g. outputs")
-    runs = []
+    runs, skipped = [], 0
     for meta in sorted(root.rglob(RunFolder.META), key=natural_order):
         try:
             runs.append(Run.load(meta.parent))
         except (OSError, UserError) as error:
             print(f"mtlrun: warning: skipping {meta.parent}: {error}", file=sys.stderr)
+            skipped += 1
     if not runs:
-        raise UserError(f"no runs under {root} (no meta.json found)")
+        why = f"{skipped} skipped, above" if skipped else "no meta.json found"
+        raise UserError(f"no runs under {root} that can be read ({why})")
     return runs
