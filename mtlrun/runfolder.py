@@ -114,7 +114,8 @@ DISK_FAULTS = {
 
 
 def disk_fault(error: BaseException, folder: Path) -> str | None:
-    """ "cannot write in FOLDER: WHY" for an OSError that is a disk's fault, else None."""
+    """The line `cannot write in FOLDER: WHY` for an OSError that is a disk's fault, else
+    None."""
     if not isinstance(error, OSError) or error.errno not in DISK_FAULTS:
         return None
     where = Path(error.filename).parent if error.filename else folder
