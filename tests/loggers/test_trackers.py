@@ -100,6 +100,54 @@ def test_a_joblib_sweep_puts_its_jobs_in_one_mlflow_experiment(tmp_path):
     assert all(run.info.status == "FINISHED" for run in runs)
 
 
+def test_mlflow_ui_serves_the_local_store(tmp_path, monkeypatch):
+    """The README's `mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db`, asked over
+    HTTP with MLflow's client, finds the run."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    train(
+        compose_config([*SMALL, "trainer.epochs=1", "logger=mlflow", "name=served"]),
+        tmp_path / "run",
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    server = subprocess.Popen(
+        [
+            str(mlflow),
+            "ui",
+            "--backend-store-uri",
+            "sqlite:///outputs/mlflow.db",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+        deadline = time.time() + 120
+        while True:
+            try:
+                experiment = client.get_experiment_by_name("served")
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        (run,) = client.search_runs([experiment.experiment_id])
+        assert run.info.status == "FINISHED"
+        assert "test/class/acc" in run.data.metrics
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def wandb_records(run_dir: Path) -> list:
     """The records of W&B's offline transaction log (<run>/wandb/offline-run-*/run-*.wandb):
     LevelDB's log format (32 KiB blocks of chunks with 7-byte headers: checksum, length, type
