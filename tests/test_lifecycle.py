@@ -208,6 +208,9 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a shell without job control starts background commands (CI's,
+        # perhaps) with SIGINT ignored, and Python keeps it so until mtlrun's loop sets its own.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(1.5)  # importing torch and composing the config: before any training
     process.send_signal(signal.SIGINT)

@@ -95,7 +95,7 @@ def test_a_failed_job_does_not_stop_the_sweep_and_the_exit_status_says_so(tmp_pa
 
 
 def test_an_unexpected_error_keeps_its_traceback_in_the_run_folder(tmp_path, monkeypatch, capsys):
-    def broken_train(cfg, run_dir):
+    def broken_train(cfg, run_dir, resume=False):
         raise RuntimeError("a bug\nwith details")
 
     monkeypatch.setattr(train_command, "train", broken_train)
