@@ -1,14 +1,39 @@
 """The `mtlrun` command in a subprocess, as a user types it: one way for every test to run it."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 
 def mtlrun_command(*args: str) -> list[str]:
-    """The argv of `mtlrun ARGS...` with this interpreter (for a `subprocess.Popen`)."""
+    """The argv of `mtlrun ARGS...` with this interpreter."""
     return [sys.executable, "-m", "mtlrun", *args]
+
+
+def start_mtlrun(cwd: Path, *args: str) -> subprocess.Popen:
+    """Start `mtlrun ARGS...` in `cwd` without waiting, for a test that signals it: stdout and
+    stderr are piped as text, output unbuffered, and SIGINT handled as from a terminal (a shell
+    without job control, CI's perhaps, starts background commands with SIGINT ignored, and
+    Python keeps it so until mtlrun's loop sets its own handler)."""
+    return subprocess.Popen(
+        mtlrun_command(*args),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited."""
+    process = subprocess.Popen(["sleep", "60"])
+    process.kill()
+    process.wait()
+    return process.pid
 
 
 def run_mtlrun(

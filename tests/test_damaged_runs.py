@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from mtlrun.runfolder import (
     write_json,
 )
 from tests.fake_runs import make_run
-from tests.helpers import mtlrun_command, run_mtlrun
+from tests.helpers import dead_pid, run_mtlrun, start_mtlrun
 
 DAMAGES = {
     "binary": b"\x00\xff\xfe\x80 not text",
@@ -125,10 +124,7 @@ def test_resume_stops_on_a_damaged_metrics_log_before_training(tmp_path):
 def test_a_run_whose_process_is_gone_is_crashed_and_a_live_one_running():
     alive = {"status": "running", **this_process()}
     assert run_status(alive) == "running"
-    sleeper = subprocess.Popen(["sleep", "60"])
-    gone = {"status": "running", "host": platform.node(), "pid": sleeper.pid}
-    sleeper.kill()
-    sleeper.wait()
+    gone = {"status": "running", "host": platform.node(), "pid": dead_pid()}
     assert run_status(gone) == "crashed"
     # The pid given again to a later process: its start time tells them apart.
     reused = {**alive, "process_start": alive["process_start"] - 1}
@@ -151,12 +147,7 @@ TRAIN = [
 
 
 def test_a_run_killed_with_sigkill_is_listed_as_crashed_and_can_be_resumed(tmp_path):
-    process = subprocess.Popen(
-        mtlrun_command("train", *TRAIN, "hydra.run.dir=killed"),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_mtlrun(tmp_path, "train", *TRAIN, "hydra.run.dir=killed")
     run = tmp_path / "killed"
     deadline = time.time() + 120
     while not RunFolder(run).checkpoint("last").is_file() and time.time() < deadline:
@@ -168,7 +159,7 @@ def test_a_run_killed_with_sigkill_is_listed_as_crashed_and_can_be_resumed(tmp_p
         "stop it first (Ctrl-C, or kill -INT PID), then resume\n"
     )
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()
     assert read_json(run / "meta.json")["status"] == "running"  # as the killed run left it
     listing = run_mtlrun(tmp_path, "list", str(tmp_path), check=True)
     assert " crashed " in listing.stdout
@@ -176,14 +167,12 @@ def test_a_run_killed_with_sigkill_is_listed_as_crashed_and_can_be_resumed(tmp_p
 
 def test_the_next_write_removes_the_temporary_files_of_killed_writers(tmp_path):
     target = tmp_path / "meta.json"
-    sleeper = subprocess.Popen(["sleep", "60"])
-    sleeper.kill()
-    sleeper.wait()
+    gone = dead_pid()
     host = platform.node()
-    orphan = tmp_path / f".meta.json.{host}.{sleeper.pid}.abc123.tmp"
+    orphan = tmp_path / f".meta.json.{host}.{gone}.abc123.tmp"
     live = tmp_path / f".meta.json.{host}.{os.getppid()}.def456.tmp"  # a writer still at work
-    other_host = tmp_path / f".meta.json.elsewhere.{sleeper.pid}.ghi789.tmp"
-    unrelated = tmp_path / f".summary.json.{host}.{sleeper.pid}.jkl012.tmp"
+    other_host = tmp_path / f".meta.json.elsewhere.{gone}.ghi789.tmp"
+    unrelated = tmp_path / f".summary.json.{host}.{gone}.jkl012.tmp"
     for path in (orphan, live, other_host, unrelated):
         path.write_text("half")
     write_json(target, {"status": "running"})

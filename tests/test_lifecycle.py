@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import mtlrun_command, run_mtlrun
+from tests.helpers import run_mtlrun, start_mtlrun
 
 TINY_ARGS = [
     "dataset=synthetic",
@@ -119,14 +119,7 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
 
     work = tmp_path / "interrupted"
     work.mkdir()
-    process = subprocess.Popen(
-        mtlrun_command("train", *args),
-        cwd=work,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = start_mtlrun(work, "train", *args)
     deadline = time.time() + 120
     while not list(work.glob("outputs/runs/*/*/checkpoints/last.pt")) and time.time() < deadline:
         time.sleep(0.05)
@@ -202,16 +195,7 @@ def test_ctrl_c_during_the_final_test_evaluation_stops_and_resume_finishes(tmp_p
 
 
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
-    process = subprocess.Popen(
-        mtlrun_command("train", *TINY_ARGS),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # As from a terminal: a shell without job control starts background commands (CI's,
-        # perhaps) with SIGINT ignored, and Python keeps it so until mtlrun's loop sets its own.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = start_mtlrun(tmp_path, "train", *TINY_ARGS)
     time.sleep(1.5)  # importing torch and composing the config: before any training
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from tests.helpers import mtlrun_command, run_mtlrun
+from tests.helpers import run_mtlrun, start_mtlrun
 
 ARGS = [
     "dataset=synthetic",
@@ -32,19 +32,14 @@ def test_a_preempted_submitit_job_is_requeued_and_ends_as_if_uninterrupted(tmp_p
     expected = json.loads((reference / "summary.json").read_text())["metrics"]
 
     sweep = tmp_path / "sweep"
-    process = subprocess.Popen(
-        mtlrun_command(
-            "train",
-            "-m",
-            *ARGS,
-            "hydra/launcher=submitit_local",
-            "hydra.launcher.cpus_per_task=1",
-            f"hydra.sweep.dir={sweep}",
-        ),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_mtlrun(
+        tmp_path,
+        "train",
+        "-m",
+        *ARGS,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.cpus_per_task=1",
+        f"hydra.sweep.dir={sweep}",
     )
     run = sweep / "0"
     deadline = time.time() + 300

@@ -21,6 +21,13 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def sweep_folder(run_dir: Path) -> Path | None:
+    """The sweep a run is a job of, for trackers that group its jobs: Hydra writes
+    multirun.yaml into the sweep's folder."""
+    parent = run_dir.resolve().parent
+    return parent if (parent / "multirun.yaml").is_file() else None
+
+
 @dataclass
 class LoggerConfig:
     """A logger's options, under `logger.<name>`; a logger with options subclasses this. The

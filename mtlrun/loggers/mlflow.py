@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import LOGGERS, RECORD_FIELDS, Logger, LoggerConfig, flatten
+from mtlrun.loggers.base import (
+    LOGGERS,
+    RECORD_FIELDS,
+    Logger,
+    LoggerConfig,
+    flatten,
+    sweep_folder,
+)
 from mtlrun.runfolder import write_json
 
 BATCH = 100  # params per request: MLflow's limit for log_batch
@@ -31,12 +38,6 @@ def local_store() -> tuple[str, str]:
     outputs = Path("outputs").resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{outputs / 'mlflow.db'}", (outputs / "mlartifacts").as_uri()
-
-
-def sweep_folder(run_dir: Path) -> Path | None:
-    """The sweep a run is a job of: Hydra writes multirun.yaml into the sweep's folder."""
-    parent = run_dir.resolve().parent
-    return parent if (parent / "multirun.yaml").is_file() else None
 
 
 @LOGGERS.register("mlflow", schema=MLflowConfig)

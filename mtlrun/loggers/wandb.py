@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import LOGGERS, RECORD_FIELDS, Logger, LoggerConfig
-from mtlrun.loggers.mlflow import sweep_folder
+from mtlrun.loggers.base import LOGGERS, RECORD_FIELDS, Logger, LoggerConfig, sweep_folder
 from mtlrun.runfolder import write_json
 
 
