@@ -9,8 +9,12 @@ import importlib
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -331,9 +335,10 @@ def main() -> None:
             arguments = with_plugin_configs(arguments)
             check_group_choices(arguments)
             check_composes(arguments)
-        sys.argv = [f"mtlrun {command}", *arguments]
-        module = importlib.import_module(f"mtlrun.commands.{COMMANDS[command][0]}")
-        module.main()
+        with torchrun_rank(command, arguments) as arguments:
+            sys.argv = [f"mtlrun {command}", *arguments]
+            module = importlib.import_module(f"mtlrun.commands.{COMMANDS[command][0]}")
+            module.main()
     except UserError as error:
         fail(str(error))
     except OSError as error:  # eval, sample, report, list: a disk that fills up or refuses
@@ -344,6 +349,34 @@ def main() -> None:
     except KeyboardInterrupt:  # before training started (a run stopped later says so itself)
         print("mtlrun: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+@contextmanager
+def torchrun_rank(command: str, arguments: list[str]) -> Iterator[list[str]]:
+    """The arguments, as one rank of `torchrun --nproc-per-node N -m mtlrun train ...` runs
+    them: one run, whose folder rank 0's Hydra makes. The other ranks' Hydra writes into a
+    temporary folder, removed at the end; training gets rank 0's folder (mtlrun.distributed)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        yield arguments
+        return
+    if command != "train":
+        raise UserError(
+            f"under torchrun only `mtlrun train` runs; run `mtlrun {command}` without torchrun "
+            "(`mtlrun resume` starts the run's trainer.devices processes itself)"
+        )
+    if any(arg in ("-m", "--multirun") for arg in arguments):
+        raise UserError(
+            "a sweep (-m) cannot run under torchrun; sweep runs that each use several "
+            "processes with `mtlrun train -m ... trainer.devices=N`"
+        )
+    if os.environ.get("RANK", "0") == "0":
+        yield arguments
+        return
+    scratch = tempfile.mkdtemp(prefix=f"mtlrun-rank{os.environ['RANK']}-")
+    try:
+        yield [*arguments, f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def load_plugins(command: str, arguments: list[str]) -> list[str]:

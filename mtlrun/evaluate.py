@@ -26,9 +26,10 @@ def evaluate(
     """`<name>/<task>/<metric>` means over `split`, plus `<name>/loss`, the weighted objective
     with fixed task weights. With `final`, also the costlier end-of-training metrics (nll_iw).
     `after_batch` is called after each batch (to honour a stop request: it may raise).
+    Under DDP each rank evaluates its shard of every batch and the sums are reduced.
     A task's own modules besides its head (concat's autoencoders) report their loss as
     `<task>/autoencoder_loss`, a mean over every example."""
-    model, tasks = experiment.model, experiment.tasks
+    model, tasks, ranks = experiment.model, experiment.tasks, experiment.ranks
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
@@ -36,14 +37,19 @@ def evaluate(
     counts = {task.name: torch.zeros((), device=split.inputs.device) for task in tasks}
     auxiliary = torch.zeros((), device=split.inputs.device)
 
-    def add(key: str, value: torch.Tensor) -> None:
-        sums[key] = sums[key] + value.float() if key in sums else value.float()
+    counted = 1.0  # 0 while the batch is a stand-in row (see `Ranks.shard`)
 
-    for batch in split.batches(experiment.trainer.eval_batch_size):
+    def add(key: str, value: torch.Tensor) -> None:
+        value = value.float() * counted
+        sums[key] = sums[key] + value if key in sums else value
+
+    for global_batch in split.batches(experiment.trainer.eval_batch_size):
+        batch, has_rows = ranks.shard(global_batch)
+        counted = float(has_rows)
         with experiment.autocast:
             output = model(experiment.model_inputs(batch.inputs))
         if output.auxiliary_loss is not None:
-            auxiliary += output.auxiliary_loss.float() * len(batch)
+            auxiliary += output.auxiliary_loss.float() * len(batch) * counted
         for task_name, own_loss in output.own_losses.items():
             add(f"{task_name}/{OWN_LOSS}", own_loss.sum())
         for task in tasks:
@@ -51,7 +57,7 @@ def evaluate(
                 continue
             prediction = output.predictions[task.name].float()
             encoding = output.encodings[task.name]
-            counts[task.name] += task.example_count(batch)
+            counts[task.name] += task.example_count(batch) * counted
             for metric, value in task.metric_sums(prediction, encoding, batch).items():
                 add(f"{task.name}/{metric}", value)
             if final:
@@ -61,6 +67,7 @@ def evaluate(
         if after_batch is not None:
             after_batch()
     model.train(was_training)
+    ranks.reduce_sum([*sums.values(), *counts.values(), auxiliary])
     means = {
         key: value
         / (len(split) if key.endswith(OWN_LOSS) else counts[key.split("/")[0]].clamp(min=1))

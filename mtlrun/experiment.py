@@ -2,7 +2,7 @@
 every config mistake surfacing before any training. The loop that trains it is `mtlrun.loop`."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from omegaconf import DictConfig
@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from mtlrun.backbones import BACKBONES, Backbone
 from mtlrun.config import check_choice, check_range, check_run_keys, parse
 from mtlrun.data import DATASETS, Batch, Data, load_data
+from mtlrun.distributed import SINGLE, Ranks
 from mtlrun.errors import ConfigError
 from mtlrun.optim import OPTIMIZERS, build_optimizer
 from mtlrun.sharing import SHARING, ModelOutput, MultiTaskModel
@@ -29,10 +30,13 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the model
     image_rows: int = 2  # rows of input/reconstruction pairs in each reconstruction grid
     progress: bool = True  # the progress bar (shown only on a terminal)
+    # processes training one run data-parallel (one per GPU on CUDA); README: Scaling out
+    devices: int = 1
 
     def check(self, key: str) -> None:
         check_choice(f"{key}.precision", self.precision, ("fp32", "bf16"))
-        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "image_rows"):
+        names = ("epochs", "batch_size", "eval_batch_size", "eval_every", "image_rows", "devices")
+        for name in names:
             check_range(f"{key}.{name}", getattr(self, name), 1)
         check_range(f"{key}.grad_clip", self.grad_clip, 0)
 
@@ -80,6 +84,7 @@ class Experiment:
     weighting: Weighting
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    ranks: Ranks = field(default_factory=Ranks)  # this process's place in a DDP run
 
     def __post_init__(self) -> None:
         self.forward = torch.compile(self.model) if self.trainer.compile else self.model
@@ -136,11 +141,12 @@ def check_config(cfg: DictConfig) -> None:
     task_configs(cfg.tasks)
 
 
-def build(cfg: DictConfig) -> Experiment:
-    """Build from the config; every config mistake surfaces here, before any training."""
+def build(cfg: DictConfig, ranks: Ranks = SINGLE) -> Experiment:
+    """Build from the config; every config mistake surfaces here, before any training. Under
+    DDP (`ranks`), each rank builds the same experiment on its own device."""
     check_config(cfg)
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
-    device = resolve_device(str(cfg.device))
+    device = ranks.device(resolve_device(str(cfg.device)))
     seed_everything(cfg.seed, trainer.deterministic)
     data = load_data(cfg.dataset, device, cfg.seed)
 
@@ -158,6 +164,8 @@ def build(cfg: DictConfig) -> Experiment:
     check_sharing(cfg.weighting, cfg.sharing, model)
     weighting = WEIGHTINGS.build(cfg.weighting.name, cfg.weighting, "weighting", loss_tasks, model)
     weighting = weighting.to(device)
+    weighting.ranks = ranks
+    ranks.same_weights([model, weighting])
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
     parameters = [*model.parameters(), *weighting.extra_parameters()]
     optimizer, scheduler = build_optimizer(
@@ -167,4 +175,6 @@ def build(cfg: DictConfig) -> Experiment:
         trainer.epochs,
         model.learning_rate_scales(str(cfg.optim.name)),
     )
-    return Experiment(cfg, trainer, device, data, tasks, model, weighting, optimizer, scheduler)
+    return Experiment(
+        cfg, trainer, device, data, tasks, model, weighting, optimizer, scheduler, ranks
+    )

@@ -16,6 +16,7 @@ from rich.progress import Progress as RichProgress
 
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from mtlrun.data import Data, Split
+from mtlrun.distributed import SINGLE, Ranks, spawn, torchrun_ranks
 from mtlrun.errors import TrainingDiverged, UserError
 from mtlrun.evaluate import CALM, check_finite, evaluate
 from mtlrun.experiment import Experiment, build, check_config
@@ -25,7 +26,7 @@ from mtlrun.images import (
     save_prior_samples,
     save_reconstructions,
 )
-from mtlrun.loggers import Loggers
+from mtlrun.loggers import Logger, LoggerConfig, Loggers
 from mtlrun.runfolder import (
     RunFolder,
     disk_fault,
@@ -54,9 +55,14 @@ def preemption_signal() -> signal.Signals | None:
 class StopSignals:
     """Turns the first SIGINT / SIGTERM (or submitit's pre-emption signal) into a request the
     loop honours between steps, so the checkpoint it writes is exact; a second signal
-    interrupts at once. On leaving, the handlers before it (submitit's) are back."""
+    interrupts at once. On leaving, the handlers before it (submitit's) are back.
 
-    def __init__(self) -> None:
+    Under DDP the ranks stop together: `check` asks whether any rank was signalled, and a
+    second signal is only the first again (a launcher may hand on what the terminal already
+    sent, and one rank stopping alone would leave the others waiting)."""
+
+    def __init__(self, ranks: Ranks = SINGLE) -> None:
+        self.ranks = ranks
         self.received: str | None = None
         self._previous: dict[int, Any] = {}
 
@@ -72,27 +78,40 @@ class StopSignals:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received:
+        if self.received and not self.ranks.distributed:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
 
     def check(self) -> None:
-        if self.received:
-            raise Interrupted(self.received)
+        if self.ranks.any(self.received is not None):
+            raise Interrupted(self.received or "a stop on another rank")
 
 
 def train(
-    cfg: DictConfig, run_dir: Path, resume: bool = False, command: str | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    resume: bool = False,
+    command: str | None = None,
+    ranks: Ranks | None = None,
 ) -> dict[str, Any]:
     """Train from `cfg` into `run_dir` (continuing from its last.pt with `resume`);
     meta.json's status ends as completed, failed or interrupted. `command` is the command line
-    meta.json records (the one typed, when None)."""
+    meta.json records (the one typed, when None). With `trainer.devices=N` this process starts
+    N ranks and waits for them; under torchrun it is one of the ranks (`mtlrun.distributed`).
+    Only rank 0 writes into `run_dir`."""
     check_config(cfg)  # before anything is written
+    if ranks is None:
+        ranks = torchrun_ranks(cfg) or SINGLE
+        devices = int(cfg.trainer.get("devices", 1))
+        if devices > 1 and not ranks.distributed:
+            return spawn(cfg, run_dir, resume, command, devices)
+    if ranks.distributed:
+        cfg.trainer.devices = ranks.size  # what config.yaml records: resume starts as many
     run = RunFolder(run_dir)
     try:
-        if resume:
+        if ranks.leader and resume:
             run.update_meta(status="running", end_time=None, **this_process())
-        else:
+        elif ranks.leader:
             run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
             run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     except OSError as error:
@@ -100,14 +119,20 @@ def train(
         if fault:
             raise UserError(f"{fault}; free it, or train into another folder") from None
         raise
-    reporter = Reporter(run.log_path, bool(cfg.trainer.get("progress", True)))
+    show_progress = bool(cfg.trainer.get("progress", True))
+    reporter = Reporter(run.log_path if ranks.leader else None, show_progress)
     try:
-        with StopSignals() as stop:
-            experiment = build(cfg)
-            run.update_meta(device=str(experiment.device), threads=torch.get_num_threads())
+        with StopSignals(ranks) as stop:
+            experiment = build(cfg, ranks)
+            if ranks.leader:
+                ranks_field = {"ranks": ranks.size} if ranks.distributed else {}
+                run.update_meta(
+                    device=str(experiment.device), threads=torch.get_num_threads(), **ranks_field
+                )
             summary = fit(experiment, run, reporter, stop, resume)
     except KeyboardInterrupt as interrupt:
-        run.finish("interrupted")
+        if ranks.leader:
+            run.finish("interrupted")
         how = interrupt.args[0] if interrupt.args else "SIGINT"
         reporter.print(f"{how}: stopped; continue with `mtlrun resume {run_dir}`")
         raise
@@ -115,7 +140,8 @@ def train(
         fault = disk_fault(error, run_dir)
         reason = fault or (str(error).splitlines()[0] if str(error) else repr(error))
         try:
-            run.finish("failed", error=reason)
+            if ranks.leader:
+                run.finish("failed", error=reason)
         except OSError:
             pass  # the disk that failed the run refuses meta.json too: it says "running"
         if fault:
@@ -128,7 +154,8 @@ def train(
             reporter.close()
         except OSError:
             pass  # train.log's last lines, on a disk that is full
-    run.finish("completed", seconds=summary["seconds"])
+    if ranks.leader:
+        run.finish("completed", seconds=summary["seconds"])
     return summary
 
 
@@ -150,13 +177,17 @@ def fit(
     experiment: Experiment, run: RunFolder, reporter: Reporter, stop: StopSignals, resume: bool
 ) -> dict[str, Any]:
     """The training loop: epochs of shuffled batches, evaluation, images and checkpoints."""
-    cfg, trainer, data, model = (
+    cfg, trainer, data, model, ranks = (
         experiment.cfg,
         experiment.trainer,
         experiment.data,
         experiment.model,
+        experiment.ranks,
     )
-    loggers = Loggers(run.path, cfg.get("logger"))
+    # Rank 0 logs; the other ranks' logger takes the same calls and writes nothing.
+    loggers: Logger = Logger(LoggerConfig(), run.path)
+    if ranks.leader:
+        loggers = Loggers(run.path, cfg.get("logger"))
     loggers.start(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     data_order = torch.Generator().manual_seed(int(cfg.seed))
     at = Progress()
@@ -184,7 +215,7 @@ def fit(
             }
         )
 
-    if not resume:
+    if not resume and ranks.leader:
         run.update_meta(startup_seconds=seconds_since_process_start())
     started = time.perf_counter() - at.seconds
     epoch = at.epoch
@@ -214,8 +245,9 @@ def fit(
                     if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
                         at.best_val_loss, at.best_epoch = val["val/loss"], epoch
                         save(experiment, run.checkpoint("best"), at, data_order)
-                for tag, path in save_images(experiment, run, f"e{epoch:03d}").items():
-                    loggers.log_image(tag, path, epoch)
+                if ranks.leader:
+                    for tag, path in save_images(experiment, run, f"e{epoch:03d}").items():
+                        loggers.log_image(tag, path, epoch)
             save(experiment, run.checkpoint("last"), at, data_order)
             stop.check()
     except KeyboardInterrupt:
@@ -237,9 +269,9 @@ def fit(
     log("test", test, time.perf_counter() - started)
     reporter.print(metrics_table("test (final model)", test))
     reconstruction = experiment.reconstruction
-    if reconstruction is not None and data.info.is_image:
+    if reconstruction is not None and data.info.is_image and ranks.leader:
         path = run.images / "interpolation.png"
-        with experiment.autocast:
+        with experiment.autocast, own_random_numbers(experiment):
             save_interpolations(
                 model, reconstruction.name, image_source(data).head(16).inputs, path
             )
@@ -262,7 +294,8 @@ def fit(
         "steps": at.step,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_json(run.summary_path, summary)
+    if ranks.leader:
+        write_json(run.summary_path, summary)
     loggers.finish(OmegaConf.to_container(cfg, resolve=True), summary)  # type: ignore[arg-type]
     loggers.close()
     return summary
@@ -277,7 +310,8 @@ def train_epoch(
 ) -> dict[str, float]:
     """One pass over the shuffled training split; returns the mean losses and the weights."""
     trainer, model, optimizer = experiment.trainer, experiment.model, experiment.optimizer
-    loss_tasks = experiment.loss_tasks
+    ranks, loss_tasks = experiment.ranks, experiment.loss_tasks
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
     # A task that is not trained on this epoch (two-stage training) keeps its place in the
     # loss list, detached, so weightings and logs see the same tasks every epoch.
     active = [model.trains(task.name) for task in loss_tasks]
@@ -292,9 +326,10 @@ def train_epoch(
         f"epoch {at.epoch}/{trainer.epochs}", total=total_batches, completed=at.batch
     )
     model.train()
-    for index, batch in enumerate(train_split.batches(trainer.batch_size, data_order)):
+    for index, global_batch in enumerate(train_split.batches(trainer.batch_size, data_order)):
         if index < at.batch:
             continue  # trained on before the interruption
+        batch, has_rows = ranks.shard(global_batch)
         with experiment.autocast:
             output = experiment.forward(experiment.model_inputs(batch.inputs))
             losses = experiment.task_losses(output, batch)
@@ -303,6 +338,7 @@ def train_epoch(
             ]
         optimizer.zero_grad(set_to_none=True)
         total = experiment.weighting.backward(losses, output)
+        ranks.reduce_gradients(parameters)
         if trainer.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
         optimizer.step()
@@ -314,11 +350,14 @@ def train_epoch(
             counts = torch.stack([torch.as_tensor(c, device=sums.device) for c in counts])
         else:
             counts = len(batch)
+        if not has_rows:
+            counts = 0  # a stand-in row (see `Ranks.shard`)
         sums[0] += step_losses * counts
         sums[1] += counts
         at.batch, at.step, at.epoch_sums = index + 1, at.step + 1, sums
         bar.advance(bar_task)
         stop.check()
+    ranks.reduce_sum([sums])
     means = (sums[0] / sums[1].clamp(min=1)).tolist()
     if not all(math.isfinite(value) for value in means):
         raise TrainingDiverged(f"the training loss became {means[0]} in epoch {at.epoch}; {CALM}")
@@ -378,10 +417,21 @@ def save(
     epoch_data_order: torch.Tensor | None = None,
 ) -> None:
     """Model, optimiser, scheduler, weighting, RNG states and progress; `epoch_data_order` is
-    the data generator's state at the start of an interrupted epoch."""
-    scheduler = experiment.scheduler
+    the data generator's state at the start of an interrupted epoch. Under DDP every rank calls
+    it: the checkpoint holds every rank's RNG states and the epoch's losses summed over the
+    ranks, and rank 0 writes it."""
+    scheduler, ranks = experiment.scheduler, experiment.ranks
     if epoch_data_order is None:
         epoch_data_order = data_order.get_state()
+    progress = asdict(at)
+    rng: Any = rng_states(data_order)
+    if ranks.distributed:
+        rng = ranks.gather(rng)
+        if at.epoch_sums is not None:
+            progress["epoch_sums"] = at.epoch_sums.clone()
+            ranks.reduce_sum([progress["epoch_sums"]])
+    if not ranks.leader:
+        return
     save_checkpoint(
         path,
         {
@@ -389,9 +439,9 @@ def save(
             "weighting": experiment.weighting.state_dict(),
             "optimizer": experiment.optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "progress": asdict(at),
+            "progress": progress,
             "epoch_data_order": epoch_data_order,
-            "rng": rng_states(data_order),
+            "rng": rng,
         },
     )
 
@@ -403,9 +453,15 @@ def restore(experiment: Experiment, path: Path, data_order: torch.Generator) -> 
     experiment.optimizer.load_state_dict(checkpoint["optimizer"])
     if experiment.scheduler is not None:
         experiment.scheduler.load_state_dict(checkpoint["scheduler"])
-    restore_rng_states(checkpoint["rng"], data_order)
+    rng = checkpoint["rng"]
+    ranks = experiment.ranks
+    # A list holds each rank's states (a DDP run); a run resumed on other ranks reuses them.
+    restore_rng_states(rng[ranks.rank % len(rng)] if isinstance(rng, list) else rng, data_order)
     data_order.set_state(checkpoint["epoch_data_order"])
-    return Progress(**checkpoint["progress"])
+    at = Progress(**checkpoint["progress"])
+    if not ranks.leader:
+        at.epoch_sums = None  # rank 0 carries the ranks' sums so far
+    return at
 
 
 def image_source(data: Data) -> Split:
@@ -426,7 +482,7 @@ def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, P
     classifiers = {t.name: t.grid_label for t in experiment.tasks if t.grid_label is not None}
     reconstruction = experiment.reconstruction
     model.eval()
-    with experiment.autocast:
+    with experiment.autocast, own_random_numbers(experiment):
         if classifiers:
             written["predictions"] = run.images / f"predictions_{tag}.png"
             save_predictions(model, inputs, batch.targets, classifiers, written["predictions"])
@@ -440,3 +496,15 @@ def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, P
             save_prior_samples(model, reconstruction.name, inputs, n, written["samples"])
     model.train()
     return written
+
+
+def own_random_numbers(experiment: Experiment) -> Any:
+    """Under DDP, the random numbers rank 0 draws for its images come from a fork of its
+    generators, so that all ranks keep drawing alike for training (a randomised aggregator, such
+    as PCGrad's order of projections, then draws the same on every rank)."""
+    device = experiment.device
+    return torch.random.fork_rng(
+        devices=[device] if device.type == "cuda" else [],
+        enabled=experiment.ranks.distributed,
+        device_type=device.type,
+    )

@@ -1,5 +1,6 @@
 """What the terminal shows, mirrored into train.log: progress bars, epoch lines, metric tables."""
 
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,11 +17,14 @@ from rich.table import Table
 
 
 class Reporter:
-    def __init__(self, log_path: Path, show_progress: bool = True) -> None:
-        self.console = Console(highlight=False)
-        self._log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+    """Prints to the terminal and appends to train.log; with no `log_path` (a DDP rank other
+    than 0), it shows nothing at all."""
+
+    def __init__(self, log_path: Path | None, show_progress: bool = True) -> None:
+        self.console = Console(highlight=False, quiet=log_path is None)
+        self._log_file = open(log_path or os.devnull, "a", encoding="utf-8")  # noqa: SIM115
         self._log = Console(file=self._log_file, width=120, no_color=True, highlight=False)
-        self.show_progress = show_progress and self.console.is_terminal
+        self.show_progress = show_progress and self.console.is_terminal and log_path is not None
 
     def print(self, *renderables: RenderableType) -> None:
         self.console.print(*renderables)

@@ -42,14 +42,19 @@ def run_mtlrun(
     check: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = 600,
+    launcher: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
     """Run `mtlrun ARGS...` in `cwd` and wait for it; stdout and stderr are captured as text.
 
     The child inherits this process's environment (MTLRUN_DATA included), with `env` set on top
     of it. With `check`, a non-zero exit status fails the test, showing the command's stderr.
-    `timeout` (seconds) keeps a hung command from hanging the test run."""
+    `timeout` (seconds) keeps a hung command from hanging the test run. `launcher` runs
+    Python under another program: `python -m torch.distributed.run ...` for torchrun."""
+    command = mtlrun_command(*args)
+    if launcher:
+        command = [*launcher, *command[1:]]
     result = subprocess.run(
-        mtlrun_command(*args),
+        command,
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ from mtlrun.runfolder import RunFolder, now, run_status
 
 # Where the run continues and how it shows progress; the numbers do not depend on them (on the
 # same device type: a CPU run resumed on a GPU continues within floating-point tolerance).
-MACHINE_KEYS = ("device", "trainer.progress")
+MACHINE_KEYS = ("device", "trainer.progress", "trainer.devices")
 
 
 def check_machine_overrides(overrides: list[str]) -> None:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlrun import plugins
 from mtlrun.config import config_dir
+from mtlrun.distributed import leave, torchrun_ranks
 from mtlrun.errors import ConfigError, UserError
 from mtlrun.loop import preemption_signal, train
 from mtlrun.runfolder import RunFolder, existing_run_message
@@ -101,10 +102,14 @@ def main(cfg: DictConfig) -> float | None:
     cpus = OmegaConf.select(hydra_cfg, "launcher.cpus_per_task")  # submitit's launchers
     if cpus:
         torch.set_num_threads(int(cpus))  # the job's share of the node, not all its cores
+    ranks, leader = None, True
     try:
         plugins.load_for_config(cfg.plugins)  # again: a launcher's job may be a new process
-        requeued = is_requeued(run_dir)
-        existing = existing_run_message(run_dir)
+        ranks = torchrun_ranks(cfg)
+        if ranks is not None:  # the other ranks' Hydra folders are temporary (mtlrun.cli)
+            run_dir, leader = Path(ranks.broadcast(str(run_dir))), ranks.leader
+        requeued = leader and is_requeued(run_dir)
+        existing = leader and existing_run_message(run_dir)
         if existing and not requeued:
             raise UserError(existing)
         check_optimized_metric(cfg, sweeper_direction(hydra_cfg))
@@ -118,7 +123,8 @@ def main(cfg: DictConfig) -> float | None:
         print(run_dir)
         sys.exit(130)  # stops a sweep too: Ctrl-C means the user wants to stop
     except UserError as error:
-        print(f"mtlrun: error: {job}{error}", file=sys.stderr)
+        if leader:  # the other ranks of a torchrun run met the same error
+            print(f"mtlrun: error: {job}{error}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)
         RunFolder(run_dir).refused(str(error))
@@ -135,5 +141,9 @@ def main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         return None
-    print(run_dir)
+    finally:
+        if ranks is not None:
+            leave(ranks)
+    if leader:
+        print(run_dir)
     return value

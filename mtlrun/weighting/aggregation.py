@@ -43,6 +43,10 @@ class GradientAggregation(Weighting):
     gradient on the shared parameters and the aggregated one, and its aggregation weight, both
     averaged over the steps the task was trained on.
 
+    Under DDP each rank's Jacobian is of its shard; they are reduced (weighted by the shards'
+    sizes) before aggregating, so every rank aggregates the whole batch's Jacobian, as one
+    process would, and applies the same update.
+
     A `torch.compile`d model (`trainer.compile=true`) is refused: its outputs hide the cut
     that `mtl_backward` differentiates through.
     """
@@ -87,7 +91,10 @@ class GradientAggregation(Weighting):
             # cut (concat's VAE sample), which the first task's backward would otherwise free.
             mtl_backward([losses[t] for t in rows], features=shared, retain_graph=True)
             self.rows = self.index(rows, self.steps.device)
-            weights = self.aggregate([p for p in self.model_parameters if hasattr(p, "jac")])
+            with_jacobian = [p for p in self.model_parameters if hasattr(p, "jac")]
+            # Under DDP: the Jacobian of the whole batch's losses, the same on every rank.
+            self.ranks.reduce_shared([p.jac for p in with_jacobian])
+            weights = self.aggregate(with_jacobian)
             self.weight_sums.index_add_(0, self.rows, weights.detach().float())
             self.steps.index_add_(0, self.rows, torch.ones_like(weights, dtype=torch.float))
         elif rows:

@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from mtlrun.distributed import SINGLE, Ranks
 from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry
 from mtlrun.sharing import ModelOutput, MultiTaskModel
@@ -24,6 +25,10 @@ class Weighting(nn.Module):
     # Whether the method works on what the tasks share (`ModelOutput.shared`, the shared
     # parameters); `check_sharing` then refuses strategies that share nothing, at build time.
     needs_shared_representation: ClassVar[bool] = False
+    # Under DDP (set by `build`): a method that measures the tasks' gradients, losses or
+    # Gramians reduces them over the ranks before it weighs, so that it weighs as on the
+    # whole batch and every rank takes the same step.
+    ranks: Ranks = SINGLE
 
     def __init__(self, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__()

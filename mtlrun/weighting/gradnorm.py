@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlrun.config import check_choice
+from mtlrun.distributed import Ranks
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -91,12 +92,16 @@ class GradNorm(Weighting):
         with torch.no_grad():
             self.weights.mul_(len(losses) / self.weights.sum())
         current = torch.stack([loss.detach().float() for loss in losses])
+        self.ranks.reduce_shared([current])  # under DDP: the whole batch's losses
         unseen = self.initial_losses.isnan()
         self.initial_losses.copy_(torch.where(unseen, current, self.initial_losses))
         rows = trained(losses)
         if rows and at:
             index = self.index(rows, self.weights.device)
-            norms = torch.stack([gradient_norm(losses[t], at) for t in rows])
+            of_examples = self.gradient_of == "representation"
+            norms = torch.stack(
+                [gradient_norm(losses[t], at, self.ranks, of_examples) for t in rows]
+            )
             weighted_norms = self.weights[index] * norms
             ratios = current[index] / self.initial_losses[index]
             targets = weighted_norms.mean().detach() * (ratios / ratios.mean()) ** self.alpha
@@ -110,8 +115,18 @@ class GradNorm(Weighting):
         return {f"{name}/weight": w for name, w in zip(self.task_names, weights, strict=True)}
 
 
-def gradient_norm(loss: Tensor, inputs: list[Tensor]) -> Tensor:
-    """‖∇ loss‖ over all `inputs` (a task may not read all of them: a VAE's log-variance)."""
-    grads = torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True)
-    squares = [g.float().pow(2).sum() for g in grads if g is not None]
-    return torch.stack(squares).sum().sqrt() if squares else loss.new_zeros((), dtype=torch.float)
+def gradient_norm(loss: Tensor, inputs: list[Tensor], ranks: Ranks, of_examples: bool) -> Tensor:
+    """‖∇ loss‖ over all `inputs` (a task may not read all of them: a VAE's log-variance).
+    Under DDP, of the whole batch's loss: gradients on parameters are reduced as such; the
+    representation (`of_examples`) has one row per example, so the ranks' rows together are the
+    whole gradient, each scaled by its shard's share, and their squared norms add up."""
+    grads = [
+        g.float()
+        for g in torch.autograd.grad(loss, inputs, retain_graph=True, materialize_grads=True)
+    ]
+    if of_examples:
+        square = torch.stack([g.pow(2).sum() for g in grads]).sum() * ranks.share**2
+        ranks.reduce_sum([square])
+        return square.sqrt()
+    ranks.reduce_shared(grads)
+    return torch.stack([g.pow(2).sum() for g in grads]).sum().sqrt()

@@ -118,8 +118,14 @@ class MGDAUB(Weighting):
             grads = torch.autograd.grad(loss, shared, retain_graph=True, materialize_grads=True)
             rows.append(torch.cat([g.flatten() for g in grads]).float())
         gradients = torch.stack(rows)
-        norms = gradients.norm(dim=1)
+        gramian = gradients @ gradients.T
         values = torch.stack([loss.detach().float() for loss in losses])
+        # Under DDP each rank holds its shard's rows of Z, and the whole batch's gradient on
+        # them is its own scaled by the shard's share: the ranks' Gramians, each scaled by
+        # share², add up to the whole batch's.
+        gramian.mul_(self.ranks.share)
+        self.ranks.reduce_shared([gramian, values])
+        norms = gramian.diagonal().sqrt()
         normalizer = {
             "none": torch.ones_like(norms),
             "l2": norms,
@@ -127,8 +133,7 @@ class MGDAUB(Weighting):
             "loss+": values * norms,
         }[self.normalization]
         normalizer = torch.where(normalizer == 0, torch.ones_like(normalizer), normalizer)
-        normalized = gradients / normalizer[:, None]
-        return self.solver(normalized @ normalized.T)
+        return self.solver(gramian / (normalizer[:, None] * normalizer[None, :]))
 
     def logged(self) -> dict[str, float]:
         steps = self.steps.tolist()
