@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python bench/vae_speed.py
 	$(BIN)/python bench/vae_step.py
 	$(BIN)/python bench/multimnist_table.py
+	$(BIN)/python bench/ddp_speed.py
 
 lint: install
 	$(BIN)/ruff check mtlrun tests bench

@@ -116,6 +116,12 @@ class Experiment:
             losses.append(loss)
         return losses
 
+    def losses_on(self, inputs: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
+        """The task losses of the model as it is now, on `inputs` (as the model sees them) and
+        `batch`'s targets."""
+        with self.autocast:
+            return self.task_losses(self.forward(inputs), batch)
+
     @property
     def reconstruction(self) -> Task | None:
         """The (first) task that reconstructs the input, for image grids."""

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -330,8 +331,9 @@ def train_epoch(
         if index < at.batch:
             continue  # trained on before the interruption
         batch, has_rows = ranks.shard(global_batch)
+        inputs = experiment.model_inputs(batch.inputs)
         with experiment.autocast:
-            output = experiment.forward(experiment.model_inputs(batch.inputs))
+            output = experiment.forward(inputs)
             losses = experiment.task_losses(output, batch)
             losses = [
                 loss if on else loss.detach() for loss, on in zip(losses, active, strict=True)
@@ -342,6 +344,7 @@ def train_epoch(
         if trainer.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
         optimizer.step()
+        experiment.weighting.after_step(partial(experiment.losses_on, inputs, batch))
         if experiment.scheduler is not None:
             experiment.scheduler.step()
         step_losses = torch.stack([total, *(loss.detach() for loss in losses)]).float()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from mlflow.tracking import MlflowClient
 
 from mtlrun.api import compose
 from mtlrun.data import Batch
@@ -121,10 +122,11 @@ SMALL = [
 
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory) -> Path:
-    """An uninterrupted `trainer.devices=2` run of SMALL."""
+    """An uninterrupted `trainer.devices=2` run of SMALL, logged to MLflow too."""
     folder = tmp_path_factory.mktemp("ddp")
     run_dir = folder / "reference"
-    run_mtlrun(folder, "train", *SMALL, "trainer.devices=2", f"hydra.run.dir={run_dir}", check=True)
+    args = [*SMALL, "trainer.devices=2", "logger=mlflow", "name=ddp", f"hydra.run.dir={run_dir}"]
+    run_mtlrun(folder, "train", *args, check=True)
     return run_dir
 
 
@@ -139,6 +141,13 @@ def test_trainer_devices_writes_one_run_folder_from_rank_zero(two_process_run):
     assert log.count("epoch 3/3") == 1 and log.count("test (final model)") == 1
     config = (two_process_run / "config.resolved.yaml").read_text()
     assert "devices: 2" in config
+    # One MLflow run, rank 0's, with each epoch's metrics once.
+    store = two_process_run.parent / "outputs" / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "ddp"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    history = client.get_metric_history(run.info.run_id, "val/digit/acc")
+    assert [m.step for m in history] == [1, 2, 3]
 
 
 def test_torchrun_trains_one_run_with_the_numbers_of_trainer_devices(tmp_path, two_process_run):
@@ -181,17 +190,43 @@ def test_an_interrupted_ddp_run_resumes_to_the_numbers_of_an_uninterrupted_one(
     assert metrics == expected
 
 
+def readme_line(start: str) -> list[str]:
+    """The README's command line that starts so, split into words."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return next(line.split() for line in readme.splitlines() if line.startswith(start))
+
+
 @pytest.mark.slow
-def test_an_epoch_of_mnist_on_two_processes_ends_within_half_a_point_of_one(tmp_path):
-    args = ["train", "+experiment=mlp_mnist_tasks", "trainer.epochs=1", "device=cpu"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    run_mtlrun(tmp_path, *args, f"hydra.run.dir={one}", check=True)
-    run_mtlrun(tmp_path, *args, "trainer.devices=2", f"hydra.run.dir={two}", check=True)
-    expected = json.loads((one / "summary.json").read_text())["metrics"]
-    metrics = json.loads((two / "summary.json").read_text())["metrics"]
-    for task in ("digit", "parity", "magnitude"):
-        key = f"test/{task}/acc"
-        assert abs(metrics[key] - expected[key]) < 0.005, (key, metrics[key], expected[key])
+def test_the_readme_ddp_commands_end_an_epoch_of_mnist_within_half_a_point_of_one_process(
+    tmp_path,
+):
+    """The README's two DDP commands, for one epoch: the run on two processes and the run
+    under torchrun each end within 0.5 points of test accuracy of the one-process run."""
+    devices = readme_line("mtlrun train +experiment=mlp_mnist_tasks")
+    torchrun = readme_line("torchrun --nproc-per-node 2 -m mtlrun train")
+    assert "trainer.devices=2" in devices and "weighting=upgrad" in torchrun
+    one_epoch = ["trainer.epochs=1", "device=cpu", "trainer.progress=false"]
+    one = [word for word in devices[1:] if word != "trainer.devices=2"]
+    runs = {
+        "one process": run_mtlrun(tmp_path, *one, *one_epoch, check=True),
+        "trainer.devices=2": run_mtlrun(tmp_path, *devices[1:], *one_epoch, check=True),
+        "torchrun": run_mtlrun(
+            tmp_path,
+            *torchrun[torchrun.index("mtlrun") + 1 :],
+            *one_epoch,
+            launcher=(sys.executable, "-m", "torch.distributed.run", *torchrun[1:3]),
+            check=True,
+        ),
+    }
+    metrics = {
+        how: json.loads(Path(result.stdout.split()[-1], "summary.json").read_text())["metrics"]
+        for how, result in runs.items()
+    }
+    for how in ("trainer.devices=2", "torchrun"):
+        for task in ("digit", "parity", "magnitude"):
+            key = f"test/{task}/acc"
+            difference = abs(metrics[how][key] - metrics["one process"][key])
+            assert difference < 0.005, (how, key, metrics[how][key], metrics["one process"][key])
 
 
 @pytest.mark.parametrize(

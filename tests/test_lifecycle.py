@@ -138,8 +138,8 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     assert refused.returncode == 2
     assert refused.stderr == (
         "mtlrun: error: trainer.batch_size would change the experiment half-way; resume accepts "
-        "only device, trainer.progress; to train differently, start a new run with `mtlrun "
-        "train` (or `mtlrun reproduce RUN key=value`)\n"
+        "only device, trainer.progress, trainer.devices; to train differently, start a new run "
+        "with `mtlrun train` (or `mtlrun reproduce RUN key=value`)\n"
     )
     assert json.loads((run_dir / "meta.json").read_text()) == meta
 

@@ -1,14 +1,24 @@
 """Loss weighting and gradient aggregation methods, registered by name."""
 
 from mtlrun.weighting import (  # noqa: F401  (they register)
+    aligned_mtl,
     cagrad,
+    conflict_free,
+    dualproj,
     dwa,
+    fairgrad,
+    famo,
     fixed,
+    graddrop,
     gradnorm,
+    gradvac,
+    imtl_g,
     mgda,
     mgda_ub,
     nashmtl,
     pcgrad,
+    random_weights,
+    scale_invariant,
     uncertainty,
     upgrad,
 )

@@ -71,6 +71,7 @@ class GradientAggregation(Weighting):
         self.model_parameters = list(model.parameters())
         self.index = TaskIndex()
         self.rows: Tensor | None = None  # the tasks of the Jacobian's rows in this step
+        self.gives_weights = True
         # Summed over the epoch on the device and read once in `logged` (no host sync per
         # step); saved in checkpoints, so an epoch resumed midway logs the same averages.
         n = len(tasks)
@@ -95,15 +96,19 @@ class GradientAggregation(Weighting):
             # Under DDP: the Jacobian of the whole batch's losses, the same on every rank.
             self.ranks.reduce_shared([p.jac for p in with_jacobian])
             weights = self.aggregate(with_jacobian)
-            self.weight_sums.index_add_(0, self.rows, weights.detach().float())
-            self.steps.index_add_(0, self.rows, torch.ones_like(weights, dtype=torch.float))
+            # GradDrop and ConFIG combine the rows without weights: only cosines are logged.
+            self.gives_weights = weights is not None
+            if weights is not None:
+                self.weight_sums.index_add_(0, self.rows, weights.detach().float())
+            self.steps.index_add_(0, self.rows, torch.ones(len(rows), device=self.steps.device))
         elif rows:
             sum(losses[t] for t in rows).backward()
         total = sum(loss.detach() for loss in losses)
         return total if auxiliary is None else total + auxiliary.detach()
 
-    def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor:
-        """Aggregate the `.jac` of the shared parameters into their `.grad`; the weights."""
+    def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor | None:
+        """Aggregate the `.jac` of the shared parameters into their `.grad`; the weights (None
+        for an aggregator that combines the rows otherwise: GradDrop, ConFIG)."""
         from torchjd.autojac import jac_to_grad
 
         return jac_to_grad(shared_parameters, self.aggregator)
@@ -123,5 +128,6 @@ class GradientAggregation(Weighting):
         for name, n, cosine, weight in zip(self.task_names, steps, cosines, weights, strict=True):
             if n:
                 logged[f"{name}/cosine"] = cosine
+            if n and self.gives_weights:
                 logged[f"{name}/weight"] = weight
         return logged

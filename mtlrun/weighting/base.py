@@ -1,6 +1,6 @@
 """The weighting interface: how the task losses become gradients."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -37,6 +37,11 @@ class Weighting(nn.Module):
     def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
         """Accumulate gradients into `.grad`; return the weighted total loss (for logging)."""
         raise NotImplementedError
+
+    def after_step(self, losses_after: Callable[[], list[Tensor]]) -> None:
+        """Called after the optimiser's step with a function that computes the step's task
+        losses again, on the same batch (FAMO's update needs them; calling it costs a forward
+        pass, so other methods do not)."""
 
     def end_epoch(self, mean_losses: list[float]) -> None:
         """Called with each task's mean training loss after every epoch (e.g. for DWA)."""

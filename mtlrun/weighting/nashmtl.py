@@ -60,7 +60,7 @@ class NashMTLAggregation(GradientAggregation):
             ),
         )
 
-    def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor:
+    def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor | None:
         rows = len(self.rows)
         if rows != self.aggregator.n_tasks:
             self.aggregator.n_tasks = rows

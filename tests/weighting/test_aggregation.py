@@ -7,7 +7,10 @@ import torch
 from mtlrun.errors import ConfigError
 from tests.weighting.problems import SharedVector, aggregated, linear_losses, make
 
-AGGREGATORS = ["pcgrad", "mgda", "cagrad", "upgrad", "nashmtl"]
+AGGREGATORS = [
+    *("pcgrad", "mgda", "cagrad", "upgrad", "nashmtl", "aligned_mtl", "imtl_g", "dualproj"),
+    *("graddrop", "config", "random", "fairgrad", "gradvac"),
+]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,39 @@
+"""Aligned-MTL (Senushkin et al., "Independent Component Alignment for Multi-Task Learning",
+CVPR 2023)."""
+
+from dataclasses import dataclass
+
+from mtlrun.config import check_choice
+from mtlrun.sharing import MultiTaskModel
+from mtlrun.tasks import Task
+from mtlrun.weighting.aggregation import GradientAggregation
+from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
+
+SCALE_MODES = ("min", "median", "rmse")
+
+
+@dataclass
+class AlignedMTLConfig(WeightingConfig):
+    """`weighting=aligned_mtl`, Senushkin et al. 2023, Aligned-MTL (torchjd): the task
+    gradients made orthogonal and of one norm (the Jacobian's condition number brought to 1),
+    then averaged; on the shared parameters (needs a strategy that shares some)."""
+
+    # the singular value every aligned gradient gets: min (the paper's Algorithm 1) | median |
+    # rmse (the mean eigenvalue, as the authors' code)
+    scale_mode: str = "min"
+
+
+@WEIGHTINGS.register("aligned_mtl", schema=AlignedMTLConfig)
+class AlignedMTLAggregation(GradientAggregation):
+    """Algorithm 1: with the Gramian G = J Jᵀ = V Λ Vᵀ, the aligned Jacobian
+    Ĵ = σ V Λ^(-1/2) Vᵀ J has every singular value equal to σ (the smallest of J's by default),
+    so no task's direction dominates by the scale of its gradient; the update is the mean of Ĵ's
+    rows (torchjd's `AlignedMTL`)."""
+
+    def __init__(self, config: AlignedMTLConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        from torchjd.aggregation import AlignedMTL  # imported when chosen: torchjd loads cvxpy
+
+        check_choice("weighting.scale_mode", config.scale_mode, SCALE_MODES)
+        super().__init__(
+            config.name, tasks, model, lambda: AlignedMTL(scale_mode=config.scale_mode)
+        )

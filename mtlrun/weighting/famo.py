@@ -1,0 +1,106 @@
+"""FAMO (Liu et al., "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtlrun.errors import ConfigError
+from mtlrun.sharing import ModelOutput, MultiTaskModel
+from mtlrun.tasks import Task
+from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig
+
+
+@dataclass
+class FAMOConfig(WeightingConfig):
+    """`weighting=famo`, Liu et al. 2023, FAMO: task weights z = softmax(ξ) that shift toward the
+    tasks whose log-loss fell least in the last step, in O(1) time and memory (no per-task
+    gradients). The defaults are the authors' (their famo.py)."""
+
+    gamma: float = 0.01  # the logits' weight decay (the paper's regularisation γ)
+    w_lr: float = 0.025  # the logits' Adam learning rate (the paper's β)
+    epsilon: float = 1e-8  # added to every loss before its log
+
+
+@WEIGHTINGS.register("famo", schema=FAMOConfig)
+class FAMO(Weighting):
+    """Each step the model descends Σ_t z_t log(L_t + ε) / c, with c = Σ_t z_t / (L_t + ε)
+    (Algorithm 1): its gradient is Σ_t (z_t / (c (L_t + ε))) ∇L_t, the weighted gradient of the
+    log-losses, normalised. After the optimiser's step, the same batch's losses are computed
+    again, and the logits ξ take an Adam step (lr β, weight decay γ) along
+    ∂softmax(ξ)/∂ξ ᵀ δ, δ_t = log(L_t + ε) − log(L_t' + ε) the decrease of each log-loss: the
+    tasks that improved least gain weight. As in the authors' code, the minimum losses are 0
+    and each step costs one more forward pass (no backward). The authors' class also clips the
+    shared parameters' gradient norm to 1; here clipping is `trainer.grad_clip`'s, as for every
+    method.
+
+    The model's gradient comes from Σ_t w_t L_t with the weights w_t = z_t / (c (L_t + ε))
+    detached (the same gradient as the log form), so that under DDP the weights are of the whole
+    batch's losses. Logged per task: z_t averaged over the epoch. The total returned for the logs
+    is Σ_t L_t plus the auxiliary loss."""
+
+    def __init__(self, config: FAMOConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        super().__init__(tasks, model)
+        if config.w_lr <= 0 or config.gamma < 0 or config.epsilon <= 0:
+            raise ConfigError(
+                f"weighting.w_lr={config.w_lr} and weighting.epsilon={config.epsilon} must be "
+                f"positive, weighting.gamma={config.gamma} not negative"
+            )
+        self.epsilon = config.epsilon
+        self.logits = nn.Parameter(torch.zeros(len(tasks)))
+        self.logit_optimizer = torch.optim.Adam(
+            [self.logits], lr=config.w_lr, weight_decay=config.gamma
+        )
+        self.register_buffer("losses_before", torch.zeros(len(tasks)))
+        self.register_buffer("weight_sums", torch.zeros(len(tasks)))
+        self.register_buffer("steps", torch.zeros(()))
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        return []  # the logits have their own optimiser
+
+    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+        values = torch.stack([loss.detach().float() for loss in losses])
+        self.ranks.reduce_shared([values])  # under DDP: the whole batch's losses
+        self.losses_before.copy_(values)
+        z = F.softmax(self.logits.detach(), dim=0)
+        shifted = values + self.epsilon
+        c = (z / shifted).sum()
+        weights = z / (c * shifted)
+        self.weight_sums += z
+        self.steps += 1
+        total = sum(w * loss for w, loss in zip(weights, losses, strict=True))
+        if output.auxiliary_loss is not None:
+            total = total + output.auxiliary_loss
+        if total.requires_grad:
+            total.backward()
+        detached = sum(loss.detach() for loss in losses)
+        auxiliary = output.auxiliary_loss
+        return detached if auxiliary is None else detached + auxiliary.detach()
+
+    def after_step(self, losses_after: Callable[[], list[Tensor]]) -> None:
+        with torch.no_grad():
+            values = torch.stack([loss.float() for loss in losses_after()])
+        self.ranks.reduce_shared([values])
+        decrease = (self.losses_before + self.epsilon).log() - (values + self.epsilon).log()
+        with torch.enable_grad():
+            (direction,) = torch.autograd.grad(
+                F.softmax(self.logits, dim=0), self.logits, grad_outputs=decrease
+            )
+        self.logit_optimizer.zero_grad()
+        self.logits.grad = direction
+        self.logit_optimizer.step()
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"logit_optimizer": self.logit_optimizer.state_dict()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.logit_optimizer.load_state_dict(state["logit_optimizer"])
+
+    def logged(self) -> dict[str, float]:
+        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
+        self.weight_sums.zero_()
+        self.steps.zero_()
+        return {f"{name}/weight": w for name, w in zip(self.task_names, weights, strict=True)}

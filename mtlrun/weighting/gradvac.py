@@ -1,0 +1,52 @@
+"""GradVac, Gradient Vaccine (Wang et al., "Gradient Vaccine: Investigating and Improving
+Multi-task Optimization in Massively Multilingual Models", ICLR 2021)."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from mtlrun.errors import ConfigError
+from mtlrun.sharing import MultiTaskModel
+from mtlrun.tasks import Task
+from mtlrun.weighting.aggregation import GradientAggregation
+from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
+
+TARGETS = "aggregator.gramian_weighting._phi_t"  # the EMA targets φ̂, in the state dict
+
+
+@dataclass
+class GradVacConfig(WeightingConfig):
+    """`weighting=gradvac`, Wang et al. 2021, GradVac (torchjd): each task gradient is corrected
+    toward every other until their cosine reaches a target, an EMA of the cosines seen; on the
+    shared parameters (needs a strategy that shares some)."""
+
+    beta: float = 0.5  # the EMA's rate: φ̂ ← (1 − β) φ̂ + β φ, in [0, 1]
+    eps: float = 1e-8  # added to denominators
+
+
+@WEIGHTINGS.register("gradvac", schema=GradVacConfig)
+class GradVacAggregation(GradientAggregation):
+    """For each task i and each other task j (in random order), when the cosine φ_ij of g_i (as
+    corrected so far) with g_j is below the target φ̂_ij, g_i gains the multiple of g_j that
+    brings the cosine to φ̂_ij (their eq. 3); then φ̂_ij ← (1 − β) φ̂_ij + β φ_ij. The update is
+    the sum of the corrected gradients. The targets start at 0, where the correction is
+    PCGrad's projection; they are saved in checkpoints, so a resumed run corrects as an
+    uninterrupted one (torchjd's `GradVac`)."""
+
+    def __init__(self, config: GradVacConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        from torchjd.aggregation import GradVac  # imported when chosen: torchjd loads cvxpy
+
+        if not 0 <= config.beta <= 1 or config.eps < 0:
+            raise ConfigError(
+                f"weighting.beta={config.beta} must lie in [0, 1] and weighting.eps="
+                f"{config.eps} must not be negative"
+            )
+        super().__init__(
+            config.name, tasks, model, lambda: GradVac(beta=config.beta, eps=config.eps)
+        )
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        # torchjd makes the targets at the first step; a resumed run needs them before loading.
+        targets = state_dict.get(TARGETS)
+        if targets is not None:
+            self.aggregator.gramian_weighting._ensure_state(len(targets), targets.dtype)
+        return super().load_state_dict(state_dict, strict, assign)

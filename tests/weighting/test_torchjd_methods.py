@@ -1,0 +1,128 @@
+"""The aggregators mtlrun takes from torchjd beyond the first five, each checked on a small
+Jacobian for the behaviour its paper defines it by."""
+
+import math
+
+import pytest
+import torch
+
+from tests.weighting.problems import SharedVector, aggregated, linear_losses, make
+
+CONFLICTING = [[1.0, 0.0], [-2.0, 1.0]]  # a negative inner product: the mean hurts task 0
+
+
+def test_aligned_mtl_gives_orthogonal_tasks_the_same_norm_whatever_their_scale():
+    # Rows of norms 3 and 1: aligned, both have the smallest singular value, 1; then averaged.
+    update = aggregated("aligned_mtl", [[3.0, 0.0], [0.0, 1.0]])
+    torch.testing.assert_close(update, torch.tensor([0.5, 0.5]))
+
+
+def test_aligned_mtl_is_the_mean_of_the_rows_of_the_aligned_jacobian():
+    jacobian = torch.randn(3, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eigenvalues, vectors = torch.linalg.eigh(jacobian @ jacobian.T)
+    balance = eigenvalues.min().sqrt() * vectors @ torch.diag(eigenvalues.rsqrt()) @ vectors.T
+    aligned = balance @ jacobian  # Ĵ = σ V Λ^(-1/2) Vᵀ J: every singular value σ
+    torch.testing.assert_close(
+        torch.linalg.svdvals(aligned), eigenvalues.min().sqrt().expand(3), rtol=1e-6, atol=1e-9
+    )
+    update = aggregated("aligned_mtl", jacobian.float().tolist())
+    torch.testing.assert_close(update, aligned.mean(dim=0).float(), rtol=1e-4, atol=1e-5)
+
+
+def test_imtl_g_projects_equally_onto_every_task_and_its_weights_sum_to_one():
+    jacobian = torch.tensor(CONFLICTING)
+    update = aggregated("imtl_g", CONFLICTING)
+    projections = jacobian @ update / jacobian.norm(dim=1)
+    torch.testing.assert_close(projections[0], projections[1])
+    weights = torch.linalg.solve(jacobian.T, update)  # update = Jᵀ w
+    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+
+
+def test_dualproj_keeps_a_harmless_mean_and_projects_a_harmful_one():
+    torch.testing.assert_close(
+        aggregated("dualproj", [[1.0, 0.0], [0.0, 2.0]]), torch.tensor([0.5, 1.0])
+    )
+    jacobian = torch.tensor(CONFLICTING)
+    assert jacobian[0] @ jacobian.mean(dim=0) < 0
+    update = aggregated("dualproj", CONFLICTING)
+    # The closest such vector to the mean: here on the face g_0 · d = 0 (torchjd's quadratic
+    # program regularises its Gramian by 1e-4, hence the tolerance).
+    assert (jacobian @ update >= -1e-3).all()
+    mean = jacobian.mean(dim=0)
+    expected = mean - (jacobian[0] @ mean) / (jacobian[0] @ jacobian[0]) * jacobian[0]
+    torch.testing.assert_close(update, expected, rtol=0, atol=1e-3)
+
+
+def test_graddrop_keeps_one_sign_per_coordinate_as_often_as_its_purity_says():
+    # Coordinate 1: both tasks positive, always 2 + 1. Coordinate 0: +1 and −3 disagree; the
+    # positive part is kept with probability P = ½(1 + (1 − 3)/(1 + 3)) = 0.25.
+    torch.manual_seed(0)
+    kept = []
+    for _ in range(400):
+        update = aggregated("graddrop", [[1.0, 2.0], [-3.0, 1.0]])
+        assert update[1] == 3.0 and update[0].item() in (1.0, -3.0)
+        kept.append(update[0].item() == 1.0)
+    assert abs(sum(kept) / len(kept) - 0.25) < 0.06
+
+
+def test_config_makes_the_same_positive_angle_with_every_task():
+    jacobian = torch.tensor(CONFLICTING)
+    update = aggregated("config", CONFLICTING)
+    cosines = jacobian @ update / (jacobian.norm(dim=1) * update.norm())
+    torch.testing.assert_close(cosines[0], cosines[1])
+    assert cosines[0] > 0
+    # Its length: the sum of the task gradients' projections onto its direction.
+    direction = update / update.norm()
+    torch.testing.assert_close(update.norm(), (jacobian @ direction).sum())
+
+
+def test_random_draws_new_convex_weights_every_step():
+    torch.manual_seed(0)
+    draws = [aggregated("random", [[1.0, 0.0], [0.0, 1.0]]) for _ in range(20)]  # d = λ
+    for weights in draws:
+        assert (weights > 0).all()
+        torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+    assert len({round(w[0].item(), 6) for w in draws}) == 20
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_fairgrad_weights_solve_the_alpha_fair_condition(alpha):
+    # Algorithm 1: G w = w^(-1/α), G the Gramian, the power per element.
+    jacobian = torch.tensor([[1.0, 0.5, 0.0], [-0.5, 1.0, 1.0]], dtype=torch.float64)
+    update = aggregated("fairgrad", jacobian.float().tolist(), alpha=alpha).double()
+    weights = torch.linalg.lstsq(jacobian.T, update[:, None]).solution.squeeze(1)
+    gramian = jacobian @ jacobian.T
+    torch.testing.assert_close(gramian @ weights, weights.pow(-1 / alpha), rtol=1e-3, atol=1e-4)
+
+
+def vaccinated(g_i: torch.Tensor, g_j: torch.Tensor, target: float) -> torch.Tensor:
+    """Wang et al.'s eq. 3: g_i plus the multiple of g_j that brings their cosine to `target`."""
+    phi = (g_i @ g_j / (g_i.norm() * g_j.norm())).item()
+    scale = g_i.norm() * (target * math.sqrt(1 - phi**2) - phi * math.sqrt(1 - target**2))
+    return g_i + g_j * scale / (g_j.norm() * math.sqrt(1 - target**2))
+
+
+def test_gradvac_corrects_toward_an_ema_target_that_it_keeps_in_checkpoints():
+    g = torch.tensor(CONFLICTING, dtype=torch.float64)
+    phi = (g[0] @ g[1] / (g[0].norm() * g[1].norm())).item()
+    model = SharedVector([0.0, 0.0])
+    weighting = make("gradvac", model, beta=0.5)
+
+    def step(on: torch.nn.Module) -> torch.Tensor:
+        model.theta.grad = None
+        h = model.representation()
+        on.backward(linear_losses(h, CONFLICTING), model.output(h))
+        return model.theta.grad.double()
+
+    # The targets start at 0: the correction is PCGrad's projection.
+    expected = vaccinated(g[0], g[1], 0.0) + vaccinated(g[1], g[0], 0.0)
+    torch.testing.assert_close(step(weighting), expected, rtol=1e-5, atol=1e-6)
+    # Then φ̂ = (1 − β)·0 + β·φ: the next step corrects only up to that cosine.
+    target = 0.5 * phi
+    expected = vaccinated(g[0], g[1], target) + vaccinated(g[1], g[0], target)
+    state = {key: value.clone() for key, value in weighting.state_dict().items()}
+    torch.testing.assert_close(step(weighting), expected, rtol=1e-5, atol=1e-6)
+    # A weighting loaded from the state after the first step takes the same second step.
+    resumed = make("gradvac", model, beta=0.5)
+    resumed.load_state_dict(state)
+    torch.testing.assert_close(step(resumed), expected, rtol=1e-5, atol=1e-6)
