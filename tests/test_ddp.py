@@ -83,8 +83,14 @@ def test_a_step_on_two_ranks_is_the_step_on_the_whole_batch_for_every_weighting(
         assert update.norm() > 1e-3, key  # a real step, so that equality says something
         for rank in ranks:
             two_before, two_after = rank[key]
-            torch.testing.assert_close(two_before, before, rtol=0, atol=0, msg=key)
-            torch.testing.assert_close(two_after - two_before, update, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(two_before, before, rtol=0, atol=0)
+            torch.testing.assert_close(
+                two_after - two_before,
+                update,
+                rtol=1e-5,
+                atol=1e-7,
+                msg=lambda message, key=key: f"{key}: {message}",
+            )
         # Both ranks hold the same weights after the step, to the bit.
         assert torch.equal(ranks[0][key][1], ranks[1][key][1]), key
 

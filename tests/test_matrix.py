@@ -5,6 +5,7 @@ The weightings and strategies are read from the registries, so methods added lat
 without editing this file."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -51,7 +52,8 @@ def steps(experiment, epoch: int, count: int = 2) -> list[torch.Tensor]:
     batches = experiment.data.train.batches(16, torch.Generator().manual_seed(epoch))
     totals = []
     for _, batch in zip(range(count), batches, strict=False):
-        output = model(experiment.model_inputs(batch.inputs))
+        inputs = experiment.model_inputs(batch.inputs)
+        output = model(inputs)
         losses = experiment.task_losses(output, batch)
         losses = [
             loss if model.trains(task.name) else loss.detach()
@@ -60,6 +62,7 @@ def steps(experiment, epoch: int, count: int = 2) -> list[torch.Tensor]:
         experiment.optimizer.zero_grad(set_to_none=True)
         totals.append(weighting.backward(losses, output))
         experiment.optimizer.step()
+        weighting.after_step(partial(experiment.losses_on, inputs, batch))
     return totals
 
 

@@ -29,10 +29,14 @@ class ScaleInvariant(Weighting):
 
     def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
         values = torch.stack([loss.detach().float() for loss in losses])
+        self.ranks.reduce_shared([values])  # under DDP: the whole batch's losses
         self.not_positive += (values <= 0).float()
-        self.weight_sums += 1 / values
+        weights = 1 / values
+        self.weight_sums += weights
         self.steps += 1
-        total = sum(torch.log(loss) for loss in losses)
+        # ∇ log L_t = ∇L_t / L_t: the weights detached give the log's gradient, and under DDP
+        # they are the whole batch's, so the ranks' gradients add up to one process's.
+        total = sum(w * loss for w, loss in zip(weights, losses, strict=True))
         if output.auxiliary_loss is not None:
             total = total + output.auxiliary_loss
         if total.requires_grad:
