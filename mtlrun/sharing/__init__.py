@@ -4,6 +4,7 @@ from mtlrun.sharing import (  # noqa: F401  (they register)
     concat,
     cross_stitch,
     hard,
+    mmoe,
     single_task,
     soft,
     two_stage,

@@ -1,0 +1,80 @@
+"""Multi-gate Mixture-of-Experts (Ma et al., "Modeling Task Relationships in Multi-task Learning
+with Multi-gate Mixture-of-Experts", KDD 2018)."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mtlrun.backbones import Backbone, Encoding
+from mtlrun.errors import ConfigError
+from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput
+from mtlrun.sharing.heads import SharingConfig, TaskHeads, last_with_parameters
+from mtlrun.tasks import Task
+
+
+@dataclass
+class MMoEConfig(SharingConfig):
+    """`sharing=mmoe`, Ma et al. 2018: `num_experts` encoders (the backbone's, each from its own
+    random weights) shared by all tasks, and one softmax gate per task that mixes their codes;
+    for backbones without a prior (dense_ae, mlp, cnn)."""
+
+    num_experts: int = 4
+
+
+class MMoE(TaskHeads):
+    """Task t reads f_t(x) = Σ_e g_t(x)_e · h_e(x) (their eq. 5-6): the experts h_e are the
+    backbone's encoder, `num_experts` times; the gate g_t(x) = softmax(W_t x) is one linear map
+    of the (standardised, flattened) input per task. The experts' codes are the cut every task
+    reads (`ModelOutput.shared`, stacked: experts × batch × code), so the gradient aggregators
+    and GradNorm work on them; the gates belong to their task, like its head."""
+
+    def __init__(self, experts: list[Backbone], tasks: list[Task], task_relation: float) -> None:
+        super().__init__(tasks, experts[0], task_relation)
+        self.experts = nn.ModuleList(experts)
+        inputs = math.prod(experts[0].input_shape)
+        self.gates = nn.ModuleDict({name: nn.Linear(inputs, len(experts)) for name in self.heads})
+
+    def expert_codes(self, x: Tensor) -> Tensor:
+        return torch.stack([expert.encode(x).features for expert in self.experts])
+
+    def mix(self, task: str, x: Tensor, codes: Tensor) -> Encoding:
+        gate = torch.softmax(self.gates[task](self.experts[0].standardise(x).flatten(1)), dim=1)
+        mixed = torch.einsum("be,ebd->bd", gate, codes)
+        return Encoding(features=mixed, z=mixed)
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        codes = self.expert_codes(x)
+        encodings = {name: self.mix(name, x, codes) for name in self.heads}
+        predictions = {name: head(encodings[name]) for name, head in self.heads.items()}
+        return ModelOutput(predictions, encodings, self.auxiliary(), [codes])
+
+    def encode(self, task: str, x: Tensor) -> Encoding:
+        return self.mix(task, x, self.expert_codes(x))
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """Every expert's last layer with parameters: each task's loss depends on them all."""
+        return [
+            p
+            for expert in self.experts
+            for p in last_with_parameters([*expert.blocks, expert.latent])
+        ]
+
+    @property
+    def shares_representation(self) -> bool:
+        return True
+
+
+@SHARING.register("mmoe", schema=MMoEConfig)
+def mmoe(cfg: MMoEConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> MMoE:
+    """`sharing=mmoe`: experts shared by all tasks, mixed by a softmax gate per task."""
+    if cfg.num_experts < 1:
+        raise ConfigError(f"sharing.num_experts={cfg.num_experts} must be at least 1")
+    experts = [make_backbone() for _ in range(cfg.num_experts)]
+    if experts[0].has_prior:
+        raise ConfigError(
+            "sharing=mmoe mixes the experts' codes, which a VAE's posterior samples cannot be; "
+            "use a backbone without a prior (dense_ae, mlp or cnn), or sharing=hard"
+        )
+    return MMoE(experts, tasks, cfg.task_relation)
