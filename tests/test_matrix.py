@@ -77,6 +77,17 @@ def untrained_heads(experiment) -> set[int]:
     }
 
 
+# MMoE mixes codes, which a VAE's samples cannot be; MTAN attends over a conv trunk's maps.
+BACKBONE_REFUSALS = {
+    ("mmoe", "vae"),
+    ("mmoe", "conv_vae"),
+    ("mtan", "dense_ae"),
+    ("mtan", "vae"),
+    ("mtan", "mlp"),
+    ("mtan", "conv_vae"),
+}
+
+
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 @pytest.mark.parametrize("sharing", SHARING.names)
 @pytest.mark.parametrize("weighting", WEIGHTINGS.names)
@@ -85,7 +96,11 @@ def test_every_combination_trains_or_is_refused_in_one_line(weighting, sharing, 
         experiment = build(compose_config(overrides(weighting, sharing, backbone)))
     except ConfigError as error:
         message = str(error)
-        assert "\n" not in message and f"weighting={weighting}" in message, message
+        assert "\n" not in message, message
+        if message.startswith(f"sharing={sharing} "):  # a strategy for some backbones only
+            assert (sharing, backbone) in BACKBONE_REFUSALS, message
+            return
+        assert f"weighting={weighting}" in message, message
         assert WEIGHTINGS.get(weighting).needs_shared_representation
         return
     epochs = [1, 2] if sharing == "two_stage" else [1]

@@ -5,6 +5,7 @@ from mtlrun.sharing import (  # noqa: F401  (they register)
     cross_stitch,
     hard,
     mmoe,
+    mtan,
     single_task,
     soft,
     two_stage,
