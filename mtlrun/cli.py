@@ -182,7 +182,7 @@ def first_job(overrides: list[str]) -> list[str] | None:
     `interval(a, b)` → its start), Hydra's own overrides left out; None when the command line
     holds Hydra flags (`--cfg job`, `-cd DIR`) that only Hydra can read."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import IntervalSweep
+    from hydra.core.override_parser.types import IntervalSweep, ValueType
 
     if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in overrides):
         return None
@@ -191,12 +191,13 @@ def first_job(overrides: list[str]) -> list[str] | None:
     for override in OverridesParser.create().parse_overrides(kept):
         if not override.is_sweep_override():
             job.append(override.input_line)
+        elif override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue  # a glob() sweep needs the config loader to enumerate: Hydra checks it
         elif isinstance(override.value(), IntervalSweep):
             job.append(f"{override.get_key_element()}={override.value().start}")
         elif override.is_choice_sweep() or override.is_range_sweep():
             first = next(iter(override.sweep_string_iterator()))
             job.append(f"{override.get_key_element()}={first}")
-        # a glob() sweep needs the config loader to enumerate: Hydra checks it
     return job
 
 

@@ -12,7 +12,13 @@ from typing import Any
 from urllib.parse import quote
 
 from mtlrun.report.collect import Run, find_runs
-from mtlrun.report.compare import Stat, choose_metrics, configurations, varying_keys
+from mtlrun.report.compare import (
+    Stat,
+    choose_metrics,
+    configurations,
+    mean_ranks,
+    varying_keys,
+)
 from mtlrun.report.delta import CONVENTION, MATCHING, SIGN, Delta, check_delta_m_keys, delta_m
 from mtlrun.report.document import Block, Heading, Images, Table, Text, to_html, to_markdown
 from mtlrun.report.figures import learning_curves
@@ -85,6 +91,26 @@ class Report:
             None if config.single_task else delta_m(config, single_task, self.delta_m_keys)
             for config in self.configs
         ]
+        self.mean_ranks = mean_ranks(self.configs)
+        self.ranks = self.rank_configurations()
+
+    def rank_configurations(self) -> list[int | None]:
+        """1 = best: by Δm (higher first) when there are single-task baselines, the baselines
+        and configurations without a Δm unranked; else by mean rank (lower first)."""
+        if self.has_baselines:
+            scores = [
+                -delta.value.mean if delta is not None and delta.value is not None else None
+                for delta in self.deltas
+            ]
+        else:
+            scores = list(self.mean_ranks)
+        scores = [score if score is not None and math.isfinite(score) else None for score in scores]
+        ranked = [score for score in scores if score is not None]
+        # Ties share the best place: 1, 1, 3.
+        return [
+            None if score is None else 1 + sum(other < score for other in ranked)
+            for score in scores
+        ]
 
     def url(self, path: Path) -> str:
         return quote(Path(os.path.relpath(path, self.out)).as_posix())
@@ -121,33 +147,49 @@ class Report:
 
     def configurations_table(self) -> Table:
         """One row per configuration; Δm, its baseline and how it was computed come first when
-        there are single-task runs."""
+        there are single-task runs; then the rank, the mean rank over the tasks' primary
+        metrics, the metrics, and the time."""
         keys = [key for key in self.keys if key != "seed"]
         rows = []
-        for config, delta in zip(self.configs, self.deltas, strict=True):
+        for i, (config, delta) in enumerate(zip(self.configs, self.deltas, strict=True)):
             comparison = []
             if self.has_baselines:
                 baseline = delta.baseline.name if delta and delta.baseline else ""
                 comparison = [format_delta(delta), baseline, delta.method if delta else ""]
+            rank, mean_rank = self.ranks[i], self.mean_ranks[i]
             rows.append(
                 [
                     config.name,
                     *(config.overrides.get(key, "") for key in keys),
                     str(len(config.runs)),
                     *comparison,
+                    "" if rank is None else str(rank),
+                    "" if mean_rank is None else f"{mean_rank:.2f}",
                     *(format_stat(config.stat(metric)) for metric in self.metrics),
+                    format_stat(config.seconds_per_epoch(), seconds),
                     format_stat(config.seconds(), seconds),
                 ]
             )
         comparison_columns = ["Δm (%)", "baseline", "Δm computed"] if self.has_baselines else []
         first = 1 + len(keys)
         numeric = {first, first + 1} if self.has_baselines else {first}
-        metrics_start = first + 1 + len(comparison_columns)
+        ranks_start = first + 1 + len(comparison_columns)
         return Table(
-            "Configurations: mean ± sample standard deviation over seeds",
-            ["config", *keys, "runs", *comparison_columns, *self.headers, "time (s)"],
+            "Configurations: mean ± sample standard deviation over seeds; rank 1 is the best "
+            + ("Δm" if self.has_baselines else "mean rank (MR, over the tasks' primary metrics)"),
+            [
+                "config",
+                *keys,
+                "runs",
+                *comparison_columns,
+                "rank",
+                "MR",
+                *self.headers,
+                "s / epoch",
+                "time (s)",
+            ],
             rows,
-            numeric=numeric | set(range(metrics_start, metrics_start + len(self.metrics) + 1)),
+            numeric=numeric | set(range(ranks_start, ranks_start + len(self.metrics) + 4)),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -157,6 +199,7 @@ class Report:
             metrics = dict.fromkeys(key for run in config.runs for key in run.metrics)
             stats = {key: config.stat(key) for key in metrics}
             known = next((run for run in config.measured if run.knows_directions), None)
+            per_epoch = config.seconds_per_epoch()
             rows.append(
                 {
                     "config": config.name,
@@ -180,6 +223,9 @@ class Report:
                     "delta_m_reason": "single-task baseline" if delta is None else delta.reason,
                     "baseline": delta.baseline.name if delta and delta.baseline else None,
                     "is_baseline": config.single_task,
+                    "rank": self.ranks[len(rows)],
+                    "mean_rank": self.mean_ranks[len(rows)],
+                    "seconds_per_epoch": asdict(per_epoch) if per_epoch else None,
                 }
             )
         return {"convention": CONVENTION, "sign": SIGN, "baseline_rule": MATCHING, "rows": rows}

@@ -104,6 +104,12 @@ class Run:
         return self.summary.get("seconds")
 
     @property
+    def seconds_per_epoch(self) -> float | None:
+        """Training and evaluation time over the epochs trained (start-up left out)."""
+        seconds, epochs = self.summary.get("seconds"), self.summary.get("epochs")
+        return seconds / epochs if seconds is not None and epochs else None
+
+    @property
     def tasks(self) -> dict[str, str]:
         """Task name → task type, in config order."""
         return {name: node.get("type") for name, node in self.config.get("tasks", {}).items()}

@@ -127,6 +127,33 @@ class Configuration:
     def seconds(self) -> Stat | None:
         return Stat.of([run.seconds for run in self.runs if run.seconds is not None])
 
+    def seconds_per_epoch(self) -> Stat | None:
+        per_epoch = [run.seconds_per_epoch for run in self.runs]
+        return Stat.of([seconds for seconds in per_epoch if seconds is not None])
+
+
+def mean_ranks(configs: list[Configuration]) -> list[float | None]:
+    """Each configuration's mean rank (MR) over the tasks' primary metrics: per metric, the
+    configurations are ranked by their mean over seeds (1 = best, ties share the mean of their
+    places), and a configuration's ranks are averaged over the metrics it reports. None for a
+    configuration without any."""
+    runs = [run for config in configs for run in config.measured]
+    primary = list(dict.fromkeys(key for run in runs for key in run.primary_metrics.values()))
+    directions = {key: way for run in runs for key, way in run.directions.items()}
+    ranks: list[list[float]] = [[] for _ in configs]
+    for metric in primary:
+        sign = 1.0 if directions.get(metric, "min") == "min" else -1.0
+        stats = {i: config.stat(metric) for i, config in enumerate(configs)}
+        # A diverged configuration (a NaN mean) is not ranked on that metric.
+        scores = {
+            i: sign * stat.mean for i, stat in stats.items() if stat and math.isfinite(stat.mean)
+        }
+        ordered = sorted(scores.values())
+        for i, score in scores.items():
+            places = [place for place, other in enumerate(ordered, 1) if other == score]
+            ranks[i].append(statistics.fmean(places))
+    return [statistics.fmean(r) if r else None for r in ranks]
+
 
 def configurations(runs: list[Run]) -> list[Configuration]:
     """The runs grouped by their trained config, named c1, c2, ... in order of appearance."""
