@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from omegaconf import DictConfig
 
+from mtlrun.affinity import TaskAffinity
 from mtlrun.backbones import BACKBONES, Backbone
 from mtlrun.config import check_choice, check_range, check_run_keys, parse
 from mtlrun.data import DATASETS, Batch, Data, load_data
@@ -32,10 +33,16 @@ class TrainerConfig:
     progress: bool = True  # the progress bar (shown only on a terminal)
     # processes training one run data-parallel (one per GPU on CUDA); README: Scaling out
     devices: int = 1
+    # measure inter-task affinity (TAG, Fifty et al. 2021) every task_affinity_every steps
+    task_affinity: bool = False
+    task_affinity_every: int = 1
 
     def check(self, key: str) -> None:
         check_choice(f"{key}.precision", self.precision, ("fp32", "bf16"))
-        names = ("epochs", "batch_size", "eval_batch_size", "eval_every", "image_rows", "devices")
+        names = (
+            *("epochs", "batch_size", "eval_batch_size", "eval_every", "image_rows", "devices"),
+            "task_affinity_every",
+        )
         for name in names:
             check_range(f"{key}.{name}", getattr(self, name), 1)
         check_range(f"{key}.grad_clip", self.grad_clip, 0)
@@ -85,6 +92,7 @@ class Experiment:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     ranks: Ranks = field(default_factory=Ranks)  # this process's place in a DDP run
+    affinity: TaskAffinity | None = None  # with trainer.task_affinity
 
     def __post_init__(self) -> None:
         self.forward = torch.compile(self.model) if self.trainer.compile else self.model
@@ -181,6 +189,9 @@ def build(cfg: DictConfig, ranks: Ranks = SINGLE) -> Experiment:
         trainer.epochs,
         model.learning_rate_scales(str(cfg.optim.name)),
     )
-    return Experiment(
+    experiment = Experiment(
         cfg, trainer, device, data, tasks, model, weighting, optimizer, scheduler, ranks
     )
+    if trainer.task_affinity:
+        experiment.affinity = TaskAffinity(experiment, trainer.task_affinity_every)
+    return experiment

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress as RichProgress
 
+from mtlrun.affinity import affinity_records
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from mtlrun.data import Data, Split
 from mtlrun.distributed import SINGLE, Ranks, spawn, torchrun_ranks
@@ -28,6 +29,7 @@ from mtlrun.images import (
     save_reconstructions,
 )
 from mtlrun.loggers import Logger, LoggerConfig, Loggers
+from mtlrun.report.grouping import affinity_matrix, save_heatmap
 from mtlrun.runfolder import (
     RunFolder,
     disk_fault,
@@ -229,6 +231,15 @@ def fit(
             model.begin_epoch(epoch)
             with reporter.progress() as bar:
                 train_metrics = train_epoch(experiment, data_order, at, bar, stop)
+            affinity = experiment.affinity.epoch_matrix() if experiment.affinity else None
+            if affinity is not None:
+                names = [task.name for task in experiment.loss_tasks]
+                train_metrics.update(affinity_records(names, affinity))
+                if ranks.leader:
+                    heatmap = run.images / f"affinity_e{epoch:03d}.png"
+                    title = f"task affinity, epoch {epoch}: Z(i→j)"
+                    save_heatmap(names, affinity_matrix(train_metrics, names), title, heatmap)
+                    loggers.log_image("affinity", heatmap, epoch)
             at.epoch, at.batch, at.epoch_sums = epoch + 1, 0, None
             at.seconds = time.perf_counter() - started
             seconds = time.perf_counter() - epoch_started
@@ -338,6 +349,8 @@ def train_epoch(
             losses = [
                 loss if on else loss.detach() for loss, on in zip(losses, active, strict=True)
             ]
+        if experiment.affinity is not None:
+            experiment.affinity.measure(at.step, losses, inputs, batch)
         optimizer.zero_grad(set_to_none=True)
         total = experiment.weighting.backward(losses, output)
         ranks.reduce_gradients(parameters)
@@ -445,6 +458,7 @@ def save(
             "progress": progress,
             "epoch_data_order": epoch_data_order,
             "rng": rng,
+            "affinity": experiment.affinity.state() if experiment.affinity else None,
         },
     )
 
@@ -462,6 +476,8 @@ def restore(experiment: Experiment, path: Path, data_order: torch.Generator) -> 
     restore_rng_states(rng[ranks.rank % len(rng)] if isinstance(rng, list) else rng, data_order)
     data_order.set_state(checkpoint["epoch_data_order"])
     at = Progress(**checkpoint["progress"])
+    if experiment.affinity is not None and checkpoint.get("affinity") is not None:
+        experiment.affinity.restore(checkpoint["affinity"])
     if not ranks.leader:
         at.epoch_sums = None  # rank 0 carries the ranks' sums so far
     return at

@@ -39,8 +39,11 @@ TINY_IMAGES = [
 
 def overrides(weighting: str, sharing: str, backbone: str) -> list[str]:
     chosen = [f"weighting={weighting}", f"sharing={sharing}", f"backbone={backbone}"]
-    stage = ["sharing.stage1_epochs=1"] if sharing == "two_stage" else []  # a step in each stage
-    return [*TINY_IMAGES, *chosen, *stage, *BACKBONES[backbone]]
+    options = {
+        "two_stage": ["sharing.stage1_epochs=1"],  # a step in each stage
+        "grouped": ["sharing.groups=[[reconstruction],[class]]"],
+    }
+    return [*TINY_IMAGES, *chosen, *options.get(sharing, []), *BACKBONES[backbone]]
 
 
 def steps(experiment, epoch: int, count: int = 2) -> list[torch.Tensor]:

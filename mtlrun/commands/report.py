@@ -1,6 +1,7 @@
-"""`mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...] [out=OUT]`: tables, learning
-curves, image grids and Δm for the runs under DIR (a run or a sweep folder), on the terminal
-and in DIR/report.{md,html,json} (or OUT/, for a folder that cannot be written)."""
+"""`mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...] [groups=K] [out=OUT]`: tables,
+learning curves, image grids, Δm and task affinity for the runs under DIR (a run or a sweep
+folder), on the terminal and in DIR/report.{md,html,json} (or OUT/, for a folder that cannot be
+written)."""
 
 import sys
 from pathlib import Path
@@ -13,19 +14,20 @@ from mtlrun.report.document import Table, Text, to_rich
 from mtlrun.runfolder import writable_folder
 
 USAGE = (
-    "usage: mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...] [out=OUT]   "
+    "usage: mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...] [groups=K] [out=OUT]   "
     "e.g. metrics=test/digit/acc,test/*/nelbo (default: every test metric), "
-    "delta_m=test/digit/nll (default: each task's primary metric), out=/tmp/report "
-    "(default: DIR)"
+    "delta_m=test/digit/nll (default: each task's primary metric), groups=2 (the best split "
+    "of the tasks by the affinity runs measured), out=/tmp/report (default: DIR)"
 )
 
 
-def parse(args: list[str]) -> tuple[Path, list[str], list[str], Path]:
+def parse(args: list[str]) -> tuple[Path, list[str], list[str], Path, int | None]:
     """DIR, then the metric patterns and the Δm keys: `metrics=a,b` and `delta_m=a,b` (also
-    `metrics=[a,b]`, or given more than once), and the output folder (`out=OUT`, default DIR)."""
+    `metrics=[a,b]`, or given more than once), the output folder (`out=OUT`, default DIR) and
+    the number of task groups to suggest (`groups=K`)."""
     if not args or "=" in args[0] or args[0].startswith("-"):
         raise UserError(USAGE)
-    options: dict[str, list[str]] = {"metrics": [], "delta_m": [], "out": []}
+    options: dict[str, list[str]] = {"metrics": [], "delta_m": [], "out": [], "groups": []}
     for arg in args[1:]:
         key, _, value = arg.partition("=")
         if key not in options or not value:
@@ -33,7 +35,13 @@ def parse(args: list[str]) -> tuple[Path, list[str], list[str], Path]:
         options[key] += [p.strip() for p in value.strip("[]").split(",") if p.strip()]
     root = Path(args[0])
     out = Path(options["out"][-1]) if options["out"] else root
-    return root, options["metrics"], options["delta_m"], out
+    groups = None
+    if options["groups"]:
+        text = options["groups"][-1]
+        if not text.isdigit() or int(text) < 1:
+            raise UserError(f"groups={text} must be a whole number of groups, 1 or more")
+        groups = int(text)
+    return root, options["metrics"], options["delta_m"], out, groups
 
 
 def main() -> None:
@@ -41,11 +49,11 @@ def main() -> None:
     if args[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return
-    root, patterns, delta_m_keys, out = parse(args)
+    root, patterns, delta_m_keys, out, groups = parse(args)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder; pass a run or sweep folder, e.g. outputs")
     writable_folder(out)  # before the work
-    blocks = write_report(root, patterns, delta_m_keys, out)
+    blocks = write_report(root, patterns, delta_m_keys, out, groups)
     # Piped into a file or a pager, the tables keep their natural width instead of 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
     for block in blocks:

@@ -5,14 +5,17 @@ DIR/report.html, with the figures in DIR/report_files/, and the numbers in DIR/r
 import json
 import math
 import os
+import statistics
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mtlrun.errors import UserError
 from mtlrun.report.collect import Run, find_runs
 from mtlrun.report.compare import (
+    Configuration,
     Stat,
     choose_metrics,
     configurations,
@@ -22,10 +25,12 @@ from mtlrun.report.compare import (
 from mtlrun.report.delta import CONVENTION, MATCHING, SIGN, Delta, check_delta_m_keys, delta_m
 from mtlrun.report.document import Block, Heading, Images, Table, Text, to_html, to_markdown
 from mtlrun.report.figures import learning_curves
+from mtlrun.report.grouping import affinity_matrix, as_override, best_groups, save_heatmap
 from mtlrun.runfolder import write_atomic
 from mtlrun.terminal import format_value
 
 FILES = "report_files"
+AFFINITY = "train/affinity/"  # the keys of the affinity a run measured
 
 
 def seconds(value: float) -> str:
@@ -74,8 +79,10 @@ class Report:
         patterns: list[str],
         delta_m_keys: list[str] | None = None,
         out: Path | None = None,
+        groups: int | None = None,
     ):
         self.root = root
+        self.groups = groups
         self.out = out or root  # where the report goes: its links are relative to it
         self.runs = find_runs(root)
         self.metrics = choose_metrics(self.runs, patterns)
@@ -93,6 +100,12 @@ class Report:
         ]
         self.mean_ranks = mean_ranks(self.configs)
         self.ranks = self.rank_configurations()
+        self.affinities = [config_affinity(config) for config in self.configs]
+        if groups is not None and not any(self.affinities):
+            raise UserError(
+                f"groups={groups} splits tasks by their affinity, but no run under {root} "
+                "measured it; train with trainer.task_affinity=true"
+            )
 
     def rank_configurations(self) -> list[int | None]:
         """1 = best: by Δm (higher first) when there are single-task baselines, the baselines
@@ -223,12 +236,76 @@ class Report:
                     "delta_m_reason": "single-task baseline" if delta is None else delta.reason,
                     "baseline": delta.baseline.name if delta and delta.baseline else None,
                     "is_baseline": config.single_task,
+                    "affinity": self.affinity_json(len(rows)),
                     "rank": self.ranks[len(rows)],
                     "mean_rank": self.mean_ranks[len(rows)],
                     "seconds_per_epoch": asdict(per_epoch) if per_epoch else None,
                 }
             )
         return {"convention": CONVENTION, "sign": SIGN, "baseline_rule": MATCHING, "rows": rows}
+
+    def suggested_groups(self, index: int) -> tuple[list[list[str]], float] | None:
+        affinity = self.affinities[index]
+        if affinity is None or self.groups is None or self.groups > len(affinity[0]):
+            return None
+        return best_groups(*affinity, self.groups)
+
+    def affinity_json(self, index: int) -> dict[str, Any] | None:
+        affinity = self.affinities[index]
+        if affinity is None:
+            return None
+        tasks, matrix = affinity
+        suggested = self.suggested_groups(index)
+        return {
+            "tasks": tasks,
+            "matrix": matrix,
+            "groups": suggested[0] if suggested else None,
+            "score": suggested[1] if suggested else None,
+        }
+
+    def affinity_blocks(self) -> list[Block]:
+        """Per configuration that measured it: the last epoch's affinity matrix (mean over its
+        runs) as a table and a heatmap, and with groups=k the best split into k groups."""
+        if not any(self.affinities):
+            return []
+        blocks: list[Block] = [
+            Heading("Task affinity"),
+            Text(
+                "Z(i→j) = 1 − L_j after a step on task i's loss alone / L_j before (Fifty et "
+                "al. 2021, TAG), on the shared parameters, averaged over the last epoch's steps "
+                "and the configuration's runs; positive: a step on i helps j."
+            ),
+        ]
+        for index, (config, affinity) in enumerate(zip(self.configs, self.affinities, strict=True)):
+            if affinity is None:
+                continue
+            tasks, matrix = affinity
+            rows = [
+                [source, *("" if v is None else f"{v:.3g}" for v in row)]
+                for source, row in zip(tasks, matrix, strict=True)
+            ]
+            blocks.append(
+                Table(
+                    f"{config.name}: Z(i→j), rows i",
+                    ["i \\ j", *tasks],
+                    rows,
+                    set(range(1, len(tasks) + 1)),
+                )
+            )
+            path = self.out / FILES / f"affinity_{config.name}.png"
+            save_heatmap(tasks, matrix, f"{config.name}: Z(i→j)", path)
+            blocks.append(Images(f"{config.name}: task affinity", [self.url(path)], plots=True))
+            suggested = self.suggested_groups(index)
+            if suggested:
+                groups, score = suggested
+                blocks.append(
+                    Text(
+                        f"{config.name}: the best split into {len(groups)} groups is "
+                        f"{as_override(groups)} (total affinity {score:.3g}); train it with "
+                        f"sharing=grouped 'sharing.groups={as_override(groups)}'."
+                    )
+                )
+        return blocks
 
     def blocks(self) -> list[Block]:
         """The report's content; the learning curves are written on the way."""
@@ -252,6 +329,7 @@ class Report:
                 for config, delta in zip(self.configs, self.deltas, strict=True)
                 if delta is not None and delta.value is None
             ]
+        blocks += self.affinity_blocks()
         curves = learning_curves(
             self.runs, [self.label(run) for run in self.runs], self.metrics, self.out / FILES
         )
@@ -271,13 +349,37 @@ class Report:
         return blocks
 
 
+def config_affinity(config: Configuration) -> tuple[list[str], list[list[float | None]]] | None:
+    """The tasks and the mean over a configuration's runs of their last epoch's affinity
+    matrix; None when none of its runs measured it."""
+    matrices, tasks = [], []
+    for run in config.runs:
+        measured = [r for r in run.records if any(k.startswith(AFFINITY) for k in r)]
+        if not measured:
+            continue
+        keys = [k for k in measured[-1] if k.startswith(AFFINITY)]
+        tasks = list(dict.fromkeys(part for k in keys for part in k.split("/")[2:4]))
+        matrices.append(affinity_matrix(measured[-1], tasks))
+    if not matrices:
+        return None
+    mean = [
+        [None if i == j else statistics.fmean(m[i][j] for m in matrices) for j in range(len(tasks))]
+        for i in range(len(tasks))
+    ]
+    return tasks, mean
+
+
 def write_report(
-    root: Path, patterns: list[str], delta_m_keys: list[str] | None = None, out: Path | None = None
+    root: Path,
+    patterns: list[str],
+    delta_m_keys: list[str] | None = None,
+    out: Path | None = None,
+    groups: int | None = None,
 ) -> list[Block]:
     """Write report_files/*.png, report.md, report.html and report.json into `out` (default:
     DIR); return the blocks, for the terminal."""
     out = out or root
-    report = Report(root, patterns, delta_m_keys, out)
+    report = Report(root, patterns, delta_m_keys, out, groups)
     blocks = report.blocks()
     title = f"mtlrun report: {root.resolve().name}"
     numbers = strict_json(report.as_json())

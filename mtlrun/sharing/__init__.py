@@ -3,6 +3,7 @@
 from mtlrun.sharing import (  # noqa: F401  (they register)
     concat,
     cross_stitch,
+    grouped,
     hard,
     mmoe,
     mtan,

@@ -1,0 +1,98 @@
+"""Inter-task affinity (Fifty et al., "Efficiently Identifying Task Groupings for Multi-Task
+Learning", NeurIPS 2021: TAG), measured during training with `trainer.task_affinity=true`, and
+the grouping of tasks it suggests."""
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from mtlrun.data import Batch
+
+
+class TaskAffinity:
+    """Z_{i→j} = 1 − L_j(θ_s − η ∇_{θ_s} L_i, θ_j) / L_j(θ_s, θ_j) (their eq. 3): how a step on
+    task i's loss alone, on the shared parameters θ_s, changes task j's loss on the same batch.
+    Positive: i's step helps j. The step is their lookahead, plain gradient descent at the
+    optimiser's current learning rate η, whatever the optimiser; the shared parameters are those
+    every task's loss depends on. Measured every `every` steps and averaged per epoch (their
+    Algorithm 1 averages over the steps of training); costs, per measurement, one backward pass
+    and one forward pass per task. Under DDP, the losses and gradients are the whole batch's."""
+
+    def __init__(self, experiment, every: int) -> None:  # noqa: ANN001 (Experiment: a cycle)
+        self.experiment = experiment
+        self.every = every
+        n = len(experiment.loss_tasks)
+        self.sums = torch.zeros(n, n, device=experiment.device)
+        self.count = 0
+        self.shared: list[str] | None = None  # names of the shared parameters, found once
+
+    def shared_parameters(self, losses: list[Tensor]) -> list[str]:
+        model = self.experiment.model
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        reached = [
+            torch.autograd.grad(loss, [p for _, p in named], retain_graph=True, allow_unused=True)
+            for loss in losses
+        ]
+        return [
+            name
+            for k, (name, _) in enumerate(named)
+            if all(grads[k] is not None for grads in reached)
+        ]
+
+    def measure(self, step: int, losses: list[Tensor], inputs: Tensor, batch: Batch) -> None:
+        """After the forward pass of training step `step` (its `losses`, with their graph), before
+        the weighting's backward pass."""
+        trained = all(loss.requires_grad for loss in losses)
+        if step % self.every or len(losses) < 2 or not trained:
+            return
+        if self.shared is None:
+            self.shared = self.shared_parameters(losses)
+        if not self.shared:
+            return  # the tasks share no parameters: there is no lookahead to take
+        experiment, ranks = self.experiment, self.experiment.ranks
+        parameters = dict(experiment.model.named_parameters())
+        shared = [parameters[name] for name in self.shared]
+        rate = experiment.optimizer.param_groups[0]["lr"]
+        before = torch.stack([loss.detach().float() for loss in losses])
+        ranks.reduce_shared([before])
+        after = torch.empty_like(self.sums)
+        for i, loss in enumerate(losses):
+            grads = [g.float() for g in torch.autograd.grad(loss, shared, retain_graph=True)]
+            ranks.reduce_shared(grads)  # under DDP: the whole batch's gradient of task i
+            stepped = {
+                name: (p - rate * g).to(p.dtype)
+                for name, p, g in zip(self.shared, shared, grads, strict=True)
+            }
+            with torch.no_grad(), experiment.autocast:
+                output = functional_call(experiment.model, stepped, (inputs,))
+                looked = experiment.task_losses(output, batch)
+            after[i] = torch.stack([value.float() for value in looked])
+        ranks.reduce_shared([after[i] for i in range(len(losses))])
+        self.sums += 1 - after / before
+        self.count += 1
+
+    def epoch_matrix(self) -> list[list[float]] | None:
+        """The epoch's mean Z (rows i, columns j), and a fresh start; None if not measured."""
+        if not self.count:
+            return None
+        matrix = (self.sums / self.count).tolist()
+        self.sums.zero_()
+        self.count = 0
+        return matrix
+
+    def state(self) -> dict:
+        return {"sums": self.sums.clone(), "count": self.count}
+
+    def restore(self, state: dict) -> None:
+        self.sums.copy_(state["sums"])
+        self.count = state["count"]
+
+
+def affinity_records(tasks: list[str], matrix: list[list[float]]) -> dict[str, float]:
+    """`train/affinity/<i>/<j>`: the effect of a step on task i on task j's loss."""
+    return {
+        f"train/affinity/{source}/{target}": matrix[i][j]
+        for i, source in enumerate(tasks)
+        for j, target in enumerate(tasks)
+        if i != j
+    }
