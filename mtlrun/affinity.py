@@ -1,12 +1,17 @@
 """Inter-task affinity (Fifty et al., "Efficiently Identifying Task Groupings for Multi-Task
-Learning", NeurIPS 2021: TAG), measured during training with `trainer.task_affinity=true`, and
-the grouping of tasks it suggests."""
+Learning", NeurIPS 2021: TAG), measured during training with `trainer.task_affinity=true`; the
+grouping it suggests is `mtlrun.report.grouping`'s."""
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
 from mtlrun.data import Batch
+
+if TYPE_CHECKING:
+    from mtlrun.experiment import Experiment
 
 
 class TaskAffinity:
@@ -18,7 +23,7 @@ class TaskAffinity:
     Algorithm 1 averages over the steps of training); costs, per measurement, one backward pass
     and one forward pass per task. Under DDP, the losses and gradients are the whole batch's."""
 
-    def __init__(self, experiment, every: int) -> None:  # noqa: ANN001 (Experiment: a cycle)
+    def __init__(self, experiment: "Experiment", every: int) -> None:
         self.experiment = experiment
         self.every = every
         n = len(experiment.loss_tasks)
