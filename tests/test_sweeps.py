@@ -71,7 +71,10 @@ def test_two_by_two_sweep_writes_four_runs_sweep_json_and_a_report(tmp_path):
         ("1", "8"),
     ]
     assert [row[2] for row in configs_table.rows] == ["2", "2"]  # two seeds each
-    assert all(" ± " in cell for row in configs_table.rows for cell in row[3:-1])
+    # Without single-task runs, the rank is by mean rank over the primary metrics (MR).
+    assert sorted(row[3] for row in configs_table.rows) == ["1", "2"]
+    assert sorted(row[4] for row in configs_table.rows) == ["1.00", "2.00"]
+    assert all(" ± " in cell for row in configs_table.rows for cell in row[5:])
 
 
 def test_a_failed_job_does_not_stop_the_sweep_and_the_exit_status_says_so(tmp_path):
