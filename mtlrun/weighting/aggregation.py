@@ -16,7 +16,13 @@ from torch import Tensor, nn
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import TaskIndex, Weighting, shared_representation, trained
+from mtlrun.weighting.base import (
+    TaskIndex,
+    Weighting,
+    shared_representation,
+    trained,
+    unweighted_total,
+)
 
 if TYPE_CHECKING:
     from torchjd.aggregation import Aggregator
@@ -103,8 +109,7 @@ class GradientAggregation(Weighting):
             self.steps.index_add_(0, self.rows, torch.ones(len(rows), device=self.steps.device))
         elif rows:
             sum(losses[t] for t in rows).backward()
-        total = sum(loss.detach() for loss in losses)
-        return total if auxiliary is None else total + auxiliary.detach()
+        return unweighted_total(losses, output)
 
     def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor | None:
         """Aggregate the `.jac` of the shared parameters into their `.grad`; the weights (None

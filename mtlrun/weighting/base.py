@@ -75,6 +75,14 @@ def total_loss(
     return total
 
 
+def unweighted_total(losses: list[Tensor], output: ModelOutput) -> Tensor:
+    """Σ_t L_t plus the auxiliary loss, detached: what methods that do not weigh the losses
+    themselves (aggregators, log-loss methods) report as the step's total."""
+    total = sum(loss.detach() for loss in losses)
+    auxiliary = output.auxiliary_loss
+    return total if auxiliary is None else total + auxiliary.detach()
+
+
 def check_sharing(weighting: DictConfig, sharing: DictConfig, model: MultiTaskModel) -> None:
     """Refuse, before training, a weighting that works on what the tasks share with a model
     whose tasks share nothing (otherwise it would fail at the first step)."""

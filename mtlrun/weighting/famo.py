@@ -11,7 +11,13 @@ from torch import Tensor, nn
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig
+from mtlrun.weighting.base import (
+    WEIGHTINGS,
+    Weighting,
+    WeightingConfig,
+    total_loss,
+    unweighted_total,
+)
 
 
 @dataclass
@@ -71,14 +77,10 @@ class FAMO(Weighting):
         weights = z / (c * shifted)
         self.weight_sums += z
         self.steps += 1
-        total = sum(w * loss for w, loss in zip(weights, losses, strict=True))
-        if output.auxiliary_loss is not None:
-            total = total + output.auxiliary_loss
+        total = total_loss(weights, losses, output)
         if total.requires_grad:
             total.backward()
-        detached = sum(loss.detach() for loss in losses)
-        auxiliary = output.auxiliary_loss
-        return detached if auxiliary is None else detached + auxiliary.detach()
+        return unweighted_total(losses, output)
 
     def after_step(self, losses_after: Callable[[], list[Tensor]]) -> None:
         with torch.no_grad():

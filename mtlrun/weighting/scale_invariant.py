@@ -7,7 +7,13 @@ from torch import Tensor
 from mtlrun.errors import TrainingDiverged
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig
+from mtlrun.weighting.base import (
+    WEIGHTINGS,
+    Weighting,
+    WeightingConfig,
+    total_loss,
+    unweighted_total,
+)
 
 
 @WEIGHTINGS.register("scale_invariant", schema=WeightingConfig)
@@ -36,14 +42,10 @@ class ScaleInvariant(Weighting):
         self.steps += 1
         # ∇ log L_t = ∇L_t / L_t: the weights detached give the log's gradient, and under DDP
         # they are the whole batch's, so the ranks' gradients add up to one process's.
-        total = sum(w * loss for w, loss in zip(weights, losses, strict=True))
-        if output.auxiliary_loss is not None:
-            total = total + output.auxiliary_loss
+        total = total_loss(weights, losses, output)
         if total.requires_grad:
             total.backward()
-        detached = sum(loss.detach() for loss in losses)
-        auxiliary = output.auxiliary_loss
-        return detached if auxiliary is None else detached + auxiliary.detach()
+        return unweighted_total(losses, output)
 
     def logged(self) -> dict[str, float]:
         not_positive = self.not_positive.tolist()
