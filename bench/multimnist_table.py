@@ -1,10 +1,11 @@
-"""MultiMNIST as Sener & Koltun (2018) train it: test accuracy (mean ± sample std over seeds) and
-seconds per epoch for each sharing strategy (with equal weighting) and each weighting method
-(with hard sharing), beside the paper's published figures where it reports the method. Every
-run uses the `multimnist` experiment plus the paper's recipe options (RECIPE). Each run is its own
-process; the table goes into BENCHMARKS.md between the multimnist markers.
+"""MultiMNIST as Sener & Koltun (2018) train it, for every method of the catalogue
+(configs/method: `+method=NAME` sets sharing and weighting): test accuracy (mean ± sample std
+over seeds), Δm against single_task, the rank by Δm and seconds per epoch, beside the paper's
+published figures where it reports the method. Every run uses the `multimnist` experiment plus
+the paper's recipe options (RECIPE). Each run is its own process; the table goes into
+BENCHMARKS.md between the multimnist markers.
 
-    python bench/multimnist_table.py [--seeds 0,1,2] [--jobs 2] [--only hard/equal,soft/equal]
+    python bench/multimnist_table.py [--seeds 0,1,2] [--jobs 2] [--only hard_equal,soft_equal]
         [--no-write] [--work DIR] [overrides...]
 
 With --jobs N, N runs go at once, each on one thread (OMP_NUM_THREADS=1): on a small CPU that
@@ -28,22 +29,18 @@ from pathlib import Path
 
 from benchmarks_md import measured_on, publish, require_data
 
-# concat and two_stage train autoencoders on reconstruction; MultiMNIST's tasks are the two
-# digits only, so they are not in this table.
-STRATEGIES = ["hard", "soft", "cross_stitch", "single_task"]
-WEIGHTINGS = [
-    "equal",
-    "uncertainty",
-    "dwa",
-    "gradnorm",
-    "pcgrad",
-    "mgda",
-    "mgda_ub",
-    "cagrad",
-    "upgrad",
-    "nashmtl",
-]
-CONFIGURATIONS = [f"{s}/equal" for s in STRATEGIES] + [f"hard/{w}" for w in WEIGHTINGS[1:]]
+CATALOGUE = Path(__file__).resolve().parent.parent / "configs" / "method"
+
+
+def methods() -> list[str]:
+    """Every option of the `method` group: the baseline first, then the sharing strategies with
+    equal weights, then hard sharing with each weighting."""
+    names = sorted(path.stem for path in CATALOGUE.glob("*.yaml"))
+    weightings = [name for name in names if name.startswith("hard_") and name != "hard_equal"]
+    strategies = [name for name in names if name not in weightings and name != "single_task"]
+    return ["single_task", *sorted(strategies, key=lambda n: n != "hard_equal"), *weightings]
+
+
 # The MultiLeNet of Sener & Koltun's code (multi_task/models/multi_lenet.py): Dropout2d on the
 # second conv layer, dropout 0.5 in each head before its last layer; MNIST's input
 # standardisation (multi_task/datasets.py).
@@ -55,13 +52,13 @@ RECIPE = [
 ]
 # Sener & Koltun 2018, their MultiMNIST results (test accuracy %, left / right digit).
 PUBLISHED = {
-    "hard/equal": ("uniform scaling", 96.46, 94.99),
-    "single_task/equal": ("single task", 97.23, 95.90),
-    "hard/mgda_ub": ("MGDA-UB", 97.26, 95.90),
+    "hard_equal": ("uniform scaling", 96.46, 94.99),
+    "single_task": ("single task", 97.23, 95.90),
+    "hard_mgda_ub": ("MGDA-UB", 97.26, 95.90),
 }
 
 
-def run(sharing: str, weighting: str, seed: int, extra: list[str], work: Path, env: dict) -> dict:
+def run(method: str, seed: int, extra: list[str], work: Path, env: dict) -> dict:
     command = [
         sys.executable,
         "-m",
@@ -69,12 +66,11 @@ def run(sharing: str, weighting: str, seed: int, extra: list[str], work: Path, e
         "train",
         "+experiment=multimnist",
         *RECIPE,
-        f"sharing={sharing}",
-        f"weighting={weighting}",
+        f"+method={method}",
         f"seed={seed}",
         "trainer.progress=false",
         "device=cpu",
-        f"name=bench_{sharing}_{weighting}",
+        f"name=bench_{method}",
         *extra,
     ]
     run_dir = finished_run(work, " ".join(["mtlrun", *command[3:]]))
@@ -102,25 +98,31 @@ def finished_run(work: Path, command: str) -> Path | None:
     return None
 
 
+def delta_m(accuracy: tuple[float, ...], baseline: tuple[float, ...]) -> float:
+    """Δm (Maninis et al. 2019) in %: the mean relative gain over single-task, every metric an
+    accuracy (higher is better), on the means over seeds."""
+    return 100 * statistics.mean((a - b) / b for a, b in zip(accuracy, baseline, strict=True))
+
+
 def mean_std(values: list[float]) -> str:
     if len(values) < 2:
         return f"{values[0]:.2f}"
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def run_cells(pairs: list[str], seeds: list[int], jobs: int, run_one) -> dict:
-    """Every (pair, seed) cell, `jobs` at a time, seed by seed (every pair's first seed before
-    any second one), each printed as it finishes. Ctrl-C (to the whole process group, so the
+def run_cells(methods: list[str], seeds: list[int], jobs: int, run_one) -> dict:
+    """Every (method, seed) cell, `jobs` at a time, seed by seed (every method's first seed
+    before any second one), each printed as it finishes. Ctrl-C (to the whole process group, so the
     runs under way stop too) keeps what has finished, so a table can be written from part of
     the seeds."""
     stopping = False
 
-    def cell(pair: str, seed: int) -> dict | None:
-        return None if stopping else run_one(pair, seed)
+    def cell(method: str, seed: int) -> dict | None:
+        return None if stopping else run_one(method, seed)
 
     results = {}
     pool = ThreadPoolExecutor(max_workers=jobs)
-    futures = {pool.submit(cell, pair, seed): (pair, seed) for seed in seeds for pair in pairs}
+    futures = {pool.submit(cell, name, seed): (name, seed) for seed in seeds for name in methods}
     try:
         for future in as_completed(futures):
             row = future.result()
@@ -139,14 +141,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds per cell")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
-    parser.add_argument("--only", help="comma-separated sharing/weighting pairs")
+    parser.add_argument("--only", help="comma-separated method names (configs/method)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--work", type=Path, help="folder of the runs; finished ones are reused")
     parser.add_argument("overrides", nargs="*", help="extra mtlrun overrides for every run")
     args = parser.parse_args()
     require_data()
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    pairs = args.only.split(",") if args.only else CONFIGURATIONS
+    names = args.only.split(",") if args.only else methods()
     work = args.work or Path(tempfile.mkdtemp(prefix="mtlrun_multimnist_"))
     work.mkdir(parents=True, exist_ok=True)
     command = "python bench/multimnist_table.py" + "".join(f" {o}" for o in args.overrides)
@@ -159,35 +161,45 @@ def main() -> None:
         env["OMP_NUM_THREADS"] = "1"
         threads = f"{args.jobs} runs at once, one thread each"
     results = run_cells(
-        pairs,
+        names,
         seeds,
         args.jobs,
-        lambda pair, seed: run(*pair.split("/"), seed, args.overrides, work, env),
+        lambda name, seed: run(name, seed, args.overrides, work, env),
     )
     done = sorted({seed for _, seed in results})
     lines = [
         f"{measured_on()}, device=cpu, {threads}, seeds {','.join(map(str, done))} "
         f"(mean ± sample std over the runs column). Command: `{command}`. Every run: "
-        f"`+experiment=multimnist {' '.join(RECIPE)}`.",
+        f"`mtlrun train +experiment=multimnist +method=NAME {' '.join(RECIPE)} seed=S`.",
         "",
-        "| sharing | weighting | runs | left acc % | right acc % | s / epoch | "
+        "| rank | method | runs | left acc % | right acc % | Δm % | s / epoch | "
         "Sener & Koltun (left / right) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for pair in pairs:
-        sharing, weighting = pair.split("/")
-        rows = [results[pair, seed] for seed in seeds if (pair, seed) in results]
-        published = PUBLISHED.get(pair)
+    rows = {name: [results[name, s] for s in seeds if (name, s) in results] for name in names}
+    accuracies = {
+        name: (statistics.mean(r["left"] for r in runs), statistics.mean(r["right"] for r in runs))
+        for name, runs in rows.items()
+        if runs and not any("error" in r for r in runs)
+    }
+    baseline = accuracies.get("single_task")
+    delta = {name: delta_m(acc, baseline) for name, acc in accuracies.items() if baseline}
+    ranked = sorted(delta, key=delta.get, reverse=True)
+    for name in names:
+        published = PUBLISHED.get(name)
         paper = f"{published[1]:.2f} / {published[2]:.2f} ({published[0]})" if published else ""
-        failed = [row["error"] for row in rows if "error" in row]
-        if not rows or failed:
+        failed = [run["error"] for run in rows[name] if "error" in run]
+        if name not in accuracies:
             why = f"failed: {failed[0]}" if failed else "not run"
-            lines.append(f"| {sharing} | {weighting} | {len(rows)} | {why} | | | {paper} |")
+            lines.append(f"| | {name} | {len(rows[name])} | {why} | | | | {paper} |")
             continue
+        runs = rows[name]
+        rank = ranked.index(name) + 1 if name in delta else ""
+        gain = f"{delta[name]:+.2f}" if name in delta else ""
         lines.append(
-            f"| {sharing} | {weighting} | {len(rows)} | {mean_std([r['left'] for r in rows])} | "
-            f"{mean_std([r['right'] for r in rows])} | "
-            f"{statistics.mean(r['epoch_s'] for r in rows):.1f} | {paper} |"
+            f"| {rank} | {name} | {len(runs)} | {mean_std([r['left'] for r in runs])} | "
+            f"{mean_std([r['right'] for r in runs])} | {gain} | "
+            f"{statistics.mean(r['epoch_s'] for r in runs):.1f} | {paper} |"
         )
     publish("multimnist", lines, write=not args.no_write)
 
