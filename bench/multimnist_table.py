@@ -6,7 +6,7 @@ the paper's recipe options (RECIPE). Each run is its own process; the table goes
 BENCHMARKS.md between the multimnist markers.
 
     python bench/multimnist_table.py [--seeds 0,1,2] [--jobs 2] [--only hard_equal,soft_equal]
-        [--no-write] [--work DIR] [overrides...]
+        [--no-write] [--work DIR [--read-only]] [overrides...]
 
 With --jobs N, N runs go at once, each on one thread (OMP_NUM_THREADS=1): on a small CPU that
 trains more runs an hour than one run on every core, and the seconds per epoch are then those
@@ -15,6 +15,8 @@ of a one-thread run.
 With --work DIR, the runs go into DIR's outputs/ (a fresh temporary folder otherwise), and a cell
 whose completed run is already there, made by the same command, is read instead of trained
 again: a table stopped part-way is finished by running the same command with the same --work.
+With --read-only as well, the table is written from the finished runs alone (the others are
+`not run`), as when a sitting had to stop.
 """
 
 import argparse
@@ -58,7 +60,10 @@ PUBLISHED = {
 }
 
 
-def run(method: str, seed: int, extra: list[str], work: Path, env: dict) -> dict:
+def run(
+    method: str, seed: int, extra: list[str], work: Path, env: dict, train: bool
+) -> dict | None:
+    """One cell's numbers: its finished run under `work`, else a new run (None if not `train`)."""
     command = [
         sys.executable,
         "-m",
@@ -74,6 +79,8 @@ def run(method: str, seed: int, extra: list[str], work: Path, env: dict) -> dict
         *extra,
     ]
     run_dir = finished_run(work, " ".join(["mtlrun", *command[3:]]))
+    if run_dir is None and not train:
+        return None
     if run_dir is None:
         result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
         if result.returncode != 0:
@@ -144,6 +151,9 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated method names (configs/method)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--work", type=Path, help="folder of the runs; finished ones are reused")
+    parser.add_argument(
+        "--read-only", action="store_true", help="table from --work's finished runs only"
+    )
     parser.add_argument("overrides", nargs="*", help="extra mtlrun overrides for every run")
     args = parser.parse_args()
     require_data()
@@ -154,6 +164,8 @@ def main() -> None:
     command = "python bench/multimnist_table.py" + "".join(f" {o}" for o in args.overrides)
     if args.seeds != "0,1,2":
         command += f" --seeds {args.seeds}"
+    if args.work:
+        command += " --work DIR"
     env = dict(os.environ)
     threads = "every core"
     if args.jobs > 1:
@@ -164,7 +176,7 @@ def main() -> None:
         names,
         seeds,
         args.jobs,
-        lambda name, seed: run(name, seed, args.overrides, work, env),
+        lambda name, seed: run(name, seed, args.overrides, work, env, not args.read_only),
     )
     done = sorted({seed for _, seed in results})
     lines = [
@@ -183,7 +195,11 @@ def main() -> None:
         if runs and not any("error" in r for r in runs)
     }
     baseline = accuracies.get("single_task")
-    delta = {name: delta_m(acc, baseline) for name, acc in accuracies.items() if baseline}
+    delta = {
+        name: delta_m(acc, baseline)
+        for name, acc in accuracies.items()
+        if baseline and name != "single_task"
+    }
     ranked = sorted(delta, key=delta.get, reverse=True)
     for name in names:
         published = PUBLISHED.get(name)
