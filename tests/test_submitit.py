@@ -11,7 +11,7 @@ from tests.helpers import run_mtlrun, start_mtlrun
 
 ARGS = [
     "dataset=synthetic",
-    "dataset.n_train=2048",
+    "dataset.n_train=8192",  # epochs long enough (256 steps) that the signal lands inside one
     "dataset.val_size=128",
     "dataset.n_test=128",
     "device=cpu",
@@ -44,8 +44,7 @@ def test_a_preempted_submitit_job_is_requeued_and_ends_as_if_uninterrupted(tmp_p
     run = sweep / "0"
     deadline = time.time() + 300
     while not (run / "checkpoints" / "last.pt").is_file() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # inside the second epoch
+        time.sleep(0.05)  # the first epoch is done: the signal below lands in the second
     job_pid = json.loads((run / "meta.json").read_text())["pid"]
     subprocess.run(["kill", "-USR2", str(job_pid)], check=True)  # what SLURM has submitit send
     _, stderr = process.communicate(timeout=600)
