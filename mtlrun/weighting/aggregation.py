@@ -87,7 +87,7 @@ class GradientAggregation(Weighting):
 
     def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
         shared = [f for f in shared_representation(output, self.method) if f.requires_grad]
-        rows = trained(losses)
+        rows = self.row_order(trained(losses))
         auxiliary = output.auxiliary_loss
         if auxiliary is not None and auxiliary.requires_grad:
             auxiliary.backward(retain_graph=bool(rows))
@@ -110,6 +110,11 @@ class GradientAggregation(Weighting):
         elif rows:
             sum(losses[t] for t in rows).backward()
         return unweighted_total(losses, output)
+
+    def row_order(self, rows: list[int]) -> list[int]:
+        """The order of the tasks trained on in the Jacobian's rows: the tasks' own, for the
+        aggregators that treat them alike (PCD puts its primary task first)."""
+        return rows
 
     def aggregate(self, shared_parameters: list[nn.Parameter]) -> Tensor | None:
         """Aggregate the `.jac` of the shared parameters into their `.grad`; the weights (None

@@ -1,11 +1,13 @@
 """The aggregators mtlrun takes from torchjd beyond the first five, each checked on a small
 Jacobian for the behaviour its paper defines it by."""
 
+import copy
 import math
 
 import pytest
 import torch
 
+from mtlrun.errors import ConfigError
 from tests.weighting.problems import SharedVector, aggregated, linear_losses, make
 
 CONFLICTING = [[1.0, 0.0], [-2.0, 1.0]]  # a negative inner product: the mean hurts task 0
@@ -126,3 +128,103 @@ def test_gradvac_corrects_toward_an_ema_target_that_it_keeps_in_checkpoints():
     resumed = make("gradvac", model, beta=0.5)
     resumed.load_state_dict(state)
     torch.testing.assert_close(step(resumed), expected, rtol=1e-5, atol=1e-6)
+
+
+def stepper(model: SharedVector):
+    """One step of a weighting on L_t = g_t · θ: the update it leaves in θ.grad."""
+
+    def step(on: torch.nn.Module, gradients: list[list[float]]) -> torch.Tensor:
+        model.theta.grad = None
+        h = model.representation()
+        on.backward(linear_losses(h, gradients), model.output(h))
+        return model.theta.grad.double()
+
+    return step
+
+
+def weights_of(update: torch.Tensor, gradients: list[list[float]]) -> torch.Tensor:
+    """w with update = Jᵀ w (J square and invertible here)."""
+    return torch.linalg.solve(torch.tensor(gradients, dtype=torch.float64).T, update)
+
+
+def test_excess_mtl_moves_weight_to_the_task_whose_excess_risk_has_fallen_least():
+    # Eq. 6-7: Ê_i = Σ g_i² / √(Σ_steps g_i²), over the baseline of the first step; eq. 9:
+    # w ← w · exp(η Ê) / Σ. Task 0's gradient stays, task 1's shrinks tenfold.
+    first, second = [[1.0, 0.0], [0.0, 2.0]], [[1.0, 0.0], [0.0, 0.2]]
+    model = SharedVector([0.0, 0.0])
+    step = stepper(model)
+    weighting = make("excess_mtl", model, robust_step_size=0.5)
+    baseline = torch.tensor([1.0, 2.0], dtype=torch.float64)  # Σ g² / √(g²) = |g| here
+    first_weights = torch.softmax(torch.log(torch.tensor([0.5, 0.5])) + 0.5 * baseline, 0)
+    torch.testing.assert_close(weights_of(step(weighting, first), first), first_weights)
+    state = copy.deepcopy(weighting.state_dict())
+    risk = torch.tensor([1 / math.sqrt(2), 0.04 / math.sqrt(4.04)], dtype=torch.float64)
+    expected = torch.softmax(first_weights.log() + 0.5 * risk / baseline, 0)
+    torch.testing.assert_close(weights_of(step(weighting, second), second), expected)
+    assert expected[0] > first_weights[0]  # task 0, its risk the same, gained weight
+    # Resumed from the state after the first step, it takes the same second step.
+    resumed = make("excess_mtl", model, robust_step_size=0.5)
+    resumed.load_state_dict(state)
+    torch.testing.assert_close(weights_of(step(resumed, second), second), expected)
+
+
+def test_excess_mtl_keeps_uniform_weights_through_a_warm_up_that_a_resumed_run_finishes():
+    gradients = [[1.0, 0.0], [0.0, 2.0]]
+    model = SharedVector([0.0, 0.0])
+    step = stepper(model)
+    weighting = make("excess_mtl", model, n_warmup_steps=1)
+    uniform = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(weights_of(step(weighting, gradients), gradients), uniform)
+    state = copy.deepcopy(weighting.state_dict())
+    smaller = [[1.0, 0.0], [0.0, 0.2]]
+    after = weights_of(step(weighting, smaller), smaller)
+    assert not torch.allclose(after, uniform)  # the warm-up is over
+    resumed = make("excess_mtl", model, n_warmup_steps=1)
+    resumed.load_state_dict(state)
+    torch.testing.assert_close(weights_of(step(resumed, smaller), smaller), after)
+
+
+def pcd_update(primary: torch.Tensor, other: torch.Tensor, tau: float) -> torch.Tensor:
+    """Two tasks, first step (the EMA of ‖g‖² is ‖g‖², so g̃ = g/‖g‖): the projection of g̃_1
+    onto the half-space g̃_2ᵀd ≥ τ, rescaled to ‖g_1‖."""
+    unit_primary, unit_other = primary / primary.norm(), other / other.norm()
+    slack = unit_other @ unit_primary - tau
+    direction = unit_primary - min(slack.item(), 0.0) * unit_other
+    return direction / direction.norm() * primary.norm()
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.3])
+def test_pcd_follows_the_primary_task_and_keeps_the_other_a_fraction_of_its_progress(tau):
+    g = torch.tensor(CONFLICTING, dtype=torch.float64)
+    update = aggregated("pcd", CONFLICTING, tau=tau).double()
+    torch.testing.assert_close(update, pcd_update(g[0], g[1], tau), rtol=1e-5, atol=1e-6)
+    # The primary task's gradient norm, and a step that is not the primary gradient's:
+    torch.testing.assert_close(update.norm(), g[0].norm())
+    assert (g[1] / g[1].norm()) @ update > (g[1] / g[1].norm()) @ g[0]
+    # a gradient that does not conflict leaves the primary one as it is.
+    harmless = [[1.0, 0.0], [1.0, 1.0]]
+    torch.testing.assert_close(aggregated("pcd", harmless, tau=tau), torch.tensor([1.0, 0.0]))
+
+
+def test_pcd_primary_names_the_task_it_follows():
+    g = torch.tensor(CONFLICTING, dtype=torch.float64)
+    update = aggregated("pcd", CONFLICTING, primary="t1", tau=0.3).double()
+    torch.testing.assert_close(update, pcd_update(g[1], g[0], 0.3), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError) as error:
+        make("pcd", SharedVector([0.0, 0.0]), primary="t7")
+    assert str(error.value) == "weighting.primary='t7' is not a task; choose one of: t0, t1"
+
+
+def test_pcd_normalises_by_an_ema_of_the_norms_that_it_keeps_in_checkpoints():
+    model = SharedVector([0.0, 0.0])
+    step = stepper(model)
+    weighting = make("pcd", model, tau=0.5, beta=0.5)
+    step(weighting, CONFLICTING)
+    state = copy.deepcopy(weighting.state_dict())
+    louder = [[1.0, 0.0], [-20.0, 10.0]]  # task 1's gradient ten times longer than the EMA
+    expected = step(weighting, louder)
+    fresh = make("pcd", model, tau=0.5, beta=0.5)
+    assert not torch.allclose(step(fresh, louder), expected)  # the EMA changes the step
+    resumed = make("pcd", model, tau=0.5, beta=0.5)
+    resumed.load_state_dict(state)
+    torch.testing.assert_close(step(resumed, louder), expected)
