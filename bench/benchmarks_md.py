@@ -15,10 +15,15 @@ def require_data() -> None:
         sys.exit("set MTLRUN_DATA to the folder holding MNIST (make bench does)")
 
 
-def measured_on() -> str:
-    """`Measured <today> on <host> (<n> CPUs, <processor>)`, the start of every table's caption."""
+def machine() -> str:
+    """`<host> (<n> CPUs, <processor>)`."""
     processor = platform.processor() or platform.machine()
-    return f"Measured {date.today()} on {platform.node()} ({os.cpu_count()} CPUs, {processor})"
+    return f"{platform.node()} ({os.cpu_count()} CPUs, {processor})"
+
+
+def measured_on(dates: list[str] | None = None) -> str:
+    """`Measured <dates, or today> on <machine>`, the start of every table's caption."""
+    return f"Measured {', '.join(dates or [str(date.today())])} on {machine()}"
 
 
 def publish(name: str, lines: list[str], write: bool) -> None:

@@ -17,6 +17,11 @@ whose completed run is already there, made by the same command, is read instead 
 again: a table stopped part-way is finished by running the same command with the same --work.
 With --read-only as well, the table is written from the finished runs alone (the others are
 `not run`), as when a sitting had to stop.
+
+Every finished cell is also recorded in bench/multimnist_cells.jsonl (committed: the whole table
+takes longer than one sitting can), and a cell recorded by the same command on the same machine
+is read from there instead of trained again, so the next sitting finishes the table even without
+the runs. Delete a cell's line to measure it again.
 """
 
 import argparse
@@ -26,12 +31,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from benchmarks_md import measured_on, publish, require_data
+from benchmarks_md import machine, measured_on, publish, require_data
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "configs" / "method"
+CELLS = Path(__file__).resolve().parent / "multimnist_cells.jsonl"
 
 
 def methods() -> list[str]:
@@ -60,10 +67,39 @@ PUBLISHED = {
 }
 
 
+class Record:
+    """The finished cells of every sitting, a JSON line each in CELLS, by their command."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()  # the cells finish on the pool's threads
+        lines = path.read_text().splitlines() if path.exists() else []
+        cells = [json.loads(line) for line in lines if line.strip()]
+        self.cells = {c["command"]: c for c in cells if c["machine"] == machine()}
+
+    def get(self, command: str) -> dict | None:
+        return self.cells.get(command)
+
+    def add(self, command: str, numbers: dict, run_dir: Path) -> None:
+        meta = json.loads((run_dir / "meta.json").read_text())
+        cell = {
+            "command": command,
+            "machine": machine(),
+            "date": meta["start_time"][:10],
+            "git_commit": meta["git_commit"],
+            **numbers,
+        }
+        with self.lock:
+            with self.path.open("a") as record:
+                record.write(json.dumps(cell) + "\n")
+            self.cells[command] = cell
+
+
 def run(
-    method: str, seed: int, extra: list[str], work: Path, env: dict, train: bool
+    method: str, seed: int, extra: list[str], work: Path, env: dict, train: bool, record: Record
 ) -> dict | None:
-    """One cell's numbers: its finished run under `work`, else a new run (None if not `train`)."""
+    """One cell's numbers: recorded, else from its finished run under `work`, else from a new
+    run (None if not `train`)."""
     command = [
         sys.executable,
         "-m",
@@ -78,7 +114,11 @@ def run(
         f"name=bench_{method}",
         *extra,
     ]
-    run_dir = finished_run(work, " ".join(["mtlrun", *command[3:]]))
+    command_line = " ".join(["mtlrun", *command[3:]])
+    recorded = record.get(command_line)
+    if recorded is not None:
+        return recorded
+    run_dir = finished_run(work, command_line)
     if run_dir is None and not train:
         return None
     if run_dir is None:
@@ -89,11 +129,13 @@ def run(
         run_dir = Path(result.stdout.strip().splitlines()[-1])
     summary = json.loads((run_dir / "summary.json").read_text())
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {
+    numbers = {
         "left": summary["metrics"]["test/left_digit/acc"] * 100,
         "right": summary["metrics"]["test/right_digit/acc"] * 100,
         "epoch_s": statistics.mean(r["seconds"] for r in records if r["split"] == "train"),
     }
+    record.add(command_line, numbers, run_dir)
+    return numbers
 
 
 def finished_run(work: Path, command: str) -> Path | None:
@@ -172,15 +214,17 @@ def main() -> None:
         command += f" --jobs {args.jobs}"
         env["OMP_NUM_THREADS"] = "1"
         threads = f"{args.jobs} runs at once, one thread each"
+    record = Record(CELLS)
     results = run_cells(
         names,
         seeds,
         args.jobs,
-        lambda name, seed: run(name, seed, args.overrides, work, env, not args.read_only),
+        lambda name, seed: run(name, seed, args.overrides, work, env, not args.read_only, record),
     )
     done = sorted({seed for _, seed in results})
+    dates = sorted({cell["date"] for cell in results.values() if "date" in cell})
     lines = [
-        f"{measured_on()}, device=cpu, {threads}, seeds {','.join(map(str, done))} "
+        f"{measured_on(dates)}, device=cpu, {threads}, seeds {','.join(map(str, done))} "
         f"(mean ± sample std over the runs column). Command: `{command}`. Every run: "
         f"`mtlrun train +experiment=multimnist +method=NAME {' '.join(RECIPE)} seed=S`.",
         "",
