@@ -21,7 +21,9 @@ With --read-only as well, the table is written from the finished runs alone (the
 Every finished cell is also recorded in bench/multimnist_cells.jsonl (committed: the whole table
 takes longer than one sitting can), and a cell recorded by the same command on the same machine
 is read from there instead of trained again, so the next sitting finishes the table even without
-the runs. Delete a cell's line to measure it again.
+the runs. Delete a cell's line to measure it again. A cell whose run shared the machine with
+other work is marked `"shared_machine": true` by hand there: its accuracies count, its seconds
+only where a method has no other run (then marked `*` in the table).
 """
 
 import argparse
@@ -159,6 +161,15 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def seconds(runs: list[dict]) -> str:
+    """The mean seconds per epoch of the runs that had the machine to themselves; of all, with
+    a `*`, when every run shared it (a cell marked `"shared_machine": true` in CELLS)."""
+    alone = [run["epoch_s"] for run in runs if not run.get("shared_machine")]
+    if alone:
+        return f"{statistics.mean(alone):.1f}"
+    return f"{statistics.mean(run['epoch_s'] for run in runs):.1f}*"
+
+
 def run_cells(methods: list[str], seeds: list[int], jobs: int, run_one) -> dict:
     """Every (method, seed) cell, `jobs` at a time, seed by seed (every method's first seed
     before any second one), each printed as it finishes. Ctrl-C (to the whole process group, so the
@@ -258,8 +269,7 @@ def main() -> None:
         gain = f"{delta[name]:+.2f}" if name in delta else ""
         lines.append(
             f"| {rank} | {name} | {len(runs)} | {mean_std([r['left'] for r in runs])} | "
-            f"{mean_std([r['right'] for r in runs])} | {gain} | "
-            f"{statistics.mean(r['epoch_s'] for r in runs):.1f} | {paper} |"
+            f"{mean_std([r['right'] for r in runs])} | {gain} | {seconds(runs)} | {paper} |"
         )
     publish("multimnist", lines, write=not args.no_write)
 
