@@ -20,29 +20,33 @@ class ExcessMTLConfig(WeightingConfig):
     convergence, by an estimate of their excess risk, get the larger weights; on the shared
     parameters (needs a strategy that shares some)."""
 
-    robust_step_size: float = 1.0  # η_α of the exponentiated-gradient step (eq. 9), above 0
-    # steps with uniform weights whose mean excess risk is the baseline (Appendix C.1 uses 3
-    # epochs' worth); 0: the first step's excess risk is the baseline, as the authors' code
-    n_warmup_steps: int = 0
+    # η_α of the exponentiated-gradient step (eq. 9), above 0: LibMTL's default (torchjd's is
+    # 1.0, which saturates the weights within a few hundred steps; the authors' NYUv2 script 1e-4)
+    robust_step_size: float = 0.01
+    # steps with uniform weights whose mean excess risk is the baseline, at least 1: 1, the
+    # first step's, as the authors' code and LibMTL; Appendix C.1 uses 3 epochs' worth
+    n_warmup_steps: int = 1
 
 
 @WEIGHTINGS.register("excess_mtl", schema=ExcessMTLConfig)
 class ExcessMTLAggregation(GradientAggregation):
     """Each step, task i's excess risk is estimated as g_iᵀ H_i⁻¹ g_i (eq. 6), H_i the diagonal
-    AdaGrad estimate √(Σ g_i²) of its Hessian (eq. 7), divided by the baseline of the first step
-    (or of the warm-up: the scale processing of Section 3.2); the weights, on the simplex from
-    1/T, take an exponentiated-gradient step w ← w·exp(η_α Ê) / Σ (eq. 9), and the update is
-    Σ_i w_i g_i (torchjd's `ExcessMTL`). The weights, the sums of squared gradients, the
-    baseline and the step count are saved in checkpoints, so a resumed run weighs as an
-    uninterrupted one."""
+    AdaGrad estimate √(Σ g_i²) of its Hessian (eq. 7), divided by its mean over the warm-up
+    steps (the scale processing of Section 3.2), in which the weights stay 1/T; then the weights
+    take an exponentiated-gradient step w ← w·exp(η_α Ê) / Σ (eq. 9), and the update is
+    Σ_i w_i g_i (torchjd's `ExcessMTL`). The warm-up is at least the first step: torchjd's
+    n_warmup_steps=0 would take that step with the raw, unscaled excess risks, which the
+    authors' code and LibMTL do not.
+    The weights, the sums of squared gradients, the baseline and the step count are saved in
+    checkpoints, so a resumed run weighs as an uninterrupted one."""
 
     def __init__(self, config: ExcessMTLConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import ExcessMTL  # imported when chosen: torchjd loads cvxpy
 
-        if config.robust_step_size <= 0 or config.n_warmup_steps < 0:
+        if config.robust_step_size <= 0 or config.n_warmup_steps < 1:
             raise ConfigError(
                 f"weighting.robust_step_size={config.robust_step_size} must be positive and "
-                f"weighting.n_warmup_steps={config.n_warmup_steps} must not be negative"
+                f"weighting.n_warmup_steps={config.n_warmup_steps} at least 1"
             )
         super().__init__(
             config.name,

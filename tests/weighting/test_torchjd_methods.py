@@ -148,20 +148,21 @@ def weights_of(update: torch.Tensor, gradients: list[list[float]]) -> torch.Tens
 
 
 def test_excess_mtl_moves_weight_to_the_task_whose_excess_risk_has_fallen_least():
-    # Eq. 6-7: Ê_i = Σ g_i² / √(Σ_steps g_i²), over the baseline of the first step; eq. 9:
-    # w ← w · exp(η Ê) / Σ. Task 0's gradient stays, task 1's shrinks tenfold.
+    # Eq. 6-7: Ê_i = Σ g_i² / √(Σ_steps g_i²), over the baseline of the first step, which keeps
+    # uniform weights (the authors' code); eq. 9: w ← w · exp(η Ê) / Σ. Task 0's gradient
+    # stays, task 1's shrinks tenfold.
     first, second = [[1.0, 0.0], [0.0, 2.0]], [[1.0, 0.0], [0.0, 0.2]]
     model = SharedVector([0.0, 0.0])
     step = stepper(model)
     weighting = make("excess_mtl", model, robust_step_size=0.5)
-    baseline = torch.tensor([1.0, 2.0], dtype=torch.float64)  # Σ g² / √(g²) = |g| here
-    first_weights = torch.softmax(torch.log(torch.tensor([0.5, 0.5])) + 0.5 * baseline, 0)
-    torch.testing.assert_close(weights_of(step(weighting, first), first), first_weights)
+    uniform = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(weights_of(step(weighting, first), first), uniform)
     state = copy.deepcopy(weighting.state_dict())
+    baseline = torch.tensor([1.0, 2.0], dtype=torch.float64)  # Σ g² / √(g²) = |g| here
     risk = torch.tensor([1 / math.sqrt(2), 0.04 / math.sqrt(4.04)], dtype=torch.float64)
-    expected = torch.softmax(first_weights.log() + 0.5 * risk / baseline, 0)
+    expected = torch.softmax(uniform.log() + 0.5 * risk / baseline, 0)
     torch.testing.assert_close(weights_of(step(weighting, second), second), expected)
-    assert expected[0] > first_weights[0]  # task 0, its risk the same, gained weight
+    assert expected[0] > 0.5  # task 0, its risk the same, gained weight
     # Resumed from the state after the first step, it takes the same second step.
     resumed = make("excess_mtl", model, robust_step_size=0.5)
     resumed.load_state_dict(state)
@@ -169,19 +170,25 @@ def test_excess_mtl_moves_weight_to_the_task_whose_excess_risk_has_fallen_least(
 
 
 def test_excess_mtl_keeps_uniform_weights_through_a_warm_up_that_a_resumed_run_finishes():
-    gradients = [[1.0, 0.0], [0.0, 2.0]]
+    gradients, smaller = [[1.0, 0.0], [0.0, 2.0]], [[1.0, 0.0], [0.0, 0.2]]
     model = SharedVector([0.0, 0.0])
     step = stepper(model)
-    weighting = make("excess_mtl", model, n_warmup_steps=1)
+    weighting = make("excess_mtl", model, n_warmup_steps=2)
     uniform = torch.tensor([0.5, 0.5], dtype=torch.float64)
     torch.testing.assert_close(weights_of(step(weighting, gradients), gradients), uniform)
     state = copy.deepcopy(weighting.state_dict())
-    smaller = [[1.0, 0.0], [0.0, 0.2]]
+    torch.testing.assert_close(weights_of(step(weighting, smaller), smaller), uniform)
     after = weights_of(step(weighting, smaller), smaller)
     assert not torch.allclose(after, uniform)  # the warm-up is over
-    resumed = make("excess_mtl", model, n_warmup_steps=1)
+    resumed = make("excess_mtl", model, n_warmup_steps=2)
     resumed.load_state_dict(state)
+    torch.testing.assert_close(weights_of(step(resumed, smaller), smaller), uniform)
     torch.testing.assert_close(weights_of(step(resumed, smaller), smaller), after)
+
+
+def test_excess_mtl_refuses_a_warm_up_without_the_first_step():
+    with pytest.raises(ConfigError, match="weighting.n_warmup_steps=0 at least 1"):
+        make("excess_mtl", SharedVector([0.0, 0.0]), n_warmup_steps=0)
 
 
 def pcd_update(primary: torch.Tensor, other: torch.Tensor, tau: float) -> torch.Tensor:
