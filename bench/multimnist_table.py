@@ -23,7 +23,8 @@ takes longer than one sitting can), and a cell recorded by the same command on t
 is read from there instead of trained again, so the next sitting finishes the table even without
 the runs. Delete a cell's line to measure it again. A cell whose run shared the machine with
 other work is marked `"shared_machine": true` by hand there: its accuracies count, its seconds
-only where a method has no other run (then marked `*` in the table).
+only where a method has no other run (then marked `*` in the table); one paused part-way has
+`"epoch_s": null`.
 """
 
 import argparse
@@ -163,11 +164,15 @@ def mean_std(values: list[float]) -> str:
 
 def seconds(runs: list[dict]) -> str:
     """The mean seconds per epoch of the runs that had the machine to themselves; of all, with
-    a `*`, when every run shared it (a cell marked `"shared_machine": true` in CELLS)."""
-    alone = [run["epoch_s"] for run in runs if not run.get("shared_machine")]
+    a `*`, when every run shared it (a cell marked `"shared_machine": true` in CELLS); `–` when
+    no run has a timing (`"epoch_s": null`: a run paused part-way)."""
+    timed = [run for run in runs if run["epoch_s"] is not None]
+    alone = [run["epoch_s"] for run in timed if not run.get("shared_machine")]
     if alone:
         return f"{statistics.mean(alone):.1f}"
-    return f"{statistics.mean(run['epoch_s'] for run in runs):.1f}*"
+    if timed:
+        return f"{statistics.mean(run['epoch_s'] for run in timed):.1f}*"
+    return "–"
 
 
 def run_cells(methods: list[str], seeds: list[int], jobs: int, run_one) -> dict:
