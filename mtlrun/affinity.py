@@ -1,17 +1,14 @@
 """Inter-task affinity (Fifty et al., "Efficiently Identifying Task Groupings for Multi-Task
 Learning", NeurIPS 2021: TAG), measured during training with `trainer.task_affinity=true`; the
-grouping it suggests is `mtlrun.report.grouping`'s."""
+grouping it suggests is `mtlrun.report.grouping`'s (`mtlrun report RUNS groups=k`)."""
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
 from mtlrun.data import Batch
-
-if TYPE_CHECKING:
-    from mtlrun.experiment import Experiment
 
 
 class TaskAffinity:
@@ -23,7 +20,9 @@ class TaskAffinity:
     Algorithm 1 averages over the steps of training); costs, per measurement, one backward pass
     and one forward pass per task. Under DDP, the losses and gradients are the whole batch's."""
 
-    def __init__(self, experiment: "Experiment", every: int) -> None:
+    def __init__(self, experiment: Any, every: int) -> None:
+        """`experiment`: the `mtlrun.experiment.Experiment` being trained (its model, tasks,
+        optimiser and ranks), which builds this measurement."""
         self.experiment = experiment
         self.every = every
         n = len(experiment.loss_tasks)

@@ -2,9 +2,6 @@
 `mtlrun.experiment.build`) in its run folder; `fit` is the loop itself."""
 
 import math
-import os
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -12,16 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from rich.progress import Progress as RichProgress
 
 from mtlrun.affinity import affinity_records
 from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from mtlrun.data import Data, Split
-from mtlrun.distributed import SINGLE, Ranks, spawn, torchrun_ranks
-from mtlrun.errors import TrainingDiverged, UserError
+from mtlrun.errors import TrainingDiverged
 from mtlrun.evaluate import CALM, check_finite, evaluate
-from mtlrun.experiment import Experiment, build, check_config
+from mtlrun.experiment import Experiment
+from mtlrun.heatmap import affinity_matrix, save_heatmap
 from mtlrun.images import (
     save_interpolations,
     save_predictions,
@@ -29,137 +26,15 @@ from mtlrun.images import (
     save_reconstructions,
 )
 from mtlrun.loggers import Logger, LoggerConfig, Loggers
-from mtlrun.report.grouping import affinity_matrix, save_heatmap
 from mtlrun.runfolder import (
     RunFolder,
-    disk_fault,
     seconds_since_process_start,
-    this_process,
     write_json,
 )
 from mtlrun.sharing.base import OWN_LOSS
+from mtlrun.signals import StopSignals
 from mtlrun.tasks import Task
 from mtlrun.terminal import Reporter, metrics_table
-
-
-class Interrupted(KeyboardInterrupt):
-    """Training stopped at a step boundary on Ctrl-C, SIGTERM, or submitit's pre-emption
-    signal; its argument names the signal."""
-
-
-def preemption_signal() -> signal.Signals | None:
-    """The signal submitit sends a job before pre-emption or its time limit (SIGUSR2 unless
-    $SUBMITIT_PREEMPT_SIGNAL names another), when this process is a submitit job."""
-    if not os.environ.get("SUBMITIT_EXECUTOR"):
-        return None
-    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
-
-
-class StopSignals:
-    """Turns the first SIGINT / SIGTERM (or submitit's pre-emption signal) into a request the
-    loop honours between steps, so the checkpoint it writes is exact; a second signal
-    interrupts at once. On leaving, the handlers before it (submitit's) are back.
-
-    Under DDP the ranks stop together: `check` asks whether any rank was signalled, and a
-    second signal is only the first again (a launcher may hand on what the terminal already
-    sent, and one rank stopping alone would leave the others waiting)."""
-
-    def __init__(self, ranks: Ranks = SINGLE) -> None:
-        self.ranks = ranks
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            preemption = preemption_signal()
-            for signum in (signal.SIGINT, signal.SIGTERM, *([preemption] if preemption else [])):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received and not self.ranks.distributed:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-
-    def check(self) -> None:
-        if self.ranks.any(self.received is not None):
-            raise Interrupted(self.received or "a stop on another rank")
-
-
-def train(
-    cfg: DictConfig,
-    run_dir: Path,
-    resume: bool = False,
-    command: str | None = None,
-    ranks: Ranks | None = None,
-) -> dict[str, Any]:
-    """Train from `cfg` into `run_dir` (continuing from its last.pt with `resume`);
-    meta.json's status ends as completed, failed or interrupted. `command` is the command line
-    meta.json records (the one typed, when None). With `trainer.devices=N` this process starts
-    N ranks and waits for them; under torchrun it is one of the ranks (`mtlrun.distributed`).
-    Only rank 0 writes into `run_dir`."""
-    check_config(cfg)  # before anything is written
-    if ranks is None:
-        ranks = torchrun_ranks(cfg) or SINGLE
-        devices = int(cfg.trainer.get("devices", 1))
-        if devices > 1 and not ranks.distributed:
-            return spawn(cfg, run_dir, resume, command, devices)
-    if ranks.distributed:
-        cfg.trainer.devices = ranks.size  # what config.yaml records: resume starts as many
-    run = RunFolder(run_dir)
-    try:
-        if ranks.leader and resume:
-            run.update_meta(status="running", end_time=None, **this_process())
-        elif ranks.leader:
-            run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
-            run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    except OSError as error:
-        fault = disk_fault(error, run_dir)
-        if fault:
-            raise UserError(f"{fault}; free it, or train into another folder") from None
-        raise
-    show_progress = bool(cfg.trainer.get("progress", True))
-    reporter = Reporter(run.log_path if ranks.leader else None, show_progress)
-    try:
-        with StopSignals(ranks) as stop:
-            experiment = build(cfg, ranks)
-            if ranks.leader:
-                ranks_field = {"ranks": ranks.size} if ranks.distributed else {}
-                run.update_meta(
-                    device=str(experiment.device), threads=torch.get_num_threads(), **ranks_field
-                )
-            summary = fit(experiment, run, reporter, stop, resume)
-    except KeyboardInterrupt as interrupt:
-        if ranks.leader:
-            run.finish("interrupted")
-        how = interrupt.args[0] if interrupt.args else "SIGINT"
-        reporter.print(f"{how}: stopped; continue with `mtlrun resume {run_dir}`")
-        raise
-    except BaseException as error:
-        fault = disk_fault(error, run_dir)
-        reason = fault or (str(error).splitlines()[0] if str(error) else repr(error))
-        try:
-            if ranks.leader:
-                run.finish("failed", error=reason)
-        except OSError:
-            pass  # the disk that failed the run refuses meta.json too: it says "running"
-        if fault:
-            raise UserError(
-                f"{fault}; free it, then continue with `mtlrun resume {run_dir}`"
-            ) from None
-        raise
-    finally:
-        try:
-            reporter.close()
-        except OSError:
-            pass  # train.log's last lines, on a disk that is full
-    if ranks.leader:
-        run.finish("completed", seconds=summary["seconds"])
-    return summary
 
 
 @dataclass

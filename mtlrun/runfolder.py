@@ -17,9 +17,9 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import mtlrun
 from mtlrun.errors import ConfigError, DamagedRunFile, UserError
 from mtlrun.plugins import versions as plugin_versions
+from mtlrun.version import __version__
 
 NAME_MAX = 255  # bytes in one file or folder name, on Linux and macOS file systems
 # Run folders are named `<HH-MM-SS-ffffff>_<name>` (Hydra's run and sweep dirs, reproduce's).
@@ -251,7 +251,7 @@ def now() -> str:
 
 def git_commit() -> str | None:
     """The commit of mtlrun's source tree, marked `-dirty` with uncommitted changes."""
-    source = Path(mtlrun.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(source), "describe", "--always", "--dirty", "--abbrev=40"],
@@ -287,7 +287,7 @@ def versions() -> dict[str, str]:
     import torchvision
 
     return {
-        "mtlrun": mtlrun.__version__,
+        "mtlrun": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -370,6 +370,23 @@ class RunFolder:
 
     def finish(self, status: str, **fields: Any) -> None:
         self.update_meta(status=status, end_time=now(), **fields)
+
+    def remove_if_unstarted(self, keep: Path | None = None) -> None:
+        """Remove what Hydra (or `record_composition`) wrote for a run that never started (no
+        meta.json: a mistake found while building it): its .hydra/ files, then the folder and
+        its parents while they are empty, up to `keep` (the working folder by default)."""
+        if self.meta_path.exists():
+            return
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            (self.hydra / name).unlink(missing_ok=True)
+        keep = (keep or Path.cwd()).resolve()
+        folders = [self.hydra, self.path.resolve()]
+        folders += [p for p in self.path.resolve().parents if keep in p.parents]
+        for folder in folders:
+            try:
+                folder.rmdir()
+            except OSError:
+                return  # not empty (or not there): whatever else it holds stays
 
     def refused(self, error: str) -> None:
         """A sweep's job refused before training started (its config checks come before any

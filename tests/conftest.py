@@ -5,7 +5,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mtlrun.config import config_dir, register_parts
+import mtlrun.parts  # noqa: F401  (the parts' schemas in Hydra's ConfigStore)
+from mtlrun.config import config_dir
 
 DATA_ROOT = os.environ.get("MTLRUN_DATA")
 HAS_MNIST = bool(DATA_ROOT) and (Path(DATA_ROOT) / "MNIST" / "raw").is_dir()
@@ -25,7 +26,6 @@ TINY = [
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    register_parts()
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         return compose("train", overrides=overrides)
 

@@ -20,8 +20,8 @@ from mtlrun.data import Batch
 from mtlrun.distributed import Ranks, join, leave
 from mtlrun.experiment import build
 from mtlrun.loop import Progress, StopSignals, train_epoch
+from mtlrun.parts import WEIGHTINGS
 from mtlrun.terminal import Reporter
-from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import needs_mnist
 from tests.helpers import run_mtlrun, start_mtlrun
 

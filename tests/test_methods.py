@@ -6,10 +6,9 @@ import json
 
 import pytest
 
+from mtlrun.compose import validate
 from mtlrun.config import config_dir
-from mtlrun.experiment import check_config
-from mtlrun.sharing import SHARING
-from mtlrun.weighting import WEIGHTINGS
+from mtlrun.parts import SHARING, WEIGHTINGS
 from tests.conftest import compose_config
 from tests.helpers import run_mtlrun
 
@@ -44,7 +43,7 @@ def test_a_method_sets_its_sharing_and_weighting_over_an_experiment(method):
     cfg = compose_config(["+experiment=multimnist", f"+method={method}"])
     assert (cfg.sharing.name, cfg.weighting.name) == chosen(method)
     assert cfg.backbone.name == "cnn" and list(cfg.tasks) == ["left_digit", "right_digit"]
-    check_config(cfg)
+    validate(cfg)
 
 
 def test_a_sweep_over_methods_reports_one_row_per_method(tmp_path):

@@ -13,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import mtlrun.commands.train as train_command
+from mtlrun.compose import check_optimized_metric
 from mtlrun.errors import ConfigError
 from mtlrun.report.build import write_report
 from mtlrun.report.document import Table
@@ -181,17 +182,15 @@ def test_optuna_search_optimises_the_named_metric_and_keeps_its_study(tmp_path):
 
 def test_optimized_metric_is_checked_against_the_config_and_the_sweeper():
     base = [*TINY, "+task@tasks.class=classification"]
-    train_command.check_optimized_metric(compose_config([*base, "optimized_metric=val/class/acc"]))
+    check_optimized_metric(compose_config([*base, "optimized_metric=val/class/acc"]))
     with pytest.raises(ConfigError, match="choose one of: val/loss, val/reconstruction/loss"):
-        train_command.check_optimized_metric(
-            compose_config([*base, "optimized_metric=val/class/nelbo"])
-        )
+        check_optimized_metric(compose_config([*base, "optimized_metric=val/class/nelbo"]))
     assert train_command.objective(compose_config(base), {"val_metrics": {}}) is None
     summary = {"val_metrics": {"val/class/acc": 0.75}, "metrics": {"test/class/acc": 0.5}}
     chosen = compose_config([*base, "optimized_metric=val/class/acc"])
     assert train_command.objective(chosen, summary) == 0.75
     with pytest.raises(ConfigError, match="set hydra.sweeper.direction=maximize"):
-        train_command.check_optimized_metric(
+        check_optimized_metric(
             compose_config([*base, "optimized_metric=val/class/acc"]), "minimize"
         )
 
@@ -202,7 +201,7 @@ def test_selection_on_the_test_split_is_refused(tmp_path):
         match="optimized_metric=test/class/acc is a test metric; .* "
         "optimise the validation metric val/class/acc instead",
     ):
-        train_command.check_optimized_metric(
+        check_optimized_metric(
             compose_config(
                 [
                     *TINY,
@@ -213,7 +212,7 @@ def test_selection_on_the_test_split_is_refused(tmp_path):
             )
         )
     with pytest.raises(ConfigError, match="needs a validation split, but dataset.val_size=0"):
-        train_command.check_optimized_metric(
+        check_optimized_metric(
             compose_config(
                 [
                     *TINY,

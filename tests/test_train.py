@@ -10,7 +10,7 @@ from PIL import Image
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.errors import TrainingDiverged, UserError
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from tests.conftest import TINY, compose_config
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mtlrun.config import as_override
 from mtlrun.errors import UserError
+from mtlrun.heatmap import affinity_matrix, save_heatmap
 from mtlrun.report.collect import Run, find_runs
 from mtlrun.report.compare import (
     Configuration,
@@ -25,7 +27,7 @@ from mtlrun.report.compare import (
 from mtlrun.report.delta import CONVENTION, MATCHING, SIGN, Delta, check_delta_m_keys, delta_m
 from mtlrun.report.document import Block, Heading, Images, Table, Text, to_html, to_markdown
 from mtlrun.report.figures import learning_curves
-from mtlrun.report.grouping import affinity_matrix, as_override, best_groups, save_heatmap
+from mtlrun.report.grouping import best_groups
 from mtlrun.runfolder import write_atomic
 from mtlrun.terminal import format_value
 

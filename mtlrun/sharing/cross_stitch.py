@@ -18,36 +18,19 @@ multiplies α's step itself (10³ × lr 5e-3: steps of 5, which left MultiMNIST 
 mtlrun's test), and the default is the other end of the paper's best range, 10².
 """
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone
 from mtlrun.errors import ConfigError
-from mtlrun.sharing.base import SHARING, BackboneFactory
-from mtlrun.sharing.heads import SharingConfig
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import CrossStitchConfig
+from mtlrun.sharing.base import BackboneFactory
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
 from mtlrun.tasks import Task
 
 PAPER_SCALE = 1000.0  # Misra et al.'s α learning-rate factor, with SGD
 ADAPTIVE_SCALE = 100.0  # the low end of their best range, for Adam's gradient-free step size
-
-
-@dataclass
-class CrossStitchConfig(SharingConfig):
-    """`sharing=cross_stitch`: one network per task; learned α mixes their activations after
-    chosen blocks (Misra et al. 2016)."""
-
-    # block indices to mix after, e.g. [0, 1]; null: after every block
-    stitch_after: list[int] | None = None
-    # α's initial diagonal: how much of its own activations a task keeps; the other 1 - init_self
-    # of each row is spread over the other tasks
-    init_self: float = 0.9
-    # α's learning rate over optim.lr; null: the paper's 10³ with optim=sgd (§5.2, Table 2), 10²
-    # with adam/adamw (their steps do not grow with the gradient, and 10³ × Adam's lr leaves α
-    # jumping by whole units)
-    alpha_lr_scale: float | None = None
 
 
 class CrossStitchUnit(nn.Module):

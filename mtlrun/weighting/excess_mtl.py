@@ -1,31 +1,17 @@
 """ExcessMTL (He et al., "Robust Multi-Task Learning with Excess Risks", ICML 2024)."""
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from mtlrun.errors import ConfigError
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import ExcessMTLConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 STATE = "aggregator.weighting."  # torchjd's ExcessMTLWeighting, in the state dict
-
-
-@dataclass
-class ExcessMTLConfig(WeightingConfig):
-    """`weighting=excess_mtl`, He et al. 2024, ExcessMTL (torchjd): the tasks further from
-    convergence, by an estimate of their excess risk, get the larger weights; on the shared
-    parameters (needs a strategy that shares some)."""
-
-    # η_α of the exponentiated-gradient step (eq. 9), above 0: LibMTL's default (torchjd's is
-    # 1.0, which saturates the weights within a few hundred steps; the authors' NYUv2 script 1e-4)
-    robust_step_size: float = 0.01
-    # steps with uniform weights whose mean excess risk is the baseline, at least 1: 1, the
-    # first step's, as the authors' code and LibMTL; Appendix C.1 uses 3 epochs' worth
-    n_warmup_steps: int = 1
 
 
 @WEIGHTINGS.register("excess_mtl", schema=ExcessMTLConfig)

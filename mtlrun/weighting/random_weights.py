@@ -1,10 +1,11 @@
 """RLW, random loss weighting (Lin et al., "Reasonable Effectiveness of Random Weighting: A
 Litmus Test for Multi-Task Learning", TMLR 2022)."""
 
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 
 @WEIGHTINGS.register("random", schema=WeightingConfig)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.data import Batch
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from mtlrun.runfolder import read_json
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error, same_parameters
