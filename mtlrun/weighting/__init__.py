@@ -20,6 +20,7 @@ from mtlrun.weighting import (  # noqa: F401  (they register)
     pcd,
     pcgrad,
     random_weights,
+    scalarization,
     scale_invariant,
     uncertainty,
     upgrad,
