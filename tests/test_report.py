@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from mtlrun import cli
 from mtlrun.errors import UserError
 from mtlrun.report.build import Report, write_report
 from mtlrun.report.delta import CONVENTION
 from mtlrun.report.document import Table, Text
+from mtlrun.terminal import format_value
 from tests.chromium import CHROMIUM, load
 from tests.fake_runs import make_run
 from tests.helpers import run_mtlrun
@@ -96,17 +99,37 @@ def test_delta_m_counts_each_task_once_through_its_primary_metric(pair):
     assert column(configs_table, "Δm computed") == ["", "paired over seeds 0"]
 
 
-def test_paired_seeds_give_mean_and_std_of_the_per_seed_delta_m(sweep):
+def t_interval_by_scipy(values: list[float]) -> list[float]:
+    low, high = stats.t.interval(
+        0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values)
+    )
+    return [low, high]
+
+
+def test_paired_seeds_give_the_per_seed_delta_m_its_interval_and_test(sweep):
     report = Report(sweep, [])
     hard = report.deltas[0]
     # seed 0: nelbo 100 vs 98 → −2.0408 %, acc 0.90 vs 0.80 → +12.5 %: Δm = +5.2296 %;
     # seed 1: nelbo 110 vs 102 → −7.8431 %, acc 0.94 vs 0.80 → +17.5 %: Δm = +4.8284 %.
+    per_seed = [(-200 / 98 + 12.5) / 2, (-800 / 102 + 17.5) / 2]
     assert hard.paired_seeds == [0, 1]
+    assert hard.per_seed == pytest.approx(per_seed)
     assert hard.value.n == 2
     assert hard.value.mean == pytest.approx(5.0290116)
     assert hard.value.std == pytest.approx(0.2836633)  # |5.2296 − 4.8284| / √2
+    assert hard.value.ci95 == pytest.approx(t_interval_by_scipy(per_seed))
+    # The paired test: the per-seed Δm against 0 (the only configuration tested: Holm is 1×).
+    assert hard.raw_p_value == pytest.approx(stats.ttest_1samp(per_seed, 0).pvalue)
+    assert report.p_values == [pytest.approx(hard.raw_p_value), None, None, None]
     configs_table = tables(report.blocks())[1]
-    assert column(configs_table, "Δm (%)") == ["+5.03 ± 0.28", "baseline", "+1.25", "baseline"]
+    half = hard.value.ci95[1] - hard.value.mean  # 12.706 · 0.2837 / √2
+    assert column(configs_table, "Δm (%)") == [
+        f"+5.03 ± {half:.2f}",
+        "baseline",
+        "+1.25",
+        "baseline",
+    ]
+    assert column(configs_table, "p (Holm)") == [f"{hard.raw_p_value:.3f}", "", "", ""]
     assert column(configs_table, "baseline") == ["c2", "", "c2", ""]
     assert column(configs_table, "Δm computed") == [
         "paired over seeds 0,1",
@@ -130,11 +153,18 @@ def test_unequal_seed_sets_use_the_seed_means(sweep):
     )
 
 
-def test_seeds_are_aggregated_as_mean_and_sample_std(sweep):
-    configs_table = tables(Report(sweep, []).blocks())[1]
-    assert column(configs_table, "reconstruction/nelbo ↓")[0] == "105.00 ± 7.0711"
-    assert column(configs_table, "digit/acc ↑")[0] == "0.9200 ± 0.0283"
-    assert column(configs_table, "digit/acc ↑")[2] == "0.7800"  # one seed: no ±
+def test_seeds_are_aggregated_as_mean_and_95_percent_t_interval(sweep):
+    report = Report(sweep, [])
+    nelbo = report.configs[0].stat("test/reconstruction/nelbo")
+    assert (nelbo.mean, nelbo.std, nelbo.n) == (105, pytest.approx(7.0710678), 2)
+    assert nelbo.ci95 == pytest.approx(t_interval_by_scipy([100, 110]))
+    configs_table = tables(report.blocks())[1]
+    acc_half = t_interval_by_scipy([0.90, 0.94])[1] - 0.92
+    assert column(configs_table, "reconstruction/nelbo ↓")[0] == (
+        f"105.00 ± {format_value(nelbo.ci95[1] - 105)}"
+    )
+    assert column(configs_table, "digit/acc ↑")[0] == f"0.9200 ± {format_value(acc_half)}"
+    assert column(configs_table, "digit/acc ↑")[2] == "0.7800"  # one seed: no interval
 
 
 def test_a_baseline_trained_for_another_number_of_epochs_is_not_used(tmp_path):
@@ -288,43 +318,59 @@ def test_report_json_has_every_configuration_and_its_delta_m(sweep):
         pytest.approx(0.02828427),
         2,
     )
+    assert acc["ci95"] == pytest.approx(t_interval_by_scipy([0.90, 0.94]))
     assert hard["primary_metrics"] == {
         "reconstruction": "test/reconstruction/nelbo",
         "digit": "test/digit/acc",
     }
+    per_seed = [(-200 / 98 + 12.5) / 2, (-800 / 102 + 17.5) / 2]
     assert hard["delta_m"] == {
         "mean": pytest.approx(5.0290116),
         "std": pytest.approx(0.2836633),
         "n": 2,
+        "ci95": pytest.approx(t_interval_by_scipy(per_seed)),
         "paired": True,
     }
     assert (hard["delta_m_reason"], hard["baseline"], hard["is_baseline"]) == (None, "c2", False)
+    p_value = stats.ttest_1samp(per_seed, 0).pvalue
+    assert hard["p_value"] == pytest.approx(p_value)
+    assert hard["difference"] == ("better" if p_value < 0.05 else "no detectable difference")
+    assert hard["dominated_by_front"] is None and hard["task_weights"] is None  # no front
 
     assert single_task["overrides"] == {"sharing": "single_task"}
     assert (single_task["runs"], single_task["sharing"]) == (["2", "3"], "single_task")
     assert single_task["delta_m"] is None
     assert single_task["delta_m_reason"] == "single-task baseline"
     assert (single_task["baseline"], single_task["is_baseline"]) == (None, True)
+    assert (single_task["p_value"], single_task["difference"]) == (None, None)
 
     assert uncertainty["overrides"] == {"weighting": "uncertainty"}
     assert uncertainty["delta_m"] == {
         "mean": pytest.approx(1.25),
         "std": None,
         "n": 1,
+        "ci95": None,
         "paired": False,
     }
     assert uncertainty["baseline"] == "c2"
+    assert (uncertainty["p_value"], uncertainty["difference"]) == (None, None)  # one seed
 
     assert fashion["overrides"] == {"sharing": "single_task", "dataset": "fashion_mnist"}
     assert (fashion["runs"], fashion["seeds"]) == (["5", "6"], [0, 1])
-    assert fashion["metrics"]["test/reconstruction/nelbo"] == {"mean": None, "std": None, "n": 2}
+    assert fashion["metrics"]["test/reconstruction/nelbo"] == {
+        "mean": None,
+        "std": None,
+        "n": 2,
+        "ci95": None,
+    }
     assert fashion["is_baseline"] is True
 
 
 def test_report_command_writes_markdown_html_json_and_curves(sweep, tmp_path):
     result = run_mtlrun(tmp_path, "report", "sweep", "metrics=test/*/nelbo,test/digit/acc")
     assert result.returncode == 0, result.stderr
-    assert "Δm" in result.stdout and "+5.03 ± 0.28" in result.stdout
+    assert "Δm" in result.stdout and "+5.03 ± 2.55" in result.stdout
+    assert "paired t-test over seeds" in result.stdout
     assert "positive = better than single-task" in result.stdout
     assert (sweep / "report.json").is_file()
     markdown = (sweep / "report.md").read_text()
