@@ -3,6 +3,7 @@ report.json, files that open from anywhere (checked in headless Chromium), one-l
 
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from urllib.parse import unquote
@@ -16,6 +17,7 @@ from mtlrun.errors import UserError
 from mtlrun.report.build import Report, write_report
 from mtlrun.report.delta import CONVENTION
 from mtlrun.report.document import Table, Text
+from mtlrun.report.inference import holm, paired_p_value, t_interval, verdict
 from mtlrun.terminal import format_value
 from tests.chromium import CHROMIUM, load
 from tests.fake_runs import make_run
@@ -445,3 +447,159 @@ def test_bad_input_is_one_line_and_exit_2(sweep, tmp_path, monkeypatch, capsys, 
     assert exit.value.code == 2
     stderr = capsys.readouterr().err
     assert message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+SAMPLES = [[0.91, 0.87, 0.95], [12.0, 15.5, 11.0, 13.25, 14.0], [-1.5, 2.0]]
+
+
+@pytest.mark.parametrize("values", SAMPLES)
+def test_the_interval_is_scipys_t_interval(values):
+    assert t_interval(values) == pytest.approx(t_interval_by_scipy(values))
+
+
+def test_the_interval_needs_two_finite_values_and_is_a_point_without_spread():
+    assert t_interval([0.5]) is None
+    assert t_interval([0.5, float("nan")]) is None
+    assert t_interval([0.5, 0.5, 0.5]) == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("values", SAMPLES)
+def test_the_paired_p_value_is_scipys_ttest_rel(values):
+    baseline = [value * 0.9 + 0.1 * index**2 for index, value in enumerate(values)]
+    differences = [a - b for a, b in zip(values, baseline, strict=True)]
+    expected = stats.ttest_rel(values, baseline).pvalue
+    assert paired_p_value(differences) == pytest.approx(expected)
+
+
+def test_the_paired_test_is_undefined_without_spread_or_a_second_pair():
+    assert paired_p_value([1.0]) is None
+    assert paired_p_value([2.0, 2.0, 2.0]) is None  # t infinite: scipy would say p = 0
+    assert paired_p_value([1.0, float("inf")]) is None
+
+
+def test_holm_on_a_known_case():
+    # Sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → kept monotone: 0.06.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.4]) == pytest.approx([0.8, 0.8])
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # at most 1
+    assert holm([]) == []
+
+
+def test_the_verdict_reads_the_corrected_p_value():
+    assert verdict(+2.0, 0.01) == "better"
+    assert verdict(-2.0, 0.01) == "worse"
+    assert verdict(+2.0, 0.05) == "no detectable difference"
+    assert verdict(+2.0, None) is None
+
+
+# The front sweep: reconstruction (nelbo ↓) and digit (acc ↑) weighted at resolution 2; per grid
+# point its metrics (the same on both seeds). Point 2 (all weight on reconstruction) is beaten
+# by point 1 on both tasks.
+GRID = {0: (120.0, 0.95), 1: (100.0, 0.90), 2: (102.0, 0.50)}
+FRONT_SEEDS = {  # configuration → (nelbo, acc) of seeds 0 and 1
+    "hard": [(100.0, 0.90), (110.0, 0.86)],  # means 105, 0.88: point 1 beats it
+    "uncertainty": [(99.0, 0.89), (99.0, 0.89)],  # better nelbo than every point
+    "single_task": [(96.0, 0.80), (100.0, 0.84)],  # means 98, 0.82: the best nelbo
+}
+
+
+@pytest.fixture
+def front_sweep(tmp_path: Path) -> Path:
+    """A scalarization grid, two methods and their single-task baseline, two seeds each, and
+    one run on another dataset, which has no front."""
+    root = tmp_path / "front"
+    job = 0
+    for point, (nelbo, acc) in GRID.items():
+        for seed in (0, 1):
+            grid = ["weighting=scalarization", "weighting.resolution=2", f"weighting.point={point}"]
+            make_run(root / str(job), ["+experiment=vae_mnist", *grid, f"seed={seed}"],
+                     vae_metrics(nelbo, acc))  # fmt: skip
+            job += 1
+    choices = {
+        "hard": [],
+        "uncertainty": ["weighting=uncertainty"],
+        "single_task": ["sharing=single_task"],
+    }
+    for name, seeds in FRONT_SEEDS.items():
+        for seed, (nelbo, acc) in enumerate(seeds):
+            overrides = ["+experiment=vae_mnist", *choices[name], f"seed={seed}"]
+            make_run(root / str(job), overrides, vae_metrics(nelbo, acc))
+            job += 1
+    make_run(
+        root / str(job),
+        ["+experiment=vae_mnist", "dataset=fashion_mnist", "seed=0"],
+        vae_metrics(300, 0.5),
+    )
+    return root
+
+
+def per_seed_delta_m(seeds: list[tuple[float, float]]) -> list[float]:
+    """The reference formula: Δm of each seed against the single-task run of the same seed."""
+    return [
+        ((stl_nelbo - nelbo) / stl_nelbo + (acc - stl_acc) / stl_acc) / 2 * 100
+        for (nelbo, acc), (stl_nelbo, stl_acc) in zip(
+            seeds, FRONT_SEEDS["single_task"], strict=True
+        )
+    ]
+
+
+def test_report_json_says_which_configurations_the_front_dominates(front_sweep):
+    write_report(front_sweep, [])
+    document = json.loads((front_sweep / "report.json").read_text())
+    rows = {
+        (row["weighting"], row["sharing"], row["overrides"].get("dataset")): row
+        for row in document["rows"]
+        if row["weighting"] != "scalarization"
+    }
+    grid = [row for row in document["rows"] if row["weighting"] == "scalarization"]
+    assert [row["task_weights"] for row in grid] == [
+        {"reconstruction": 0.0, "digit": 1.0},
+        {"reconstruction": 0.5, "digit": 0.5},
+        {"reconstruction": 1.0, "digit": 0.0},
+    ]
+    assert [row["dominated_by_front"] for row in grid] == [False, False, True]
+    assert rows["fixed", "hard", None]["dominated_by_front"] is True
+    assert rows["uncertainty", "hard", None]["dominated_by_front"] is False
+    assert rows["fixed", "single_task", None]["dominated_by_front"] is False
+    assert rows["fixed", "hard", "fashion_mnist"]["dominated_by_front"] is None  # no front
+    assert "dominated by the front" in document["front_rule"]
+
+
+def test_p_values_are_holm_corrected_over_the_configurations(front_sweep):
+    rows = Report(front_sweep, []).as_json()["rows"]
+    # Every multi-task configuration is tested against the baseline, the grid points too.
+    seeds = {
+        **{f"point {point}": [(nelbo, acc)] * 2 for point, (nelbo, acc) in GRID.items()},
+        "hard": FRONT_SEEDS["hard"],
+        "uncertainty": FRONT_SEEDS["uncertainty"],
+    }
+    raw = [stats.ttest_1samp(per_seed_delta_m(values), 0).pvalue for values in seeds.values()]
+    # Holm by its definition: the i-th smallest of m times m − i + 1, the running maximum.
+    order = sorted(raw)
+    holm_by_rank = [
+        min(1.0, max((len(raw) - rank) * order[rank] for rank in range(order.index(p) + 1)))
+        for p in raw
+    ]
+    tested = [row for row in rows if row["p_value"] is not None]
+    assert [row["p_value"] for row in tested] == pytest.approx(holm_by_rank)
+    hard = next(row for row in tested if row["weighting"] == "fixed")
+    assert hard["delta_m"]["mean"] == pytest.approx(
+        statistics.fmean(per_seed_delta_m(seeds["hard"]))
+    )
+    assert hard["difference"] == "no detectable difference"
+    baseline = next(row for row in rows if row["sharing"] == "single_task")
+    assert baseline["p_value"] is None
+
+
+def test_the_report_says_no_detectable_difference_and_draws_the_front(front_sweep):
+    write_report(front_sweep, [])
+    markdown = (front_sweep / "report.md").read_text()
+    html = (front_sweep / "report.html").read_text()
+    for text in (markdown, html):
+        assert "no detectable difference" in text
+        assert "paired t-test over seeds" in text and "Holm" in text
+        assert "Scalarization front" in text
+    header = next(line for line in markdown.splitlines() if "| p (Holm) |" in line)
+    assert "| vs baseline |" in header and "| scalarization front |" in header
+    figure = "report_files/front_reconstruction_nelbo_vs_digit_acc.png"
+    assert f"]({figure})" in markdown and (front_sweep / figure).is_file()

@@ -6,8 +6,8 @@ optimisers within seed noise; the report says so where its own runs show it."""
 import math
 import statistics
 
-LEVEL = 0.95  # of every interval
-ALPHA = 1 - LEVEL  # of every test, after the correction
+ALPHA = 0.05  # of every test, after the correction
+LEVEL = 1 - ALPHA  # of every interval
 NO_DIFFERENCE = "no detectable difference"
 TEST = (
     "Uncertainty: with two or more seeds, a cell is the mean ± the half-width of its 95 % t "
