@@ -29,6 +29,7 @@ from mtlrun.report.front import (
     RULE,
     front_figures,
     grid_key,
+    half_width,
     is_grid_point,
     scalarization_fronts,
     task_weights,
@@ -51,11 +52,6 @@ def format_stat(stat: Stat | None, fmt: Callable[[float], str] = format_value) -
     if stat is None:
         return ""
     return fmt(stat.mean) if stat.ci95 is None else f"{fmt(stat.mean)} ± {fmt(half_width(stat))}"
-
-
-def half_width(stat: Stat) -> float:
-    assert stat.ci95 is not None
-    return stat.ci95[1] - stat.mean
 
 
 def metric_header(key: str, runs: list[Run]) -> str:
@@ -382,10 +378,16 @@ class Report:
         return blocks
 
     def config_label(self, config: Configuration) -> str:
-        """`c3: method=hard_pcgrad`: the configuration and the overrides that set it apart."""
+        """`c3: method=hard_pcgrad`: the configuration and the overrides that set it apart (its
+        sharing and weighting where it has none)."""
         keys = [key for key in self.keys if key != "seed" and key in config.overrides]
         settings = " ".join(f"{key}={config.overrides[key]}" for key in keys)
-        return f"{config.name}: {settings}" if settings else config.name
+        if not settings:  # the defaults: say which method they are
+            chosen = config.first.config
+            settings = " ".join(
+                f"{part}={chosen.get(part, {}).get('name')}" for part in ("sharing", "weighting")
+            )
+        return f"{config.name}: {settings}"
 
     def affinity_blocks(self) -> list[Block]:
         """Per configuration that measured it: the last epoch's affinity matrix (mean over its

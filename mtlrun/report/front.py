@@ -103,6 +103,18 @@ def scalarization_fronts(configs: list[Configuration]) -> dict[str, Front]:
     return fronts
 
 
+@dataclass
+class Point:
+    """One configuration in a front figure: its means and the half-widths of their 95 %
+    intervals (0 without one)."""
+
+    label: str
+    x: float
+    y: float
+    x_error: float = 0.0
+    y_error: float = 0.0
+
+
 def front_figures(
     front: Front,
     others: list[tuple[str, Configuration]],
@@ -110,68 +122,81 @@ def front_figures(
     out_dir: Path,
     prefix: str,
 ) -> list[Path]:
-    """One PNG per pair of tasks: the grid points' means (grey, each labelled with the first
-    task's weight), the front as that pair sees it (a line through the points no other beats on
-    the pair), and every configuration in `others`, by its label, with its 95 % t intervals as
-    error bars."""
-    from matplotlib.figure import Figure  # imported when used: most sweeps have no front
-
+    """One PNG per pair of tasks (draw_front), the grid points labelled with the first task's
+    weight, `others` by their labels."""
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
+    grid = [point for point in front.grid if front.score(point) is not None]
+    first_task = next(iter(task_weights(front.grid[0])))
     for x_key, y_key in itertools.combinations(front.metrics, 2):
-        figure = Figure(figsize=(7.5, 4.8), layout="constrained")
-        axes = figure.subplots()
-        grid = [point for point in front.grid if front.score(point) is not None]
-        xs = [point.stat(x_key).mean for point in grid]  # type: ignore[union-attr]
-        ys = [point.stat(y_key).mean for point in grid]  # type: ignore[union-attr]
-        axes.plot(xs, ys, "s", color="0.6", markersize=5, label="scalarization grid")
-        for point, x, y in zip(grid, xs, ys, strict=True):
-            first_task, weight = next(iter(task_weights(point).items()))
-            axes.annotate(f"{weight:g}", (x, y), fontsize="x-small", color="0.4",
-                          xytext=(3, 3), textcoords="offset points")  # fmt: skip
-        signs = [-1 if front.directions[key] == "min" else 1 for key in (x_key, y_key)]
-        pair = [(signs[0] * x, signs[1] * y, x, y) for x, y in zip(xs, ys, strict=True)]
-        line = sorted(
-            (x, y) for sx, sy, x, y in pair if not any(dominates([ox, oy], [sx, sy])
-                                                       for ox, oy, _, _ in pair)
-        )  # fmt: skip
-        axes.plot(*zip(*line, strict=True), color="0.3", linewidth=1.2, label="front")
-        for label, config in others:
-            if config.stat(x_key) is not None and config.stat(y_key) is not None:
-                draw_errors(axes, [config], x_key, y_key, marker="o", label=label)
-        axes.set_xlabel(headers.get(x_key, x_key))
-        axes.set_ylabel(headers.get(y_key, y_key))
-        axes.grid(alpha=0.3)
-        axes.set_title(
-            f"scalarization front: {len(front.members)} of {len(front.grid)} grid points "
-            f"(labels: {first_task}'s weight)",
-            fontsize="medium",
-        )
-        figure.legend(loc="outside right upper", fontsize="small")
+        compared = [
+            (label, config)
+            for label, config in others
+            if config.stat(x_key) is not None and config.stat(y_key) is not None
+        ]
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{prefix}{x_key}_vs_{y_key}".replace("test/", ""))
         path = out_dir / f"{name}.png"
-        figure.savefig(path, dpi=100)
+        draw_front(
+            [
+                point(f"{task_weights(config)[first_task]:g}", config, x_key, y_key)
+                for config in grid
+            ],
+            [point(label, config, x_key, y_key) for label, config in compared],
+            (headers.get(x_key, x_key), headers.get(y_key, y_key)),
+            (front.directions[x_key], front.directions[y_key]),
+            f"scalarization front: {len(front.members)} of {len(front.grid)} grid points "
+            f"(labels: {first_task}'s weight)",
+            path,
+        )
         written.append(path)
     return written
 
 
-def draw_errors(axes, configs: list[Configuration], x_key: str, y_key: str, **style) -> None:  # noqa: ANN001, ANN003
-    """The configurations' means with their 95 % intervals as error bars (none for one seed)."""
-    x_stats = [config.stat(x_key) for config in configs]
-    y_stats = [config.stat(y_key) for config in configs]
-    axes.errorbar(
-        [stat.mean for stat in x_stats],  # type: ignore[union-attr]
-        [stat.mean for stat in y_stats],  # type: ignore[union-attr]
-        xerr=half_widths(x_stats),
-        yerr=half_widths(y_stats),
-        linestyle="none",
-        capsize=2,
-        markersize=5,
-        **style,
+def point(label: str, config: Configuration, x_key: str, y_key: str) -> Point:
+    x, y = config.stat(x_key), config.stat(y_key)
+    assert x is not None and y is not None
+    return Point(label, x.mean, y.mean, half_width(x), half_width(y))
+
+
+def half_width(stat: Stat) -> float:
+    return 0.0 if stat.ci95 is None else stat.ci95[1] - stat.mean
+
+
+def draw_front(
+    grid: list[Point],
+    others: list[Point],
+    axis_labels: tuple[str, str],
+    directions: tuple[str, str],
+    title: str,
+    path: Path,
+) -> None:
+    """The grid points' means (grey squares with their labels), the front as this pair of
+    metrics sees it (a line through the points no other beats on both), and every point of
+    `others` with its intervals as error bars, into the PNG `path`."""
+    from matplotlib.figure import Figure  # imported when used: most sweeps have no front
+
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    axes = figure.subplots()
+    axes.plot([p.x for p in grid], [p.y for p in grid], "s", color="0.6", markersize=5,
+              label="scalarization grid")  # fmt: skip
+    for p in grid:
+        axes.annotate(p.label, (p.x, p.y), fontsize="x-small", color="0.4", xytext=(3, 3),
+                      textcoords="offset points")  # fmt: skip
+    signs = [-1 if way == "min" else 1 for way in directions]
+    scores = [[signs[0] * p.x, signs[1] * p.y] for p in grid]
+    line = sorted(
+        (p.x, p.y)
+        for p, score in zip(grid, scores, strict=True)
+        if not any(dominates(other, score) for other in scores)
     )
-
-
-def half_widths(stats: list[Stat | None]) -> list[float]:
-    return [
-        0.0 if stat is None or stat.ci95 is None else stat.ci95[1] - stat.mean for stat in stats
-    ]
+    axes.plot(*zip(*line, strict=True), color="0.3", linewidth=1.2, label="front")
+    for p in others:
+        axes.errorbar(p.x, p.y, xerr=p.x_error, yerr=p.y_error, marker="o", markersize=5,
+                      capsize=2, linestyle="none", label=p.label)  # fmt: skip
+    axes.set_xlabel(axis_labels[0])
+    axes.set_ylabel(axis_labels[1])
+    axes.grid(alpha=0.3)
+    axes.set_title(title, fontsize="medium")
+    figure.legend(loc="outside right upper", fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
