@@ -261,8 +261,7 @@ def draw_figure(rows: dict, means: dict, grid: list[str], path: Path) -> None:
         others,
         ("left digit acc % ↑", "right digit acc % ↑"),
         ("max", "max"),
-        f"MultiMNIST: the scalarization front ({len(grid)} weightings; labels: the left "
-        "digit's weight) and every method",
+        f"MultiMNIST: the front of {len(grid)} fixed weightings (labels: left digit's weight)",
         path,
     )
     print(path)

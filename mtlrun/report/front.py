@@ -175,7 +175,8 @@ def draw_front(
     `others` with its intervals as error bars, into the PNG `path`."""
     from matplotlib.figure import Figure  # imported when used: most sweeps have no front
 
-    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    # Tall enough for a legend line per configuration.
+    figure = Figure(figsize=(7.5, max(4.8, 1.5 + 0.2 * len(others))), layout="constrained")
     axes = figure.subplots()
     axes.plot([p.x for p in grid], [p.y for p in grid], "s", color="0.6", markersize=5,
               label="scalarization grid")  # fmt: skip
