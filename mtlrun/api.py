@@ -118,6 +118,8 @@ def train(
 
     cfg = compose(overrides, config_dir)
     root = Path(output_dir or "outputs")
+    # A mistake found while building the run removes its folder, and `root` too if made here.
+    keep = root.resolve() if root.is_dir() else root.resolve().parent
     try:
         root.mkdir(parents=True, exist_ok=True)
         run_dir = new_run_dir(str(cfg.name), root).resolve()
@@ -130,7 +132,7 @@ def train(
     try:
         return Run(run_dir, train_run(cfg, run_dir, command=command))
     except (UserError, KeyboardInterrupt):
-        RunFolder(run_dir).remove_if_unstarted(keep=root.resolve())
+        RunFolder(run_dir).remove_if_unstarted(keep=keep)
         raise
 
 

@@ -18,8 +18,9 @@ import mtlrun.plugins as plugins
 from mtlrun.distributed import SINGLE, Ranks, join, leave
 from mtlrun.errors import UserError
 from mtlrun.experiment import build
+from mtlrun.loggers import Logger, LoggerConfig, Loggers
 from mtlrun.loop import fit
-from mtlrun.runfolder import RunFolder, disk_fault, this_process
+from mtlrun.runfolder import RunFolder, SilentRunFolder, disk_fault, this_process
 from mtlrun.signals import Interrupted, StopSignals, preemption_signal
 from mtlrun.terminal import Reporter
 from mtlrun.torchrun import joined_ranks
@@ -46,21 +47,21 @@ def train(
             return spawn(cfg, run_dir, resume, command, devices)
     if ranks.distributed:
         cfg.trainer.devices = ranks.size  # what config.yaml records: resume starts as many
-    run = RunFolder(run_dir)
+    # Rank 0 writes the run; the other ranks' folder, reporter and loggers write nothing.
+    run = RunFolder(run_dir) if ranks.leader else SilentRunFolder(run_dir)
     with StopSignals(ranks) as stop:
         experiment = build(cfg, ranks)
         stop.check()  # a Ctrl-C while the data loaded: nothing is written
         try:
-            if ranks.leader and resume:
+            if resume:
                 run.update_meta(status="running", end_time=None, **this_process())
-            elif ranks.leader:
+            else:
                 run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
-                run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            if ranks.leader:
-                ranks_field = {"ranks": ranks.size} if ranks.distributed else {}
-                run.update_meta(
-                    device=str(experiment.device), threads=torch.get_num_threads(), **ranks_field
-                )
+                run.write_config(cfg)
+            ranks_field = {"ranks": ranks.size} if ranks.distributed else {}
+            run.update_meta(
+                device=str(experiment.device), threads=torch.get_num_threads(), **ranks_field
+            )
         except OSError as error:
             fault = disk_fault(error, run_dir)
             if fault:
@@ -68,11 +69,13 @@ def train(
             raise
         show_progress = bool(cfg.trainer.get("progress", True))
         reporter = Reporter(run.log_path if ranks.leader else None, show_progress)
+        loggers = (
+            Loggers(run_dir, cfg.get("logger")) if ranks.leader else Logger(LoggerConfig(), run_dir)
+        )
         try:
-            summary = fit(experiment, run, reporter, stop, resume)
+            summary = fit(experiment, run, reporter, loggers, stop, resume)
         except KeyboardInterrupt as interrupt:
-            if ranks.leader:
-                run.finish("interrupted")
+            run.finish("interrupted")
             how = interrupt.args[0] if interrupt.args else "SIGINT"
             reporter.print(f"{how}: stopped; continue with `mtlrun resume {run_dir}`")
             raise
@@ -80,8 +83,7 @@ def train(
             fault = disk_fault(error, run_dir)
             reason = fault or (str(error).splitlines()[0] if str(error) else repr(error))
             try:
-                if ranks.leader:
-                    run.finish("failed", error=reason)
+                run.finish("failed", error=reason)
             except OSError:
                 pass  # the disk that failed the run refuses meta.json too: it says "running"
             if fault:
@@ -94,8 +96,7 @@ def train(
                 reporter.close()
             except OSError:
                 pass  # train.log's last lines, on a disk that is full
-    if ranks.leader:
-        run.finish("completed", seconds=summary["seconds"])
+    run.finish("completed", seconds=summary["seconds"])
     return summary
 
 

@@ -102,6 +102,7 @@ for name, (schema, module) in {
     "random": (weighting.WeightingConfig, "random_weights"),
     "excess_mtl": (weighting.ExcessMTLConfig, "excess_mtl"),
     "pcd": (weighting.PCDConfig, "pcd"),
+    "scalarization": (weighting.ScalarizationConfig, "scalarization"),
 }.items():
     WEIGHTINGS.declare(name, schema, f"mtlrun.weighting.{module}")
 

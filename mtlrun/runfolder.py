@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -371,6 +372,16 @@ class RunFolder:
     def finish(self, status: str, **fields: Any) -> None:
         self.update_meta(status=status, end_time=now(), **fields)
 
+    def write_file(self, path: Path, write: Callable[[Path], Any]) -> Path | None:
+        """One file of the run (a checkpoint, an image, summary.json), written by `write(path)`;
+        returns its path. (`SilentRunFolder` writes nothing and returns None.)"""
+        write(path)
+        return path
+
+    def write_config(self, cfg: DictConfig) -> None:
+        """config.resolved.yaml: the record of what ran, every value resolved."""
+        self.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
     def remove_if_unstarted(self, keep: Path | None = None) -> None:
         """Remove what Hydra (or `record_composition`) wrote for a run that never started (no
         meta.json: a mistake found while building it): its .hydra/ files, then the folder and
@@ -384,9 +395,10 @@ class RunFolder:
         folders += [p for p in self.path.resolve().parents if keep in p.parents]
         for folder in folders:
             try:
-                folder.rmdir()
+                if folder.is_dir():
+                    folder.rmdir()
             except OSError:
-                return  # not empty (or not there): whatever else it holds stays
+                return  # not empty: whatever else it holds stays
 
     def refused(self, error: str) -> None:
         """A sweep's job refused before training started (its config checks come before any
@@ -395,6 +407,24 @@ class RunFolder:
             time = now()
             meta = {"command": original_command(), "start_time": time, "end_time": time}
             write_json(self.meta_path, {**meta, "status": "failed", "error": error})
+
+
+class SilentRunFolder(RunFolder):
+    """A run folder as the ranks other than 0 of a data-parallel run hold it: the same paths
+    (they read last.pt to resume), and every write taken and ignored, since rank 0 writes the
+    run. The loop then treats every rank alike."""
+
+    def write_file(self, path: Path, write: Callable[[Path], Any]) -> Path | None:
+        return None
+
+    def write_config(self, cfg: DictConfig) -> None:
+        pass
+
+    def start(self, device: str, seed: int, command: str | None = None) -> None:
+        pass
+
+    def update_meta(self, **fields: Any) -> None:
+        pass
 
 
 def run_status(meta: dict[str, Any]) -> str:

@@ -25,9 +25,10 @@ TINY = [
 ]
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
+def compose_config(overrides: list[str], *, with_hydra: bool = False) -> DictConfig:
+    """The composed config; `with_hydra` keeps Hydra's own node (sweeper, launcher)."""
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        return compose("train", overrides=overrides)
+        return compose("train", overrides=overrides, return_hydra_config=with_hydra)
 
 
 @pytest.fixture

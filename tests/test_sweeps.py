@@ -13,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import mtlrun.commands.train as train_command
+import mtlrun.lifecycle as lifecycle
 from mtlrun.compose import check_optimized_metric
 from mtlrun.errors import ConfigError
 from mtlrun.report.build import write_report
@@ -79,30 +80,34 @@ def test_two_by_two_sweep_writes_four_runs_sweep_json_and_a_report(tmp_path):
 
 
 def test_a_failed_job_does_not_stop_the_sweep_and_the_exit_status_says_so(tmp_path):
+    """A job that fails while it runs (here: its data cannot give the validation split it asks
+    for) is recorded, and the sweep goes on; a value its schema refuses stops the sweep before
+    any job (tests/test_compose.py)."""
     result = run_mtlrun(
-        tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "trainer.batch_size=0,64"
+        tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "dataset.val_size=300,64"
     )
     assert result.returncode == 1
     sweep = the_sweep(tmp_path)
     jobs = read_json(sweep / "sweep.json")["jobs"]
     assert [(job["status"], job.get("error")) for job in jobs] == [
-        ("failed", "trainer.batch_size=0 must be at least 1"),
+        ("failed", "dataset.val_size=300 must be at least 0 and below the 256 training examples"),
         ("completed", None),
     ]
     assert read_json(sweep / "1" / "summary.json")["metrics"]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("mtlrun: error:")]
     assert errors == [
-        f"mtlrun: error: job #0 ({sweep.resolve() / '0'}): trainer.batch_size=0 must be at least 1",
+        f"mtlrun: error: job #0 ({sweep.resolve() / '0'}): dataset.val_size=300 must be at "
+        "least 0 and below the 256 training examples",
         f"mtlrun: error: 1 of 2 jobs failed (#0); see {sweep.resolve() / 'sweep.json'}",
     ]
 
 
 def test_an_unexpected_error_keeps_its_traceback_in_the_run_folder(tmp_path, monkeypatch, capsys):
-    def broken_train(cfg, run_dir, resume=False):
+    def broken_train(cfg, run_dir, resume=False, ranks=None):
         raise RuntimeError("a bug\nwith details")
 
-    monkeypatch.setattr(train_command, "train", broken_train)
+    monkeypatch.setattr(lifecycle, "train", broken_train)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["mtlrun train", "-m", *SMALL, "seed=0,1"])
     try:

@@ -89,7 +89,8 @@ def main(cfg: DictConfig) -> float | None:
         if leader:  # the other ranks of a torchrun run met the same error
             print(f"mtlrun: error: {job}{error}", file=sys.stderr)
         if not sweeping:
-            RunFolder(run_dir).remove_if_unstarted()
+            if leader:
+                RunFolder(run_dir).remove_if_unstarted()
             sys.exit(2)
         RunFolder(run_dir).refused(str(error))
         return None  # the job counts as failed in sweep.json; the sweep goes on

@@ -3,6 +3,8 @@ torch: composing a config, `--cfg job` and every refusal need only these."""
 
 from dataclasses import dataclass
 
+import mtlrun.simplex  # noqa: F401  (the `simplex_points` resolver +method=scalarization reads)
+from mtlrun.config import check_range
 from mtlrun.errors import ConfigError
 
 
@@ -196,3 +198,21 @@ class ExcessMTLConfig(WeightingConfig):
     # steps with uniform weights whose mean excess risk is the baseline, at least 1: 1, the
     # first step's, as the authors' code and LibMTL; Appendix C.1 uses 3 epochs' worth
     n_warmup_steps: int = 1
+
+
+@dataclass
+class ScalarizationConfig(WeightingConfig):
+    """`weighting=scalarization`: L = Σ_t w_t L_t with w the lattice point `point` of the
+    simplex at `resolution` (every weight a multiple of 1/resolution, Σ_t w_t = 1; for 2 tasks
+    point k is (k/resolution, 1 − k/resolution)). `+method=scalarization` in a `-m` run sweeps
+    `point` over the whole lattice: 9 runs for 2 tasks at resolution 8, 45 for 3."""
+
+    resolution: int = 8
+    # Set by the sweep. Unset (one run, or one job of a sweep over methods): the point nearest
+    # equal weights, so that the weighting trains like every other one with its defaults.
+    point: int | None = None
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.resolution", self.resolution, 1)
+        if self.point is not None:
+            check_range(f"{key}.point", self.point, 0)

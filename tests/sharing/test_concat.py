@@ -107,7 +107,7 @@ def test_a_vae_samples_the_concatenated_prior(run_dir):
     N(0, I) of T × latent_dim: the sample grid decodes codes of that width."""
     from PIL import Image
 
-    from mtlrun.loop import train
+    from mtlrun.lifecycle import train
 
     train(
         compose_config([*CONCAT, "backbone=vae", "backbone.hidden_dims=[64]", "trainer.epochs=1"]),
