@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -45,7 +46,7 @@ class DynamicWeightAverage(Weighting):
         self.register_buffer("weights", torch.ones(n))
         self.epoch_weights = [1.0] * n  # what the epoch just ended trained with, for the logs
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         total = total_loss(self.weights, losses, output)
         total.backward()
         return total.detach()
