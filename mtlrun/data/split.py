@@ -62,6 +62,10 @@ class Split:
     inputs: Tensor
     targets: dict[str, Tensor]
     incomplete: frozenset[str] = field(init=False)  # see `Batch.incomplete`
+    # Targets of one value per row and of one dtype, side by side as the columns of one
+    # matrix: a batch gathers them with one indexing operation, not one per target (on a GPU,
+    # a kernel launch each), and takes each target as a view of its column.
+    columns: list[tuple[Tensor, list[str]]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.incomplete = frozenset(
@@ -69,6 +73,15 @@ class Split:
             for name, values in self.targets.items()
             if values.is_floating_point() and bool(values.isnan().any())
         )
+        by_dtype: dict[torch.dtype, list[str]] = {}
+        for name, values in self.targets.items():
+            if values.dim() == 1 and len(values) == len(self.inputs):
+                by_dtype.setdefault(values.dtype, []).append(name)
+        self.columns = [
+            (torch.stack([self.targets[name] for name in names], 1), names)
+            for names in by_dtype.values()
+            if len(names) > 1
+        ]
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -84,9 +97,12 @@ class Split:
         return self.batch(slice(0, n))
 
     def batch(self, index: Tensor | slice) -> Batch:
-        return Batch(
-            self.inputs[index], {k: v[index] for k, v in self.targets.items()}, self.incomplete
-        )
+        gathered = {}
+        for matrix, names in self.columns:
+            rows = matrix[index]
+            gathered.update((name, rows[:, column]) for column, name in enumerate(names))
+        targets = {k: gathered[k] if k in gathered else v[index] for k, v in self.targets.items()}
+        return Batch(self.inputs[index], targets, self.incomplete)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Shuffled batches when a generator is given, else in order; the last may be short."""

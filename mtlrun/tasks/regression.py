@@ -70,8 +70,10 @@ class Regression(Task):
         return (squared * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def example_count(self, batch: Batch) -> Tensor | int:
+        if not batch.may_miss(self.target):
+            return len(batch)
         _, mask = self.observed(batch)
-        return len(batch) if mask is None else mask.any(1).sum()
+        return mask.any(1).sum()
 
     def loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
         """The mean over observed examples; 0 (and no gradient) in a batch without any."""
