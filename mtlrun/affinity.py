@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from mtlrun.data import Batch
+from mtlrun.distributed import WHOLE, Shard
 
 
 class TaskAffinity:
@@ -43,9 +44,11 @@ class TaskAffinity:
             if all(grads[k] is not None for grads in reached)
         ]
 
-    def measure(self, step: int, losses: list[Tensor], inputs: Tensor, batch: Batch) -> None:
-        """After the forward pass of training step `step` (its `losses`, with their graph), before
-        the weighting's backward pass."""
+    def measure(
+        self, step: int, losses: list[Tensor], inputs: Tensor, batch: Batch, shard: Shard = WHOLE
+    ) -> None:
+        """After the forward pass of training step `step` (its `losses`, with their graph, on
+        `shard` of the step's batch), before the weighting's backward pass."""
         trained = all(loss.requires_grad for loss in losses)
         if step % self.every or len(losses) < 2 or not trained:
             return
@@ -53,16 +56,16 @@ class TaskAffinity:
             self.shared = self.shared_parameters(losses)
         if not self.shared:
             return  # the tasks share no parameters: there is no lookahead to take
-        experiment, ranks = self.experiment, self.experiment.ranks
+        experiment = self.experiment
         parameters = dict(experiment.model.named_parameters())
         shared = [parameters[name] for name in self.shared]
         rate = experiment.optimizer.param_groups[0]["lr"]
         before = torch.stack([loss.detach().float() for loss in losses])
-        ranks.reduce_shared([before])
+        shard.reduce_shared([before])
         after = torch.empty_like(self.sums)
         for i, loss in enumerate(losses):
             grads = [g.float() for g in torch.autograd.grad(loss, shared, retain_graph=True)]
-            ranks.reduce_shared(grads)  # under DDP: the whole batch's gradient of task i
+            shard.reduce_shared(grads)  # under DDP: the whole batch's gradient of task i
             stepped = {
                 name: (p - rate * g).to(p.dtype)
                 for name, p, g in zip(self.shared, shared, grads, strict=True)
@@ -71,7 +74,7 @@ class TaskAffinity:
                 output = functional_call(experiment.model, stepped, (inputs,))
                 looked = experiment.task_losses(output, batch)
             after[i] = torch.stack([value.float() for value in looked])
-        ranks.reduce_shared([after[i] for i in range(len(losses))])
+        shard.reduce_shared([after[i] for i in range(len(losses))])
         self.sums += 1 - after / before
         self.count += 1
 

@@ -74,7 +74,7 @@ def validate(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
     before any data loads or any file is written: what is left for building the run are the
     checks that need the data (a task's label, a backbone's input shape)."""
     check_run_keys(cfg)
-    plugins.load_for_config(cfg.plugins)
+    plugins.load_for_config(cfg.get("plugins") or [])
     parse(TrainerConfig, cfg.trainer, "trainer")
     for key, registry in CHOSEN.items():
         registry.config(str(cfg[key].name), cfg[key], key)

@@ -17,7 +17,7 @@ the backward pass, after the task gradients are combined, and never sees the Jac
 that an aggregator needs whole. Rank 0 alone writes the run folder, the logs and the trackers.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,7 +38,6 @@ class Ranks:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
-    share: float = 1.0  # this rank's part of the current global batch
     flags: Any = None  # a gloo group for host-side flags (NCCL reduces device tensors only)
 
     @property
@@ -50,21 +49,18 @@ class Ranks:
         """Rank 0, which writes the run folder."""
         return self.rank == 0
 
-    def shard(self, batch: Batch) -> tuple[Batch, bool]:
-        """This rank's contiguous rows of a global batch, and whether it has any. A rank left
-        without rows (a last batch smaller than the ranks) gets the first row as a stand-in
-        with share 0, so that it still takes part in every collective and adds nothing."""
+    def shard(self, batch: Batch) -> tuple[Batch, "Shard"]:
+        """This rank's contiguous rows of a global batch, and their `Shard`. A rank left without
+        rows (a last batch smaller than the ranks) gets the first row as a stand-in with share
+        0, so that it still takes part in every collective and adds nothing."""
         if not self.distributed:
-            return batch, True
+            return batch, Shard(1.0, self)
         n = len(batch)
         start, end = n * self.rank // self.size, n * (self.rank + 1) // self.size
-        self.share = (end - start) / n
+        share = (end - start) / n
         if start == end:
             start, end = 0, 1
-        rows = slice(start, end)
-        return Batch(batch.inputs[rows], {k: v[rows] for k, v in batch.targets.items()}), bool(
-            self.share
-        )
+        return batch.rows(slice(start, end)), Shard(share, self)
 
     def reduce_sum(self, tensors: list[Tensor]) -> None:
         """Each tensor, in place, becomes its sum over the ranks (one collective)."""
@@ -77,16 +73,17 @@ class Ranks:
             t.copy_(flat[offset : offset + t.numel()].view_as(t))
             offset += t.numel()
 
-    def reduce_shared(self, tensors: list[Tensor]) -> None:
-        """Each tensor, in place, becomes Σ_r share_r · tensor_r: for a batch-mean loss, or a
-        gradient of one, the value on the whole global batch."""
+    def reduce_shared(self, tensors: list[Tensor], share: float) -> None:
+        """Each tensor, in place, becomes Σ_r share_r · tensor_r, where `share` is this rank's
+        part of the global batch: for a batch-mean loss, or a gradient of one, the value on the
+        whole global batch."""
         if not self.distributed:
             return
         for t in tensors:
-            t.mul_(self.share)
+            t.mul_(share)
         self.reduce_sum(tensors)
 
-    def reduce_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+    def reduce_gradients(self, parameters: list[torch.nn.Parameter], share: float) -> None:
         """The step's `.grad`s, reduced as `reduce_shared` does. A parameter that no rank gave a
         gradient keeps none (the optimiser skips it, as on one process)."""
         if not self.distributed:
@@ -97,7 +94,7 @@ class Ranks:
             [p.grad is not None for p in trained], dtype=torch.float, device=grads[0].device
         )
         for grad in grads:
-            grad.mul_(self.share)
+            grad.mul_(share)
         self.reduce_sum([*grads, present])
         for p, grad, given in zip(trained, grads, present.tolist(), strict=True):
             p.grad = grad if given else None
@@ -156,6 +153,36 @@ class Ranks:
 
 
 SINGLE = Ranks()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of one step's global batch, handed to whatever measures something
+    on it (weightings, the affinity measurement): its `share` of the batch's rows (0 for a
+    stand-in row) and the reductions that make a value measured on its rows the whole batch's.
+    On one process both reductions leave the tensors as they are."""
+
+    share: float = 1.0
+    ranks: Ranks = field(default_factory=lambda: SINGLE)
+
+    @property
+    def has_rows(self) -> bool:
+        return self.share > 0
+
+    def reduce_shared(self, tensors: list[Tensor]) -> None:
+        """For a batch-mean loss, or a gradient of one: its value on the whole batch."""
+        self.ranks.reduce_shared(tensors, self.share)
+
+    def reduce_sum(self, tensors: list[Tensor]) -> None:
+        """Each tensor, in place, its sum over the ranks."""
+        self.ranks.reduce_sum(tensors)
+
+    def reduce_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        """The `.grad`s of `parameters`: the whole batch's gradient on every rank."""
+        self.ranks.reduce_gradients(parameters, self.share)
+
+
+WHOLE = Shard()  # the whole batch, on one process
 
 
 def backend(cfg: DictConfig) -> str:

@@ -44,8 +44,8 @@ def evaluate(
         sums[key] = sums[key] + value if key in sums else value
 
     for global_batch in split.batches(experiment.trainer.eval_batch_size):
-        batch, has_rows = ranks.shard(global_batch)
-        counted = float(has_rows)
+        batch, shard = ranks.shard(global_batch)
+        counted = float(shard.has_rows)
         with experiment.autocast:
             output = model(experiment.model_inputs(batch.inputs))
         if output.auxiliary_loss is not None:

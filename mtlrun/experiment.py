@@ -112,7 +112,6 @@ def build(cfg: DictConfig, ranks: Ranks = SINGLE) -> Experiment:
     check_sharing(cfg.weighting, cfg.sharing, model)
     weighting = WEIGHTINGS.build(cfg.weighting.name, cfg.weighting, "weighting", loss_tasks, model)
     weighting = weighting.to(device)
-    weighting.ranks = ranks
     ranks.same_weights([model, weighting])
     steps_per_epoch = data.train.num_batches(trainer.batch_size)
     parameters = [*model.parameters(), *weighting.extra_parameters()]

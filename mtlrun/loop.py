@@ -27,6 +27,7 @@ from mtlrun.runfolder import (
 )
 from mtlrun.sharing.base import OWN_LOSS
 from mtlrun.signals import StopSignals
+from mtlrun.step import train_step
 from mtlrun.tasks import Task
 from mtlrun.terminal import Reporter, metrics_table
 
@@ -175,12 +176,7 @@ def train_epoch(
     stop: StopSignals,
 ) -> dict[str, float]:
     """One pass over the shuffled training split; returns the mean losses and the weights."""
-    trainer, model, optimizer = experiment.trainer, experiment.model, experiment.optimizer
-    ranks, loss_tasks = experiment.ranks, experiment.loss_tasks
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    # A task that is not trained on this epoch (two-stage training) keeps its place in the
-    # loss list, detached, so weightings and logs see the same tasks every epoch.
-    active = [model.trains(task.name) for task in loss_tasks]
+    trainer, ranks, loss_tasks = experiment.trainer, experiment.ranks, experiment.loss_tasks
     train_split = experiment.data.train
     # Summed losses and example counts (per task: fewer where targets are missing), on the
     # device and read back once per epoch: no host sync per step.
@@ -191,39 +187,14 @@ def train_epoch(
     bar_task = bar.add_task(
         f"epoch {at.epoch}/{trainer.epochs}", total=total_batches, completed=at.batch
     )
-    model.train()
+    experiment.model.train()
     for index, global_batch in enumerate(train_split.batches(trainer.batch_size, data_order)):
         if index < at.batch:
             continue  # trained on before the interruption
-        batch, has_rows = ranks.shard(global_batch)
-        inputs = experiment.model_inputs(batch.inputs)
-        with experiment.autocast:
-            output = experiment.forward(inputs)
-            losses = experiment.task_losses(output, batch)
-            losses = [
-                loss if on else loss.detach() for loss, on in zip(losses, active, strict=True)
-            ]
-        if experiment.affinity is not None:
-            experiment.affinity.measure(at.step, losses, inputs, batch)
-        optimizer.zero_grad(set_to_none=True)
-        total = experiment.weighting.backward(losses, output)
-        ranks.reduce_gradients(parameters)
-        if trainer.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
-        optimizer.step()
-        experiment.weighting.after_step(partial(experiment.losses_on, inputs, batch))
-        if experiment.scheduler is not None:
-            experiment.scheduler.step()
-        step_losses = torch.stack([total, *(loss.detach() for loss in losses)]).float()
-        counts = [len(batch), *(task.example_count(batch) for task in loss_tasks)]
-        if any(isinstance(count, torch.Tensor) for count in counts):  # targets missing
-            counts = torch.stack([torch.as_tensor(c, device=sums.device) for c in counts])
-        else:
-            counts = len(batch)
-        if not has_rows:
-            counts = 0  # a stand-in row (see `Ranks.shard`)
-        sums[0] += step_losses * counts
-        sums[1] += counts
+        batch, shard = ranks.shard(global_batch)
+        losses = train_step(experiment, batch, shard, at.step)
+        sums[0] += losses.values * losses.counts
+        sums[1] += losses.counts
         at.batch, at.step, at.epoch_sums = index + 1, at.step + 1, sums
         bar.advance(bar_task)
         stop.check()

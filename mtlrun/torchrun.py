@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
@@ -90,3 +91,8 @@ def joined_ranks(cfg: DictConfig) -> "Ranks | None":
             )
         _joined = join(cfg, rank_index("RANK"), size, rank_index("LOCAL_RANK"), "env://")
     return _joined
+
+
+def rank_zero_folder(ranks: "Ranks", run_dir: Path) -> Path:
+    """Rank 0's run folder, on every rank: the others' Hydra wrote into a temporary one."""
+    return Path(ranks.broadcast(str(run_dir)))

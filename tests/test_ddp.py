@@ -101,15 +101,16 @@ def test_a_step_on_two_ranks_is_the_step_on_the_whole_batch_for_every_weighting(
 def test_a_rank_gets_contiguous_rows_and_a_weightless_stand_in_when_none_are_left():
     batch = Batch(torch.arange(5.0)[:, None], {"y": torch.arange(5)})
     first, second = Ranks(rank=0, size=2), Ranks(rank=1, size=2)
-    rows, has_rows = first.shard(batch)
-    assert rows.targets["y"].tolist() == [0, 1] and has_rows and first.share == 0.4
-    rows, has_rows = second.shard(batch)
-    assert rows.targets["y"].tolist() == [2, 3, 4] and has_rows and second.share == 0.6
+    rows, shard = first.shard(batch)
+    assert rows.targets["y"].tolist() == [0, 1] and shard.has_rows and shard.share == 0.4
+    rows, shard = second.shard(batch)
+    assert rows.targets["y"].tolist() == [2, 3, 4] and shard.has_rows and shard.share == 0.6
     one_row = Batch(batch.inputs[3:4], {"y": batch.targets["y"][3:4]})
-    rows, has_rows = first.shard(one_row)
-    assert rows.targets["y"].tolist() == [3] and not has_rows and first.share == 0.0
-    rows, has_rows = second.shard(one_row)
-    assert rows.targets["y"].tolist() == [3] and has_rows and second.share == 1.0
+    rows, shard = first.shard(one_row)
+    assert rows.targets["y"].tolist() == [3] and not shard.has_rows and shard.share == 0.0
+    rows, shard = second.shard(one_row)
+    assert rows.targets["y"].tolist() == [3] and shard.has_rows and shard.share == 1.0
+    assert shard.ranks is second  # what the weightings reduce with
 
 
 # A run of several epochs, small enough for CI: 112 steps an epoch, so that a signal lands

@@ -6,7 +6,8 @@ without editing this file."""
 
 import copy
 import math
-from functools import cache, partial
+from functools import cache
+from itertools import islice
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from mtlrun.errors import ConfigError
 from mtlrun.experiment import build
 from mtlrun.parts import SHARING, WEIGHTINGS
+from mtlrun.step import train_step
 from tests.conftest import compose_config
 
 BACKBONES = {
@@ -68,26 +70,13 @@ def combination_config(weighting: str, sharing: str, backbone: str) -> DictConfi
 
 
 def steps(experiment, epoch: int, count: int = 2) -> list[torch.Tensor]:
-    """`count` training steps of `epoch` as the loop takes them; the gradients of the last one
-    stay in `.grad`."""
-    model, weighting = experiment.model, experiment.weighting
+    """`count` training steps of `epoch`, each the loop's `train_step`; the gradients of the
+    last one stay in `.grad`. Returns each step's total loss."""
+    model = experiment.model
     model.begin_epoch(epoch)
     model.train()
     batches = experiment.data.train.batches(16, torch.Generator().manual_seed(epoch))
-    totals = []
-    for _, batch in zip(range(count), batches, strict=False):
-        inputs = experiment.model_inputs(batch.inputs)
-        output = model(inputs)
-        losses = experiment.task_losses(output, batch)
-        losses = [
-            loss if model.trains(task.name) else loss.detach()
-            for task, loss in zip(experiment.loss_tasks, losses, strict=True)
-        ]
-        experiment.optimizer.zero_grad(set_to_none=True)
-        totals.append(weighting.backward(losses, output))
-        experiment.optimizer.step()
-        weighting.after_step(partial(experiment.losses_on, inputs, batch))
-    return totals
+    return [train_step(experiment, batch).values[0] for batch in islice(batches, count)]
 
 
 def untrained_heads(experiment) -> set[int]:

@@ -47,8 +47,8 @@ def main() -> None:
             "start it again with `mtlrun train`"
         )
     cfg = apply_overrides(run_config(run_dir), overrides)
-    validate(cfg)
     run.read_metrics()  # a damaged metrics.jsonl stops here, not half-way into training
+    validate(cfg)
     resumes = meta.get("resumes") or []
     run.update_meta(resumes=[*resumes, {"time": now(), "overrides": overrides}])
     try:

@@ -19,7 +19,7 @@ from mtlrun.config import config_dir
 from mtlrun.errors import UserError
 from mtlrun.runfolder import RunFolder, existing_run_message
 from mtlrun.signals import preemption_signal
-from mtlrun.torchrun import joined_ranks
+from mtlrun.torchrun import joined_ranks, rank_zero_folder
 
 
 def objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
@@ -65,8 +65,8 @@ def main(cfg: DictConfig) -> float | None:
             # A search (Optuna) draws this job's values: the job checks them itself.
             validate(cfg, sweeper_direction(hydra_cfg))
         ranks = joined_ranks(cfg)
-        if ranks is not None:  # the other ranks' Hydra folders are temporary (mtlrun.cli)
-            run_dir, leader = Path(ranks.broadcast(str(run_dir))), ranks.leader
+        if ranks is not None:
+            run_dir, leader = rank_zero_folder(ranks, run_dir), ranks.leader
         requeued = leader and is_requeued(run_dir)
         existing = leader and existing_run_message(run_dir)
         if existing and not requeued:

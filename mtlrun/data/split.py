@@ -37,9 +37,22 @@ class DatasetInfo:
 class Batch:
     inputs: Tensor
     targets: dict[str, Tensor]
+    # The targets that may be missing (NaN) on some rows: those of the batch's split that are
+    # missing anywhere, found once when the split was made, so that a task whose targets are
+    # all there does no masking per step. None for a batch made by hand: any may be missing.
+    incomplete: frozenset[str] | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
+
+    def may_miss(self, target: str) -> bool:
+        """Whether `target` may be missing (NaN) on some of the batch's rows."""
+        return self.incomplete is None or target in self.incomplete
+
+    def rows(self, index: Tensor | slice) -> "Batch":
+        return Batch(
+            self.inputs[index], {k: v[index] for k, v in self.targets.items()}, self.incomplete
+        )
 
 
 @dataclass
@@ -48,6 +61,27 @@ class Split:
 
     inputs: Tensor
     targets: dict[str, Tensor]
+    incomplete: frozenset[str] = field(init=False)  # see `Batch.incomplete`
+    # Targets of one value per row and of one dtype, side by side as the columns of one
+    # matrix: a batch gathers them with one indexing operation, not one per target (on a GPU,
+    # a kernel launch each), and takes each target as a view of its column.
+    columns: list[tuple[Tensor, list[str]]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.incomplete = frozenset(
+            name
+            for name, values in self.targets.items()
+            if values.is_floating_point() and bool(values.isnan().any())
+        )
+        by_dtype: dict[torch.dtype, list[str]] = {}
+        for name, values in self.targets.items():
+            if values.dim() == 1 and len(values) == len(self.inputs):
+                by_dtype.setdefault(values.dtype, []).append(name)
+        self.columns = [
+            (torch.stack([self.targets[name] for name in names], 1), names)
+            for names in by_dtype.values()
+            if len(names) > 1
+        ]
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -60,20 +94,26 @@ class Split:
         return Split(self.inputs[index], {k: v[index] for k, v in self.targets.items()})
 
     def head(self, n: int) -> Batch:
-        return Batch(self.inputs[:n], {k: v[:n] for k, v in self.targets.items()})
+        return self.batch(slice(0, n))
+
+    def batch(self, index: Tensor | slice) -> Batch:
+        gathered = {}
+        for matrix, names in self.columns:
+            rows = matrix[index]
+            gathered.update((name, rows[:, column]) for column, name in enumerate(names))
+        targets = {k: gathered[k] if k in gathered else v[index] for k, v in self.targets.items()}
+        return Batch(self.inputs[index], targets, self.incomplete)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Shuffled batches when a generator is given, else in order; the last may be short."""
         n = len(self)
         if generator is None:
             for start in range(0, n, batch_size):
-                part = slice(start, start + batch_size)
-                yield Batch(self.inputs[part], {k: v[part] for k, v in self.targets.items()})
+                yield self.batch(slice(start, start + batch_size))
             return
         order = torch.randperm(n, generator=generator).to(self.inputs.device, non_blocking=True)
         for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
-            yield Batch(self.inputs[index], {k: v[index] for k, v in self.targets.items()})
+            yield self.batch(order[start : start + batch_size])
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)

@@ -32,13 +32,17 @@ def sample(
     weights: torch.Tensor,
     n: int,
     generator: torch.Generator,
+    labelled: int | None = None,
 ) -> Split:
+    """`n` examples; with `labelled`, the last task's target only on the first `labelled`."""
     if cfg.input_noise is None:
         x = torch.randn((n, cfg.input_dim), generator=generator)
     else:
         signal = torch.randn((n, cfg.latent_dim), generator=generator) @ basis.T
         x = signal + cfg.input_noise * torch.randn((n, cfg.input_dim), generator=generator)
     y = x @ basis @ weights + cfg.noise * torch.randn((n, cfg.num_tasks), generator=generator)
+    if labelled is not None:
+        y[labelled:, -1] = float("nan")
     return Split(x, dict(zip(target_names(cfg.num_tasks), y.T.contiguous(), strict=True)))
 
 
@@ -62,10 +66,8 @@ def synthetic_regression(cfg: SyntheticRegressionConfig) -> RawData:
     basis, _ = torch.linalg.qr(torch.randn((cfg.input_dim, cfg.latent_dim), generator=generator))
     weights = torch.randn((cfg.latent_dim, cfg.num_tasks), generator=generator)
     weights /= weights.norm(dim=0)  # every task's signal has unit variance, so MSEs compare
-    train = sample(cfg, basis, weights, cfg.n_train, generator)
+    train = sample(cfg, basis, weights, cfg.n_train, generator, cfg.low_data_examples)
     test = sample(cfg, basis, weights, cfg.n_test, generator)
-    low_data = target_names(cfg.num_tasks)[-1]
-    train.targets[low_data][cfg.low_data_examples :] = float("nan")
     targets = {name: TargetInfo(dim=1) for name in target_names(cfg.num_tasks)}
     info = DatasetInfo(cfg.name, (cfg.input_dim,), targets)
     return RawData(info, train, test, cfg.val_size)

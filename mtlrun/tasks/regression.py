@@ -5,6 +5,7 @@ setting where multi-task learning pays off most (Caruana 1997; Argyriou et al. 2
 with few labels borrows the representation learnt from the others.
 """
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
@@ -43,29 +44,40 @@ class Regression(Task):
         dims = [backbone.code_dim, *self.cfg.hidden_dims, self.dim]
         return MLPHead(dims, self.cfg.activation, self.cfg.dropout)
 
-    def observed(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """The targets as N×dim with NaNs zeroed, and the mask of observed entries."""
+    def observed(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        """The targets as N×dim with NaNs zeroed, and the mask of observed entries; no mask
+        when the batch's split has every target (`Batch.incomplete`), which spares the step
+        the masking."""
         target = batch.targets[self.target].reshape(len(batch), -1)
-        mask = ~target.isnan()
+        if not batch.may_miss(self.target):
+            return target, None
         # Zeroed rather than left NaN: NaN · 0 is NaN, and it would reach the gradient.
-        return target.nan_to_num(), mask
+        return target.nan_to_num(), ~target.isnan()
 
     primary_metric = "mse"
 
     def per_example_loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
         """Squared error averaged over each example's observed entries; 0 if it has none."""
         target, mask = self.observed(batch)
-        squared = (prediction - target).pow(2) * mask
-        return squared.sum(1) / mask.sum(1).clamp(min=1)
+        squared = (prediction - target).pow(2)
+        if mask is None:
+            return squared.mean(1)
+        return (squared * mask).sum(1) / mask.sum(1).clamp(min=1)
 
-    def example_count(self, batch: Batch) -> Tensor:
+    def example_count(self, batch: Batch) -> Tensor | int:
+        if not batch.may_miss(self.target):
+            return len(batch)
         _, mask = self.observed(batch)
         return mask.any(1).sum()
 
     def loss(self, prediction: Tensor, encoding: Encoding, batch: Batch) -> Tensor:
         """The mean over observed examples; 0 (and no gradient) in a batch without any."""
-        count = self.example_count(batch).clamp(min=1)
-        return self.per_example_loss(prediction, encoding, batch).sum() / count
+        target, mask = self.observed(batch)
+        if mask is None:
+            return F.mse_loss(prediction, target)  # the same mean, in one operation
+        squared = (prediction - target).pow(2) * mask
+        per_example = squared.sum(1) / mask.sum(1).clamp(min=1)
+        return per_example.sum() / mask.any(1).sum().clamp(min=1)
 
     def metric_sums(
         self, prediction: Tensor, encoding: Encoding, batch: Batch

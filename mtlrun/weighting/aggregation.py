@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -26,6 +27,9 @@ from mtlrun.weighting.base import (
 
 if TYPE_CHECKING:
     from torchjd.aggregation import Aggregator
+
+
+COSINE_EPS = 1e-8  # the least norm a cosine divides by (`F.cosine_similarity`'s default)
 
 
 class GradientAggregation(Weighting):
@@ -72,7 +76,15 @@ class GradientAggregation(Weighting):
             self.aggregator = make_aggregator()
         except ImportError as error:  # CAGrad, Nash-MTL and UPGrad need torchjd's extras
             raise ConfigError(f"weighting={method}: {error}") from None
-        self.aggregator.register_forward_hook(self._record_cosines)
+        # The cosines come from the Gramian G = J Jᵀ where the aggregator forms one (T×T
+        # work); a second pass over the whole Jacobian each step costs as much as a bare step
+        # on a wide trunk. GradDrop, ConFIG, Nash-MTL, ExcessMTL and random weights form none:
+        # theirs come from J and the aggregate, one pass over J beside their own.
+        gramian_weighting = getattr(self.aggregator, "gramian_weighting", None)
+        if gramian_weighting is not None:
+            gramian_weighting.register_forward_hook(self._cosines_from_gramian)
+        else:
+            self.aggregator.register_forward_hook(self._cosines_from_jacobian)
         # A plain list, not a submodule: the model's parameters are saved with the model.
         self.model_parameters = list(model.parameters())
         self.index = TaskIndex()
@@ -85,7 +97,7 @@ class GradientAggregation(Weighting):
         self.register_buffer("weight_sums", torch.zeros(n))
         self.register_buffer("steps", torch.zeros(n))
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         shared = [f for f in shared_representation(output, self.method) if f.requires_grad]
         rows = self.row_order(trained(losses))
         auxiliary = output.auxiliary_loss
@@ -100,7 +112,7 @@ class GradientAggregation(Weighting):
             self.rows = self.index(rows, self.steps.device)
             with_jacobian = [p for p in self.model_parameters if hasattr(p, "jac")]
             # Under DDP: the Jacobian of the whole batch's losses, the same on every rank.
-            self.ranks.reduce_shared([p.jac for p in with_jacobian])
+            shard.reduce_shared([p.jac for p in with_jacobian])
             weights = self.aggregate(with_jacobian)
             # GradDrop and ConFIG combine the rows without weights: only cosines are logged.
             self.gives_weights = weights is not None
@@ -123,9 +135,25 @@ class GradientAggregation(Weighting):
 
         return jac_to_grad(shared_parameters, self.aggregator)
 
-    def _record_cosines(self, module: nn.Module, inputs: tuple[Tensor], aggregated: Tensor) -> None:
-        """Forward hook on the aggregator: it sees the whole Jacobian and its aggregate."""
-        cosines = F.cosine_similarity(inputs[0], aggregated.unsqueeze(0), dim=1)
+    def _cosines_from_gramian(
+        self, module: nn.Module, inputs: tuple[Tensor], weights: Tensor
+    ) -> None:
+        """Forward hook on the aggregator's weighting of the Gramian G = J Jᵀ, whose aggregate
+        is d = Jᵀw: the cosine of task i's gradient J_i with d is J_i·d / (‖J_i‖ ‖d‖) =
+        (Gw)_i / √(G_ii · wᵀGw). Each norm is held at or above 1e-8, as
+        `F.cosine_similarity` holds it."""
+        gramian, weights = inputs[0], weights.to(inputs[0].dtype)
+        products = gramian @ weights
+        squared_norms = gramian.diagonal().clamp(min=COSINE_EPS**2)
+        squared_update = (weights @ products).clamp(min=COSINE_EPS**2)
+        cosines = products * torch.rsqrt(squared_norms * squared_update)
+        self.cosine_sums.index_add_(0, self.rows, cosines.float())
+
+    def _cosines_from_jacobian(
+        self, module: nn.Module, inputs: tuple[Tensor], update: Tensor
+    ) -> None:
+        """Forward hook on an aggregator that forms no Gramian: it sees J and the aggregate."""
+        cosines = F.cosine_similarity(inputs[0], update.unsqueeze(0), dim=1, eps=COSINE_EPS)
         self.cosine_sums.index_add_(0, self.rows, cosines.float())
 
     def logged(self) -> dict[str, float]:

@@ -7,7 +7,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mtlrun.distributed import SINGLE, Ranks
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import (
@@ -27,20 +27,21 @@ class Weighting(nn.Module):
     # Whether the method works on what the tasks share (`ModelOutput.shared`, the shared
     # parameters); `check_sharing` then refuses strategies that share nothing, at build time.
     needs_shared_representation: ClassVar[bool] = False
-    # Under DDP (set by `build`): a method that measures the tasks' gradients, losses or
-    # Gramians reduces them over the ranks before it weighs, so that it weighs as on the
-    # whole batch and every rank takes the same step.
-    ranks: Ranks = SINGLE
 
     def __init__(self, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__()
         self.task_names = [task.name for task in tasks]
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
-        """Accumulate gradients into `.grad`; return the weighted total loss (for logging)."""
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
+        """Accumulate gradients into `.grad`; return the weighted total loss (for logging).
+
+        `shard` is the part of the step's batch the losses are of. Under DDP, a method that
+        measures the tasks' gradients, losses or Gramians reduces them over the ranks with it
+        (`shard.reduce_shared`) before it weighs, so that it weighs as on the whole batch and
+        every rank takes the same step; on one process the reductions do nothing."""
         raise NotImplementedError
 
-    def after_step(self, losses_after: Callable[[], list[Tensor]]) -> None:
+    def after_step(self, losses_after: Callable[[], list[Tensor]], shard: Shard = WHOLE) -> None:
         """Called after the optimiser's step with a function that computes the step's task
         losses again, on the same batch (FAMO's update needs them; calling it costs a forward
         pass, so other methods do not)."""
@@ -57,10 +58,20 @@ class Weighting(nn.Module):
 
 
 def total_loss(
-    weights: Sequence[float] | Tensor, losses: list[Tensor], output: ModelOutput
+    weights: Sequence[float] | Tensor | None, losses: list[Tensor], output: ModelOutput
 ) -> Tensor:
-    """Σ_t w_t L_t plus the model's auxiliary loss (the penalties that belong to no task)."""
-    total = sum(w * loss for w, loss in zip(weights, losses, strict=True))
+    """Σ_t w_t L_t plus the model's auxiliary loss (the penalties that belong to no task); None
+    (or weights that are all exactly 1) for Σ_t L_t, which multiplies nothing. The losses are
+    stacked and summed at once: an addition per task would be an operation per task and step.
+    Pass a weight tensor on the losses' device where it is fixed: a list of numbers is copied
+    there every call."""
+    stacked = torch.stack(losses)
+    if weights is not None and not isinstance(weights, Tensor):
+        ones = all(w == 1 for w in weights)
+        weights = (
+            None if ones else torch.tensor(weights, dtype=stacked.dtype, device=stacked.device)
+        )
+    total = (stacked if weights is None else weights * stacked).sum()
     if output.auxiliary_loss is not None:
         total = total + output.auxiliary_loss
     return total
@@ -69,9 +80,10 @@ def total_loss(
 def unweighted_total(losses: list[Tensor], output: ModelOutput) -> Tensor:
     """Σ_t L_t plus the auxiliary loss, detached: what methods that do not weigh the losses
     themselves (aggregators, log-loss methods) report as the step's total."""
-    total = sum(loss.detach() for loss in losses)
-    auxiliary = output.auxiliary_loss
-    return total if auxiliary is None else total + auxiliary.detach()
+    with torch.no_grad():
+        total = torch.stack(losses).sum()
+        auxiliary = output.auxiliary_loss
+        return total if auxiliary is None else total + auxiliary
 
 
 def check_sharing(weighting: DictConfig, sharing: DictConfig, model: MultiTaskModel) -> None:

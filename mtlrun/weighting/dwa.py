@@ -4,6 +4,7 @@ Attention", CVPR 2019)."""
 import torch
 from torch import Tensor
 
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import DWAConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
@@ -33,7 +34,7 @@ class DynamicWeightAverage(Weighting):
         self.register_buffer("weights", torch.ones(n))
         self.epoch_weights = [1.0] * n  # what the epoch just ended trained with, for the logs
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         total = total_loss(self.weights, losses, output)
         total.backward()
         return total.detach()

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
 from mtlrun.schemas.weighting import FAMOConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
@@ -55,9 +56,9 @@ class FAMO(Weighting):
     def extra_parameters(self) -> list[nn.Parameter]:
         return []  # the logits have their own optimiser
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         values = torch.stack([loss.detach().float() for loss in losses])
-        self.ranks.reduce_shared([values])  # under DDP: the whole batch's losses
+        shard.reduce_shared([values])  # under DDP: the whole batch's losses
         self.losses_before.copy_(values)
         z = F.softmax(self.logits.detach(), dim=0)
         shifted = values + self.epsilon
@@ -70,10 +71,10 @@ class FAMO(Weighting):
             total.backward()
         return unweighted_total(losses, output)
 
-    def after_step(self, losses_after: Callable[[], list[Tensor]]) -> None:
+    def after_step(self, losses_after: Callable[[], list[Tensor]], shard: Shard = WHOLE) -> None:
         with torch.no_grad():
             values = torch.stack([loss.float() for loss in losses_after()])
-        self.ranks.reduce_shared([values])
+        shard.reduce_shared([values])
         decrease = (self.losses_before + self.epsilon).log() - (values + self.epsilon).log()
         with torch.enable_grad():
             (direction,) = torch.autograd.grad(

@@ -1,7 +1,9 @@
 """Constant loss weights: `equal` (every task 1) and `fixed` (each task's `weight`)."""
 
+import torch
 from torch import Tensor
 
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
@@ -17,9 +19,15 @@ class FixedWeighting(Weighting):
     def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
         self.weights = [task.weight for task in tasks]
+        # On the model's device with the module (`build` moves it), not copied there each step;
+        # not saved, since the config holds them. None when all are 1: nothing to multiply.
+        ones = all(w == 1 for w in self.weights)
+        self.register_buffer(
+            "weight_vector", None if ones else torch.tensor(self.weights), persistent=False
+        )
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
-        total = total_loss(self.weights, losses, output)
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
+        total = total_loss(self.weight_vector, losses, output)
         total.backward()
         return total.detach()
 
@@ -35,3 +43,4 @@ class EqualWeighting(FixedWeighting):
     def __init__(self, config: WeightingConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(config, tasks, model)
         self.weights = [1.0] * len(tasks)
+        self.weight_vector = None

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlrun.config import check_choice
-from mtlrun.distributed import Ranks
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
 from mtlrun.schemas.weighting import GRADIENTS_OF, GradNormConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
@@ -67,7 +67,7 @@ class GradNorm(Weighting):
         self.register_buffer("initial_losses", torch.full((len(tasks),), float("nan")))
         self.index = TaskIndex()
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         if self.gradient_of == "representation":
             at = [f for f in shared_representation(output, "gradnorm") if f.requires_grad]
         else:  # a frozen layer (two-stage training's stage 2) has no gradient to measure
@@ -75,16 +75,14 @@ class GradNorm(Weighting):
         with torch.no_grad():
             self.weights.mul_(len(losses) / self.weights.sum())
         current = torch.stack([loss.detach().float() for loss in losses])
-        self.ranks.reduce_shared([current])  # under DDP: the whole batch's losses
+        shard.reduce_shared([current])  # under DDP: the whole batch's losses
         unseen = self.initial_losses.isnan()
         self.initial_losses.copy_(torch.where(unseen, current, self.initial_losses))
         rows = trained(losses)
         if rows and at:
             index = self.index(rows, self.weights.device)
             of_examples = self.gradient_of == "representation"
-            norms = torch.stack(
-                [gradient_norm(losses[t], at, self.ranks, of_examples) for t in rows]
-            )
+            norms = torch.stack([gradient_norm(losses[t], at, shard, of_examples) for t in rows])
             weighted_norms = self.weights[index] * norms
             ratios = current[index] / self.initial_losses[index]
             targets = weighted_norms.mean().detach() * (ratios / ratios.mean()) ** self.alpha
@@ -98,7 +96,7 @@ class GradNorm(Weighting):
         return {f"{name}/weight": w for name, w in zip(self.task_names, weights, strict=True)}
 
 
-def gradient_norm(loss: Tensor, inputs: list[Tensor], ranks: Ranks, of_examples: bool) -> Tensor:
+def gradient_norm(loss: Tensor, inputs: list[Tensor], shard: Shard, of_examples: bool) -> Tensor:
     """‖∇ loss‖ over all `inputs` (a task may not read all of them: a VAE's log-variance).
     Under DDP, of the whole batch's loss: gradients on parameters are reduced as such; the
     representation (`of_examples`) has one row per example, so the ranks' rows together are the
@@ -108,8 +106,8 @@ def gradient_norm(loss: Tensor, inputs: list[Tensor], ranks: Ranks, of_examples:
         for g in torch.autograd.grad(loss, inputs, retain_graph=True, materialize_grads=True)
     ]
     if of_examples:
-        square = torch.stack([g.pow(2).sum() for g in grads]).sum() * ranks.share**2
-        ranks.reduce_sum([square])
+        square = torch.stack([g.pow(2).sum() for g in grads]).sum() * shard.share**2
+        shard.reduce_sum([square])
         return square.sqrt()
-    ranks.reduce_shared(grads)
+    shard.reduce_shared(grads)
     return torch.stack([g.pow(2).sum() for g in grads]).sum().sqrt()

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from mtlrun.config import check_choice
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
 from mtlrun.schemas.weighting import NORMALIZATIONS, MGDAUBConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
@@ -75,13 +76,13 @@ class MGDAUB(Weighting):
         self.register_buffer("weight_sums", torch.zeros(len(tasks)))
         self.register_buffer("steps", torch.zeros(len(tasks)))
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         shared = [f for f in shared_representation(output, "mgda_ub") if f.requires_grad]
         rows = trained(losses)
         weights = torch.zeros(len(losses), device=self.steps.device)
         if len(rows) > 1 and shared:
             index = self.index(rows, self.steps.device)
-            alphas = self.solve([losses[t] for t in rows], shared)
+            alphas = self.solve([losses[t] for t in rows], shared, shard)
             weights.index_copy_(0, index, alphas)
             self.weight_sums.index_add_(0, index, alphas)
             self.steps.index_add_(0, index, torch.ones_like(alphas))
@@ -92,7 +93,7 @@ class MGDAUB(Weighting):
             total.backward()
         return total.detach()
 
-    def solve(self, losses: list[Tensor], shared: list[Tensor]) -> Tensor:
+    def solve(self, losses: list[Tensor], shared: list[Tensor], shard: Shard) -> Tensor:
         """The min-norm convex weights of the normalised gradients of `losses` on `shared`."""
         rows = []
         for loss in losses:
@@ -104,8 +105,8 @@ class MGDAUB(Weighting):
         # Under DDP each rank holds its shard's rows of Z, and the whole batch's gradient on
         # them is its own scaled by the shard's share: the ranks' Gramians, each scaled by
         # share², add up to the whole batch's.
-        gramian.mul_(self.ranks.share)
-        self.ranks.reduce_shared([gramian, values])
+        gramian.mul_(shard.share)
+        shard.reduce_shared([gramian, values])
         norms = gramian.diagonal().sqrt()
         normalizer = {
             "none": torch.ones_like(norms),

@@ -4,6 +4,7 @@ optimiser has to beat."""
 
 from torch import Tensor
 
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import ScalarizationConfig
@@ -38,7 +39,7 @@ class Scalarization(Weighting):
             )
         self.weights = list(lattice_point(resolution, len(tasks), point))
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         total = total_loss(self.weights, losses, output)
         total.backward()
         return total.detach()

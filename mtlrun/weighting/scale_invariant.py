@@ -4,6 +4,7 @@ as a Bargaining Game", ICML 2022)."""
 import torch
 from torch import Tensor
 
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import TrainingDiverged
 from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
@@ -28,9 +29,9 @@ class ScaleInvariant(Weighting):
         self.register_buffer("not_positive", torch.zeros(n))
         self.register_buffer("steps", torch.zeros(()))
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         values = torch.stack([loss.detach().float() for loss in losses])
-        self.ranks.reduce_shared([values])  # under DDP: the whole batch's losses
+        shard.reduce_shared([values])  # under DDP: the whole batch's losses
         self.not_positive += (values <= 0).float()
         weights = 1 / values
         self.weight_sums += weights

@@ -4,6 +4,7 @@ Weigh Losses for Scene Geometry and Semantics", CVPR 2018)."""
 import torch
 from torch import Tensor, nn
 
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
@@ -40,7 +41,7 @@ class UncertaintyWeighting(Weighting):
         super().__init__(tasks, model)
         self.log_variances = nn.Parameter(torch.zeros(len(tasks)))
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         precisions = torch.exp(-self.log_variances)
         total = total_loss(precisions, losses, output) + self.log_variances.sum()
         total.backward()

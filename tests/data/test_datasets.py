@@ -50,6 +50,27 @@ def test_shuffled_batches_cover_every_example_once():
     assert torch.equal(torch.cat([b.inputs for b in batches]).view(-1), seen.float())
 
 
+def test_a_batch_gathers_its_one_value_targets_of_a_dtype_in_one_operation():
+    from torch.profiler import profile
+
+    targets = {
+        "a": torch.arange(10),
+        "y0": torch.rand(10),
+        "b": torch.arange(10) % 3,
+        "y1": torch.rand(10),
+        "image": torch.rand(10, 2, 2),  # more than one value per row: gathered on its own
+    }
+    split = Split(torch.rand(10, 3), targets)
+    index = torch.tensor([7, 2, 5])
+    with profile() as prof:
+        batch = split.batch(index)
+    assert list(batch.targets) == list(targets)
+    for name, values in targets.items():
+        assert torch.equal(batch.targets[name], values[index]), name
+    gathers = [event for event in prof.events() if event.name == "aten::index"]
+    assert len(gathers) == 4  # the inputs, the integer targets, the real ones, the image
+
+
 def test_missing_mnist_names_the_folder_and_the_fix(tmp_path):
     with pytest.raises(DataError) as error:
         load(name="mnist", root=str(tmp_path), download=False, val_size=10)

@@ -5,7 +5,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mtlrun.backbones import Encoding
-from mtlrun.data import Batch, DatasetInfo, TargetInfo
+from mtlrun.data import Batch, DatasetInfo, Split, TargetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.parts import BACKBONES
 from mtlrun.tasks import build_tasks
@@ -69,3 +69,33 @@ def test_the_head_predicts_the_targets_dimension_and_bad_targets_are_named():
     node = OmegaConf.create({"r": {"type": "regression", "target": "label"}})
     with pytest.raises(ConfigError, match="no real-valued target 'label'; .* are: y0"):
         build_tasks(node, info, backbone)
+
+
+def test_a_split_knows_once_which_targets_are_missing_and_its_batches_carry_it():
+    split = Split(torch.zeros(4, 3), {"y": torch.tensor([0.0, NAN, 1.0, 2.0]), "z": torch.ones(4)})
+    assert split.incomplete == {"y"}
+    for batch in [split.head(2), *split.batches(3, torch.Generator().manual_seed(0))]:
+        assert batch.may_miss("y") and not batch.may_miss("z")
+    assert batch.rows(slice(0, 1)).incomplete == {"y"}
+    assert Batch(torch.zeros(1, 3), {"z": torch.ones(1)}).may_miss("z")  # made by hand: unknown
+
+
+def test_a_target_without_missing_values_gives_the_masked_loss_metrics_and_gradient():
+    reg = task()
+    target = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    prediction = torch.tensor([[1.0], [2.0], [3.0], [4.0]], requires_grad=True)
+    complete = Split(torch.zeros(4, 3), {"y": target}).head(4)
+    unknown = batch(target.tolist())  # every entry masked, as a batch of a split with NaNs is
+    assert reg.observed(complete)[1] is None and reg.observed(unknown)[1] is not None
+    results = []
+    for data in (complete, unknown):
+        prediction.grad = None
+        loss = reg.loss(prediction, Encoding(prediction, prediction), data)
+        loss.backward()
+        sums = reg.metric_sums(prediction, Encoding(prediction, prediction), data)
+        results.append((loss, prediction.grad.clone(), sums["mse"], reg.example_count(data)))
+    (loss, grad, mse, count), (masked_loss, masked_grad, masked_mse, masked_count) = results
+    assert loss.item() == pytest.approx((0.25 + 9 + 1 + 16) / 4)
+    torch.testing.assert_close(loss, masked_loss)
+    torch.testing.assert_close(grad, masked_grad)
+    assert torch.equal(mse, masked_mse) and count == 4 and masked_count == 4

@@ -79,3 +79,30 @@ def test_logs_are_epoch_averages_of_trained_tasks_and_reset():
     for task in ("t0", "t2"):
         assert logged[f"{task}/cosine"] == pytest.approx((2**-0.5 + 1) / 2, abs=1e-4)
     assert weighting.logged() == {}
+
+
+# Four tasks in three dimensions: conflicting, parallel, orthogonal and a zero row among them.
+KNOWN_JACOBIAN = [[3.0, -1.0, 2.0], [-2.0, 1.0, 0.5], [1.0, 1.0, -1.0], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # Nash-MTL's solver on the zero row
+@pytest.mark.parametrize("name", AGGREGATORS)
+def test_logged_cosines_are_those_of_the_jacobian_rows_with_the_update(name):
+    """Cosines come from the Gramian where the aggregator forms one, from J otherwise: either
+    way they are F.cosine_similarity(J, d) of the Jacobian and the update it left in .grad."""
+    model = SharedVector([0.0, 0.0, 0.0])
+    weighting = make(name, model, tasks=4)
+    h = model.representation()
+    weighting.backward(linear_losses(h, KNOWN_JACOBIAN), model.output(h))
+    jacobian = torch.tensor(KNOWN_JACOBIAN)
+    expected = torch.nn.functional.cosine_similarity(jacobian, model.theta.grad[None], dim=1)
+    logged = weighting.logged()
+    cosines = torch.tensor([logged[f"t{t}/cosine"] for t in range(4)])
+    torch.testing.assert_close(cosines, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cosines_from_the_gramian_take_no_pass_over_the_jacobian():
+    model = SharedVector([0.0, 0.0, 0.0])
+    weighting = make("upgrad", model, tasks=4)
+    assert not weighting.aggregator._forward_hooks  # nothing sees J but the aggregator
+    assert weighting.aggregator.gramian_weighting._forward_hooks

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from mtlrun import register
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -34,7 +35,7 @@ class RandomLossWeighting(Weighting):
         # A buffer: on the model's device (copied into without a host sync) and in checkpoints.
         self.register_buffer("last_weights", torch.full((len(tasks),), 1 / len(tasks)))
 
-    def backward(self, losses: list[Tensor], output: ModelOutput) -> Tensor:
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         weights = draw_weights(len(losses))
         if self.last_weights.is_cuda:  # pinned, so the copy does not wait for the device
             weights = weights.pin_memory()

@@ -1,0 +1,82 @@
+"""One training step, top to bottom: forward, task losses, the weighting's backward, the
+gradients reduced over the ranks, clipping, the optimiser's step and the schedule's. The epoch
+(`mtlrun.loop.train_epoch`) calls it once per batch; nothing in it reads a value back to the
+host, so on a GPU the step is kernel launches only."""
+
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from mtlrun.data import Batch
+from mtlrun.distributed import WHOLE, Shard
+
+if TYPE_CHECKING:
+    from mtlrun.experiment import Experiment
+    from mtlrun.tasks import Task
+
+
+@dataclass
+class StepLosses:
+    """A step's losses, detached, on the device: `values` the total and each task's loss (in
+    the order of `Experiment.loss_tasks`); `counts` the examples each is a mean over, a number
+    for all of them, or a tensor of one per value where some targets are missing (0 for a
+    rank's stand-in row, which must add nothing to an epoch's means)."""
+
+    values: Tensor
+    counts: Tensor | int
+
+
+def train_step(
+    experiment: "Experiment", batch: Batch, shard: Shard = WHOLE, step: int = 0
+) -> StepLosses:
+    """Train on `batch` (this process's `shard` of the step's global batch) once; `step` is the
+    run's step count, for measurements taken every so many steps (task affinity)."""
+    model, optimizer, weighting = experiment.model, experiment.optimizer, experiment.weighting
+    tasks = experiment.loss_tasks
+    inputs = experiment.model_inputs(batch.inputs)
+    with experiment.autocast:
+        output = experiment.forward(inputs)
+        losses = experiment.task_losses(output, batch)
+    # A task not trained on in this epoch (two-stage training) keeps its place in the list,
+    # detached, so that weightings and logs see the same tasks every epoch.
+    losses = [
+        loss if model.trains(task.name) else loss.detach()
+        for task, loss in zip(tasks, losses, strict=True)
+    ]
+    if experiment.affinity is not None:
+        experiment.affinity.measure(step, losses, inputs, batch, shard)
+    optimizer.zero_grad(set_to_none=True)
+    total = weighting.backward(losses, output, shard)
+    shard.reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])
+    if experiment.trainer.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), experiment.trainer.grad_clip)
+    optimizer.step()
+    weighting.after_step(partial(experiment.losses_on, inputs, batch), shard)
+    if experiment.scheduler is not None:
+        experiment.scheduler.step()
+    with torch.no_grad():
+        values = torch.stack([total, *losses]).float()
+    return StepLosses(values, example_counts(tasks, batch, shard))
+
+
+def example_counts(tasks: list["Task"], batch: Batch, shard: Shard) -> Tensor | int:
+    """The examples each of a step's losses is a mean over (`StepLosses.counts`): the batch's
+    rows for the total, each task's rows with a target for the task's loss."""
+    if not shard.has_rows:
+        return 0
+    n = len(batch)
+    counts = [task.example_count(batch) for task in tasks]
+    if all(not isinstance(count, Tensor) and count == n for count in counts):
+        return n
+    device = batch.inputs.device
+    rows = torch.full((), n, device=device)
+
+    def as_tensor(count: Tensor | int) -> Tensor:
+        if isinstance(count, Tensor):
+            return count
+        return rows if count == n else torch.full((), count, device=device)
+
+    return torch.stack([rows, *map(as_tensor, counts)])
