@@ -14,12 +14,12 @@ CONFLICTING = [[1.0, 0.0], [-2.0, 1.0]]  # a negative inner product: the mean hu
 
 
 def test_aligned_mtl_gives_orthogonal_tasks_the_same_norm_whatever_their_scale():
-    # Rows of norms 3 and 1: aligned, both have the smallest singular value, 1; then averaged.
+    # Rows of norms 3 and 1: aligned, both have the smallest singular value, 1; then summed.
     update = aggregated("aligned_mtl", [[3.0, 0.0], [0.0, 1.0]])
-    torch.testing.assert_close(update, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(update, torch.tensor([1.0, 1.0]))
 
 
-def test_aligned_mtl_is_the_mean_of_the_rows_of_the_aligned_jacobian():
+def test_aligned_mtl_is_the_sum_of_the_rows_of_the_aligned_jacobian():
     jacobian = torch.randn(3, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     eigenvalues, vectors = torch.linalg.eigh(jacobian @ jacobian.T)
     balance = eigenvalues.min().sqrt() * vectors @ torch.diag(eigenvalues.rsqrt()) @ vectors.T
@@ -28,7 +28,10 @@ def test_aligned_mtl_is_the_mean_of_the_rows_of_the_aligned_jacobian():
         torch.linalg.svdvals(aligned), eigenvalues.min().sqrt().expand(3), rtol=1e-6, atol=1e-9
     )
     update = aggregated("aligned_mtl", jacobian.float().tolist())
-    torch.testing.assert_close(update, aligned.mean(dim=0).float(), rtol=1e-4, atol=1e-5)
+    # The authors' code and LibMTL: alpha = B.sum(0), the update Jᵀ alpha = Σ_t Ĵ_t.
+    torch.testing.assert_close(update, aligned.sum(dim=0).float(), rtol=1e-4, atol=1e-5)
+    alpha = balance.sum(dim=0)
+    torch.testing.assert_close(update, (alpha @ jacobian).float(), rtol=1e-4, atol=1e-5)
 
 
 def test_imtl_g_projects_equally_onto_every_task_and_its_weights_sum_to_one():
