@@ -133,6 +133,23 @@ def test_gradvac_corrects_toward_an_ema_target_that_it_keeps_in_checkpoints():
     torch.testing.assert_close(step(resumed), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_gradvac_moves_its_target_after_every_pair_even_one_it_does_not_correct():
+    # Algorithm 1 (eq. 4 after the `if`): a pair that agrees beyond its target is left as it is,
+    # but its target still moves to (1 − β) φ̂ + β φ. LibMTL moves it only when it corrects, so
+    # its second step would be PCGrad's projection (target 0) instead.
+    harmless, g = [[1.0, 0.0], [1.0, 1.0]], torch.tensor(CONFLICTING, dtype=torch.float64)
+    model = SharedVector([0.0, 0.0])
+    step = stepper(model)
+    weighting = make("gradvac", model, beta=0.5)
+    torch.testing.assert_close(step(weighting, harmless), torch.tensor([2.0, 1.0]).double())
+    target = 0.5 * 2**-0.5  # β · cos 45°
+    expected = vaccinated(g[0], g[1], target) + vaccinated(g[1], g[0], target)
+    update = step(weighting, CONFLICTING)
+    torch.testing.assert_close(update, expected, rtol=1e-5, atol=1e-6)
+    projected = vaccinated(g[0], g[1], 0.0) + vaccinated(g[1], g[0], 0.0)
+    assert not torch.allclose(update, projected, rtol=1e-3)
+
+
 def stepper(model: SharedVector):
     """One step of a weighting on L_t = g_t · θ: the update it leaves in θ.grad."""
 
