@@ -81,15 +81,6 @@ def test_config_makes_the_same_positive_angle_with_every_task():
     torch.testing.assert_close(update.norm(), (jacobian @ direction).sum())
 
 
-def test_random_draws_new_convex_weights_every_step():
-    torch.manual_seed(0)
-    draws = [aggregated("random", [[1.0, 0.0], [0.0, 1.0]]) for _ in range(20)]  # d = λ
-    for weights in draws:
-        assert (weights > 0).all()
-        torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
-    assert len({round(w[0].item(), 6) for w in draws}) == 20
-
-
 @pytest.mark.parametrize("alpha", [1.0, 2.0])
 def test_fairgrad_weights_solve_the_alpha_fair_condition(alpha):
     # Algorithm 1: G w = w^(-1/α), G the Gramian, the power per element.
