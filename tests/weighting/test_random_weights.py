@@ -2,21 +2,9 @@
 
 import pytest
 import torch
-from torch import nn
 
 from mtlrun.sharing import ModelOutput
-from tests.weighting.problems import SharedVector, make
-
-
-class WithHeads(SharedVector):
-    """θ shared, and a scalar head w_t per task: L_t = w_t · (g_t · θ)."""
-
-    def __init__(self, theta: list[float], tasks: int) -> None:
-        super().__init__(theta)
-        self.heads = nn.Parameter(torch.ones(tasks))
-
-    def losses(self, h: torch.Tensor, gradients: list[list[float]]) -> list[torch.Tensor]:
-        return [self.heads[t] * (torch.tensor(g) @ h) for t, g in enumerate(gradients)]
+from tests.weighting.problems import SharedVector, WithHeads, make
 
 
 def test_rlw_weighs_every_tasks_whole_loss_by_a_fresh_softmax_normal_draw():
