@@ -58,18 +58,6 @@ def test_dualproj_keeps_a_harmless_mean_and_projects_a_harmful_one():
     torch.testing.assert_close(update, expected, rtol=0, atol=1e-3)
 
 
-def test_graddrop_keeps_one_sign_per_coordinate_as_often_as_its_purity_says():
-    # Coordinate 1: both tasks positive, always 2 + 1. Coordinate 0: +1 and −3 disagree; the
-    # positive part is kept with probability P = ½(1 + (1 − 3)/(1 + 3)) = 0.25.
-    torch.manual_seed(0)
-    kept = []
-    for _ in range(400):
-        update = aggregated("graddrop", [[1.0, 2.0], [-3.0, 1.0]])
-        assert update[1] == 3.0 and update[0].item() in (1.0, -3.0)
-        kept.append(update[0].item() == 1.0)
-    assert abs(sum(kept) / len(kept) - 0.25) < 0.06
-
-
 def test_config_makes_the_same_positive_angle_with_every_task():
     jacobian = torch.tensor(CONFLICTING)
     update = aggregated("config", CONFLICTING)
