@@ -343,14 +343,16 @@ def train_epoch(
             continue  # trained on before the interruption
         batch, has_rows = ranks.shard(global_batch)
         inputs = experiment.model_inputs(batch.inputs)
+        affinity = experiment.affinity
+        draws = affinity.draws(at.step) if affinity is not None else None
         with experiment.autocast:
             output = experiment.forward(inputs)
             losses = experiment.task_losses(output, batch)
             losses = [
                 loss if on else loss.detach() for loss, on in zip(losses, active, strict=True)
             ]
-        if experiment.affinity is not None:
-            experiment.affinity.measure(at.step, losses, inputs, batch)
+        if affinity is not None:
+            affinity.measure(at.step, losses, inputs, batch, draws)
         optimizer.zero_grad(set_to_none=True)
         total = experiment.weighting.backward(losses, output)
         ranks.reduce_gradients(parameters)

@@ -48,7 +48,8 @@ def test_affinity_is_the_lookahead_change_of_each_task_loss_after_a_step_on_anot
         task_losses=lambda output, batch: losses_of(output),
     )
     affinity = TaskAffinity(experiment, every=1)
-    affinity.measure(0, losses_of(model(torch.zeros(1))), torch.zeros(1), None)
+    draws = affinity.draws(0)
+    affinity.measure(0, losses_of(model(torch.zeros(1))), torch.zeros(1), None, draws)
     matrix = torch.tensor(affinity.epoch_matrix())
     theta = model.theta.detach()
     for i, centre in enumerate(CENTRES):
@@ -140,3 +141,35 @@ def test_report_groups_needs_a_run_that_measured_affinity(tmp_path):
     result = run_mtlrun(tmp_path, "report", str(run_dir), "groups=2")
     assert result.returncode == 2
     assert "groups=2 splits tasks by their affinity, but no run under" in result.stderr
+
+
+DROPOUT = [*THREE_TASKS, "backbone.dropout=0.5"]
+# A VAE whose reconstruction task reads the sample z (the classifier reads μ).
+VAE_SAMPLE = [
+    *TINY,
+    "backbone=vae",
+    "backbone.hidden_dims=[32]",
+    "+task@tasks.class=classification",
+    "tasks.reconstruction.iw_samples=0",
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "tasks"), [(DROPOUT, 3), (VAE_SAMPLE, 2)], ids=["dropout", "vae_sample"]
+)
+def test_the_lookahead_sees_the_steps_own_random_draws(tmp_path, overrides, tasks):
+    # At a learning rate of ~0 the lookahead is no step: with the step's own dropout masks (or
+    # VAE sample), every L_j after equals L_j before and Z = 0; fresh draws would give noise.
+    train(compose_config([*overrides, "trainer.task_affinity=true", "optim.lr=1e-30"]), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    values = [v for r in records for k, v in r.items() if k.startswith("train/affinity/")]
+    assert len(values) == 2 * tasks * (tasks - 1)  # 2 epochs
+    assert max(abs(v) for v in values) < 1e-6
+
+
+def test_measuring_affinity_leaves_the_training_draws_as_they_were(tmp_path):
+    summaries = [
+        train(compose_config([*DROPOUT, f"trainer.task_affinity={on}"]), tmp_path / on)
+        for on in ("false", "true")
+    ]
+    assert summaries[0]["metrics"] == summaries[1]["metrics"]
