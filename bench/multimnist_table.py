@@ -174,7 +174,7 @@ def commits(cells: list[dict]) -> str:
         commit = cell["git_commit"]
         short = commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
         counts[short] = counts.get(short, 0) + 1
-    return ", ".join(f"{commit} ({n} runs)" for commit, n in counts.items())
+    return ", ".join(f"{commit} ({n} run{'s' * (n > 1)})" for commit, n in counts.items())
 
 
 def delta_m(accuracy: tuple[float, ...], baseline: tuple[float, ...]) -> float:
