@@ -1,12 +1,16 @@
 """MultiMNIST as Sener & Koltun (2018) train it, for every method of the catalogue
-(configs/method: `+method=NAME` sets sharing and weighting): test accuracy (mean ± sample std
-over seeds), Δm against single_task, the rank by Δm and seconds per epoch, beside the paper's
-published figures where it reports the method. Every run uses the `multimnist` experiment plus
-the paper's recipe options (RECIPE). Each run is its own process; the table goes into
-BENCHMARKS.md between the multimnist markers.
+(configs/method: `+method=NAME` sets sharing and weighting) and the scalarization front (Xin et
+al. 2022: `+method=scalarization weighting.point=K`, the 9 fixed weightings (K/8, 1 − K/8)):
+test accuracy (mean ± the half-width of its 95 % t interval over seeds), Δm against
+single_task and against hard_equal with paired t-tests over seeds (Holm-corrected over the
+methods), whether the front dominates each method, the rank by Δm and seconds per epoch, beside
+the paper's published figures where it reports the method. Every run uses the `multimnist`
+experiment plus the paper's recipe options (RECIPE). Each run is its own process; the table
+goes into BENCHMARKS.md between the multimnist markers, and with --figure the front with every
+method into a PNG.
 
     python bench/multimnist_table.py [--seeds 0,1,2] [--jobs 2] [--only hard_equal,soft_equal]
-        [--no-write] [--work DIR [--read-only]] [overrides...]
+        [--no-front] [--figure PNG] [--no-write] [--work DIR [--read-only]] [overrides...]
 
 With --jobs N, N runs go at once, each on one thread (OMP_NUM_THREADS=1): on a small CPU that
 trains more runs an hour than one run on every core, and the seconds per epoch are then those
@@ -44,14 +48,21 @@ from pathlib import Path
 
 from benchmarks_md import machine, measured_on, publish, require_data
 
+from mtlrun.report.front import Point, dominates, draw_front
+from mtlrun.report.inference import holm, paired_p_value, t_interval, verdict
+
 CATALOGUE = Path(__file__).resolve().parent.parent / "configs" / "method"
 CELLS = Path(__file__).resolve().parent / "multimnist_cells.jsonl"
 
 
+FRONT = "scalarization"
+GRID = [f"{FRONT}@{point}" for point in range(9)]  # left digit's weight point/8
+
+
 def methods() -> list[str]:
-    """Every option of the `method` group: the baseline first, then the sharing strategies with
-    equal weights, then hard sharing with each weighting."""
-    names = sorted(path.stem for path in CATALOGUE.glob("*.yaml"))
+    """Every option of the `method` group but the front's: the baseline first, then the sharing
+    strategies with equal weights, then hard sharing with each weighting."""
+    names = sorted(path.stem for path in CATALOGUE.glob("*.yaml") if path.stem != FRONT)
     weightings = [name for name in names if name.startswith("hard_") and name != "hard_equal"]
     strategies = [name for name in names if name not in weightings and name != "single_task"]
     return ["single_task", *sorted(strategies, key=lambda n: n != "hard_equal"), *weightings]
@@ -106,8 +117,14 @@ class Record:
             self.cells[command] = cell
 
 
+def method_overrides(name: str) -> list[str]:
+    """`+method=NAME`; a grid point of the front, `scalarization@K`, also names its point."""
+    method, _, point = name.partition("@")
+    return [f"+method={method}", *([f"weighting.point={point}"] if point else [])]
+
+
 def run(
-    method: str, seed: int, extra: list[str], work: Path, env: dict, train: bool, record: Record
+    name: str, seed: int, extra: list[str], work: Path, env: dict, train: bool, record: Record
 ) -> dict | None:
     """One cell's numbers: recorded, else from its finished run under `work`, else from a new
     run (None if not `train`)."""
@@ -118,11 +135,11 @@ def run(
         "train",
         "+experiment=multimnist",
         *RECIPE,
-        f"+method={method}",
+        *method_overrides(name),
         f"seed={seed}",
         "trainer.progress=false",
         "device=cpu",
-        f"name=bench_{method}",
+        f"name=bench_{name.partition('@')[0]}",
         *extra,
     ]
     command_line = " ".join(["mtlrun", *command[3:]])
@@ -183,10 +200,50 @@ def delta_m(accuracy: tuple[float, ...], baseline: tuple[float, ...]) -> float:
     return 100 * statistics.mean((a - b) / b for a, b in zip(accuracy, baseline, strict=True))
 
 
-def mean_std(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+def mean_interval(values: list[float], sign: str = "") -> str:
+    """`mean ± h`, h the half-width of the mean's 95 % t interval; the mean alone for one."""
+    interval = t_interval(values)
+    mean = statistics.mean(values)
+    return (
+        f"{mean:{sign}.2f}" if interval is None else f"{mean:{sign}.2f} ± {interval[1] - mean:.2f}"
+    )
+
+
+def half_width(values: list[float]) -> float:
+    interval = t_interval(values)
+    return 0.0 if interval is None else interval[1] - statistics.mean(values)
+
+
+class Comparison:
+    """Every method's per-seed Δm against one baseline (runs paired by seed), the paired t-test
+    of each against 0 and the p-values Holm-corrected over the methods tested."""
+
+    def __init__(self, baseline: str, rows: dict[str, dict[int, dict]]) -> None:
+        self.baseline = baseline
+        base = rows.get(baseline, {})
+        self.per_seed = {
+            name: [delta_m(accuracy(cells[s]), accuracy(base[s])) for s in sorted(cells)]
+            for name, cells in rows.items()
+            if name != baseline and base and set(cells) == set(base)
+        }
+        raw = {name: paired_p_value(values) for name, values in self.per_seed.items()}
+        tested = [name for name, p_value in raw.items() if p_value is not None]
+        self.p_values = dict(zip(tested, holm([raw[name] for name in tested]), strict=True))
+
+    def gain(self, name: str) -> str:
+        return mean_interval(self.per_seed[name], "+") if name in self.per_seed else ""
+
+    def test(self, name: str) -> str:
+        """`0.431 (no detectable difference)`, `0.012 (worse)`, or empty without a test."""
+        if name not in self.p_values:
+            return ""
+        p_value = self.p_values[name]
+        finding = verdict(statistics.mean(self.per_seed[name]), p_value)
+        return f"{p_value:.3f} ({finding})"
+
+
+def accuracy(cell: dict) -> tuple[float, float]:
+    return cell["left"], cell["right"]
 
 
 def seconds(runs: list[dict]) -> str:
@@ -200,6 +257,41 @@ def seconds(runs: list[dict]) -> str:
     if timed:
         return f"{statistics.mean(run['epoch_s'] for run in timed):.1f}*"
     return "–"
+
+
+def front_cell(name: str, means: dict[str, list[float]], grid: list[str]) -> str:
+    """Whether a grid point beats `name` on both digits' mean accuracy (at least as good on
+    both, better on one): `dominated`; else `on the front` for a grid point, `not dominated`
+    for a method; empty without a front."""
+    if not grid:
+        return ""
+    if any(dominates(means[point], means[name]) for point in grid if point != name):
+        return "dominated"
+    return "on the front" if name in grid else "not dominated"
+
+
+def draw_figure(rows: dict, means: dict, grid: list[str], path: Path) -> None:
+    """The front (left against right accuracy) with every method's mean and 95 % intervals."""
+    if not grid:
+        sys.exit("--figure: no point of the scalarization front has run")
+    others = [
+        Point(
+            name,
+            *means[name],
+            *(half_width([accuracy(c)[i] for c in rows[name].values()]) for i in (0, 1)),
+        )
+        for name in rows
+        if name not in GRID
+    ]
+    draw_front(
+        [Point(f"{int(name[-1]) / 8:g}", *means[name]) for name in grid],
+        others,
+        ("left digit acc % ↑", "right digit acc % ↑"),
+        ("max", "max"),
+        f"MultiMNIST: the front of {len(grid)} fixed weightings (labels: left digit's weight)",
+        path,
+    )
+    print(path)
 
 
 def run_cells(methods: list[str], seeds: list[int], jobs: int, run_one) -> dict:
@@ -234,6 +326,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds per cell")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     parser.add_argument("--only", help="comma-separated method names (configs/method)")
+    parser.add_argument(
+        "--no-front", action="store_true", help="leave out the scalarization front's 9 points"
+    )
+    parser.add_argument("--figure", type=Path, help="draw the front and every method into PNG")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--work", type=Path, help="folder of the runs; finished ones are reused")
     parser.add_argument(
@@ -251,6 +347,8 @@ def main() -> None:
         )
     seeds = [int(seed) for seed in args.seeds.split(",")]
     names = args.only.split(",") if args.only else methods()
+    if not args.no_front:
+        names += [name for name in GRID if name not in names]
     work = args.work or Path(tempfile.mkdtemp(prefix="mtlrun_multimnist_"))
     work.mkdir(parents=True, exist_ok=True)
     command = "python bench/multimnist_table.py" + "".join(f" {o}" for o in args.overrides)
@@ -276,42 +374,55 @@ def main() -> None:
     recorded = [cell for cell in results.values() if "git_commit" in cell]
     lines = [
         f"{measured_on(dates)}, device=cpu, {threads}, seeds {','.join(map(str, done))} "
-        f"(mean ± sample std over the runs column). Command: `{command}`. Every run: "
-        f"`mtlrun train +experiment=multimnist +method=NAME {' '.join(RECIPE)} seed=S`. "
+        f"(mean ± the half-width of the 95 % t interval over the runs column). Command: "
+        f"`{command}`. Every run: `mtlrun train +experiment=multimnist +method=NAME "
+        f"{' '.join(RECIPE)} seed=S`; the front's: `+method=scalarization weighting.point=K`. "
         f"Commits the runs trained from: {commits(recorded)}.",
         "",
-        "| rank | method | runs | left acc % | right acc % | Δm % | s / epoch | "
+        "| rank | method | runs | left acc % | right acc % | Δm % | p vs single_task | "
+        "Δm vs hard_equal % | p vs hard_equal | front | s / epoch | "
         "Sener & Koltun (left / right) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = {name: [results[name, s] for s in seeds if (name, s) in results] for name in names}
-    accuracies = {
-        name: (statistics.mean(r["left"] for r in runs), statistics.mean(r["right"] for r in runs))
-        for name, runs in rows.items()
-        if runs and not any("error" in r for r in runs)
+    rows = {
+        name: {s: results[name, s] for s in seeds if (name, s) in results}
+        for name in names
+        if any((name, s) in results for s in seeds)
+        and not any("error" in results.get((name, s), {}) for s in seeds)
     }
-    baseline = accuracies.get("single_task")
-    delta = {
-        name: delta_m(acc, baseline)
-        for name, acc in accuracies.items()
-        if baseline and name != "single_task"
+    single_task, hard_equal = Comparison("single_task", rows), Comparison("hard_equal", rows)
+    means = {
+        name: [statistics.mean(accuracy(cell)[task] for cell in cells.values()) for task in (0, 1)]
+        for name, cells in rows.items()
     }
-    ranked = sorted(delta, key=delta.get, reverse=True)
+    grid = [name for name in GRID if name in rows]
+    ranked = sorted(
+        (name for name in single_task.per_seed if name not in grid),
+        key=lambda name: statistics.mean(single_task.per_seed[name]),
+        reverse=True,
+    )
     for name in names:
         published = PUBLISHED.get(name)
         paper = f"{published[1]:.2f} / {published[2]:.2f} ({published[0]})" if published else ""
-        failed = [run["error"] for run in rows[name] if "error" in run]
-        if name not in accuracies:
+        label = name if name not in GRID else f"{FRONT} (left weight {int(name[-1]) / 8:g})"
+        if name not in rows:
+            failed = [
+                cell["error"] for (n, _), cell in results.items() if n == name and "error" in cell
+            ]
             why = f"failed: {failed[0]}" if failed else "not run"
-            lines.append(f"| | {name} | {len(rows[name])} | {why} | | | | {paper} |")
+            lines.append(f"| | {label} | {len(failed)} | {why} | | | | | | | | {paper} |")
             continue
-        runs = rows[name]
-        rank = ranked.index(name) + 1 if name in delta else ""
-        gain = f"{delta[name]:+.2f}" if name in delta else ""
+        runs = list(rows[name].values())
+        rank = ranked.index(name) + 1 if name in ranked else ""
+        front = front_cell(name, means, grid)
         lines.append(
-            f"| {rank} | {name} | {len(runs)} | {mean_std([r['left'] for r in runs])} | "
-            f"{mean_std([r['right'] for r in runs])} | {gain} | {seconds(runs)} | {paper} |"
+            f"| {rank} | {label} | {len(runs)} | {mean_interval([r['left'] for r in runs])} | "
+            f"{mean_interval([r['right'] for r in runs])} | {single_task.gain(name)} | "
+            f"{single_task.test(name)} | {hard_equal.gain(name)} | {hard_equal.test(name)} | "
+            f"{front} | {seconds(runs)} | {paper} |"
         )
+    if args.figure:
+        draw_figure(rows, means, grid, args.figure)
     publish("multimnist", lines, write=not args.no_write)
 
 

@@ -20,7 +20,17 @@ from pathlib import Path
 from PIL import Image, ImageChops
 
 ROOT = Path(__file__).resolve().parent.parent
-KEPT = ["rank", "method", "runs", "Δm (%)", "MR", "s / epoch"]  # and every task's accuracy
+KEPT = [
+    "rank",
+    "method",
+    "runs",
+    "Δm (%)",
+    "p (Holm)",
+    "vs baseline",
+    "scalarization front",
+    "MR",
+    "s / epoch",
+]  # and every task's accuracy
 
 
 def configurations_table(report: str) -> str:

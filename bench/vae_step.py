@@ -133,9 +133,11 @@ def mtlrun_epochs(variants: dict[str, list[str]]) -> dict[str, Callable[[], None
     """`train_epoch` of the bench's config with each variant's extra overrides."""
     from hydra import compose, initialize_config_dir
 
+    from mtlrun.checkpoint import Progress
     from mtlrun.config import config_dir
     from mtlrun.experiment import build
-    from mtlrun.loop import Progress, StopSignals, train_epoch
+    from mtlrun.loop import train_epoch
+    from mtlrun.signals import StopSignals
     from mtlrun.terminal import Reporter
 
     reporter = Reporter(Path(os.devnull), show_progress=False)

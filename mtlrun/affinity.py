@@ -1,20 +1,17 @@
 """Inter-task affinity (Fifty et al., "Efficiently Identifying Task Groupings for Multi-Task
 Learning", NeurIPS 2021: TAG), measured during training with `trainer.task_affinity=true`; the
-grouping it suggests is `mtlrun.report.grouping`'s."""
+grouping it suggests is `mtlrun.report.grouping`'s (`mtlrun report RUNS groups=k`)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
 from mtlrun.data import Batch
-
-if TYPE_CHECKING:
-    from mtlrun.experiment import Experiment
 
 
 @dataclass
@@ -53,7 +50,9 @@ class TaskAffinity:
     off-diagonal signal, and independent draws bias the ratio of losses (Jensen). The draws are
     made in a fork of the generators: measuring leaves training's random numbers as they were."""
 
-    def __init__(self, experiment: "Experiment", every: int) -> None:
+    def __init__(self, experiment: Any, every: int) -> None:
+        """`experiment`: the `mtlrun.experiment.Experiment` being trained (its model, tasks,
+        optimiser and ranks), which builds this measurement."""
         self.experiment = experiment
         self.every = every
         n = len(experiment.loss_tasks)

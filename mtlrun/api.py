@@ -13,21 +13,29 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
-from mtlrun import plugins
-from mtlrun.backbones import BACKBONES
-from mtlrun.config import config_dir as mtlrun_configs
-from mtlrun.data import DATASETS, Data
-from mtlrun.errors import ConfigError
-from mtlrun.loggers import LOGGERS
-from mtlrun.optim import OPTIMIZERS
+from mtlrun.compose import compose
+from mtlrun.errors import UserError
+from mtlrun.parts import (
+    BACKBONES,
+    DATASETS,
+    LOGGERS,
+    OPTIMIZERS,
+    SHARING,
+    TASKS,
+    WEIGHTINGS,
+)
 from mtlrun.runfolder import RunFolder, new_run_dir
-from mtlrun.sharing import SHARING, MultiTaskModel
-from mtlrun.tasks import TASKS, Task
-from mtlrun.weighting import WEIGHTINGS
+
+if TYPE_CHECKING:
+    from mtlrun.data import Data
+    from mtlrun.sharing import MultiTaskModel
+    from mtlrun.tasks import Task
+
+__all__ = ["LoadedRun", "Registration", "Run", "UserError", "compose", "load_run", "register"]
 
 
 @dataclass(frozen=True)
@@ -88,37 +96,10 @@ class LoadedRun:
 
     path: Path
     config: DictConfig
-    model: MultiTaskModel
-    data: Data
-    tasks: list[Task]
+    model: "MultiTaskModel"
+    data: "Data"
+    tasks: "list[Task]"
     checkpoint: str  # the checkpoint loaded: best, or last when the run kept no best.pt
-
-
-def compose(overrides: Sequence[str], config_dir: str | Path | None = None) -> DictConfig:
-    """The config `mtlrun train OVERRIDES` would run (`config_dir`: a folder of your own
-    config groups and experiments, searched before mtlrun's, as `--config-dir`)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mtlrun.cli import listed_plugins, with_plugin_configs
-    from mtlrun.config import refused_value
-
-    overrides = [str(override) for override in overrides]
-    plugins.load_for_config(listed_plugins(overrides))
-    if config_dir is not None:
-        folder = Path(config_dir).resolve()
-        if not folder.is_dir():
-            raise ConfigError(f"config_dir={config_dir} is not a folder")
-        overrides = [*overrides, f"hydra.searchpath=[file://{folder}]"]
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(mtlrun_configs())):
-            cfg = hydra_compose("train", overrides=with_plugin_configs(overrides))
-    except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(refused_value(error) or str(error).splitlines()[0]) from None
-    plugins.load_for_config(cfg.plugins)
-    return cfg
 
 
 def train(
@@ -128,20 +109,31 @@ def train(
     output_dir: str | Path | None = None,
 ) -> Run:
     """Train one run, as `mtlrun train OVERRIDES` does, into a new folder under
-    `output_dir`/runs (default ./outputs/runs). Raises a `mtlrun.errors.UserError` for a
-    mistake in the overrides or data, `KeyboardInterrupt` on Ctrl-C (resume the run with
-    `mtlrun resume`)."""
-    from mtlrun.commands.train import check_optimized_metric
-    from mtlrun.experiment import check_config
-    from mtlrun.loop import train as train_run
+    `output_dir`/runs (default ./outputs/runs); `config_dir` is a folder of your own config
+    groups and experiments, searched before mtlrun's (as `--config-dir`). A mistake in the
+    overrides, the config or the data raises `mtlrun.UserError`, whose message is the line
+    `mtlrun train` prints, and leaves no run folder; Ctrl-C raises `KeyboardInterrupt` (resume
+    the run with `mtlrun resume`)."""
+    from mtlrun.lifecycle import train as train_run
 
     cfg = compose(overrides, config_dir)
-    check_config(cfg)
-    check_optimized_metric(cfg)
-    run_dir = new_run_dir(str(cfg.name), Path(output_dir or "outputs")).resolve()
+    root = Path(output_dir or "outputs")
+    # A mistake found while building the run removes its folder, and `root` too if made here.
+    keep = root.resolve() if root.is_dir() else root.resolve().parent
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        run_dir = new_run_dir(str(cfg.name), root).resolve()
+    except OSError as error:
+        raise UserError(
+            f"output_dir={root} cannot be written ({error.strerror}); pass another"
+        ) from None
     RunFolder(run_dir).record_composition(cfg, list(overrides))
     command = shlex.join(["mtlrun", "train", *map(str, overrides)])
-    return Run(run_dir, train_run(cfg, run_dir, command=command))
+    try:
+        return Run(run_dir, train_run(cfg, run_dir, command=command))
+    except (UserError, KeyboardInterrupt):
+        RunFolder(run_dir).remove_if_unstarted(keep=keep)
+        raise
 
 
 def load_run(

@@ -1,14 +1,35 @@
-"""Checkpoints: everything needed to continue a run exactly, loadable with weights_only=True."""
+"""Checkpoints: everything needed to continue a run exactly (the model, optimiser, scheduler,
+weighting, random number generators and where training stands), assembled from the
+experiment and restored into it, loadable with weights_only=True."""
 
 import re
 import warnings
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mtlrun.errors import UserError
-from mtlrun.runfolder import write_atomic
+from mtlrun.runfolder import RunFolder, write_atomic
+
+if TYPE_CHECKING:
+    from mtlrun.experiment import Experiment
+
+
+@dataclass
+class Progress:
+    """Where training stands. Checkpoints hold it, so a resumed run repeats and skips nothing,
+    down to the batch when it was interrupted inside an epoch."""
+
+    epoch: int = 1  # the epoch in progress (or the next to start)
+    batch: int = 0  # batches of that epoch already trained on
+    step: int = 0
+    epoch_sums: torch.Tensor | None = None  # summed losses of the epoch so far
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    seconds: float = 0.0
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -72,3 +93,59 @@ def restore_rng_states(states: dict[str, Any], data_generator: torch.Generator) 
     data_generator.set_state(states["data"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save(
+    experiment: "Experiment",
+    run: RunFolder,
+    name: str,
+    at: Progress,
+    data_order: torch.Generator,
+    epoch_data_order: torch.Tensor | None = None,
+) -> None:
+    """checkpoints/<name>.pt: model, optimiser, scheduler, weighting, RNG states and progress;
+    `epoch_data_order` is the data generator's state at the start of an interrupted epoch. Under
+    DDP every rank calls it: the checkpoint holds every rank's RNG states and the epoch's losses
+    summed over the ranks, and rank 0's run folder writes it."""
+    scheduler, ranks = experiment.scheduler, experiment.ranks
+    if epoch_data_order is None:
+        epoch_data_order = data_order.get_state()
+    progress = asdict(at)
+    rng: Any = rng_states(data_order)
+    if ranks.distributed:
+        rng = ranks.gather(rng)
+        if at.epoch_sums is not None:
+            progress["epoch_sums"] = at.epoch_sums.clone()
+            ranks.reduce_sum([progress["epoch_sums"]])
+    state = {
+        "model": experiment.model.state_dict(),
+        "weighting": experiment.weighting.state_dict(),
+        "optimizer": experiment.optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "progress": progress,
+        "epoch_data_order": epoch_data_order,
+        "rng": rng,
+        "affinity": experiment.affinity.state() if experiment.affinity else None,
+    }
+    run.write_file(run.checkpoint(name), partial(save_checkpoint, state=state))
+
+
+def restore(experiment: "Experiment", path: Path, data_order: torch.Generator) -> Progress:
+    """The training state of the checkpoint at `path`, into `experiment` and `data_order`."""
+    checkpoint = load_checkpoint(path, experiment.device)
+    experiment.model.load_state_dict(checkpoint["model"])
+    experiment.weighting.load_state_dict(checkpoint["weighting"])
+    experiment.optimizer.load_state_dict(checkpoint["optimizer"])
+    if experiment.scheduler is not None:
+        experiment.scheduler.load_state_dict(checkpoint["scheduler"])
+    rng = checkpoint["rng"]
+    ranks = experiment.ranks
+    # A list holds each rank's states (a DDP run); a run resumed on other ranks reuses them.
+    restore_rng_states(rng[ranks.rank % len(rng)] if isinstance(rng, list) else rng, data_order)
+    data_order.set_state(checkpoint["epoch_data_order"])
+    at = Progress(**checkpoint["progress"])
+    if experiment.affinity is not None and checkpoint.get("affinity") is not None:
+        experiment.affinity.restore(checkpoint["affinity"])
+    if not ranks.leader:
+        at.epoch_sums = None  # rank 0 carries the ranks' sums so far
+    return at

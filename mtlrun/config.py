@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mtlrun.errors import ConfigError
-from mtlrun.runfolder import check_run_name
 
 T = TypeVar("T")
 
@@ -24,13 +23,6 @@ def config_dir() -> Path:
         if (candidate / "train.yaml").is_file():
             return candidate
     raise FileNotFoundError(f"mtlrun's configs folder is missing next to {package}")
-
-
-def register_parts() -> None:
-    """Import mtlrun's parts. Each stores its schema in Hydra's ConfigStore as it registers, and
-    those entries are the options of the groups backbone, dataset, sharing, weighting, optim and
-    logger: this comes before composing a config or listing a group's options."""
-    from mtlrun import backbones, data, loggers, optim, sharing, tasks, weighting  # noqa: F401
 
 
 def parse(schema: type[T], node: DictConfig | dict[str, Any] | None, key: str) -> T:
@@ -119,13 +111,6 @@ def check_choice(key: str, value: str, choices: list[str] | tuple[str, ...]) -> 
         raise ConfigError(f"{key}={value!r} is not known; choose one of: {', '.join(choices)}")
 
 
-def check_run_keys(cfg: DictConfig) -> None:
-    """The top-level keys of train.yaml that no part's schema owns: `seed`, `name`, `tasks`,
-    `plugins`."""
-    check_integer("seed", cfg.get("seed"))
-    check_run_name(str(cfg.get("name")))
-    if not cfg.get("tasks"):
-        raise ConfigError("tasks is empty; add one, e.g. +task@tasks.reconstruction=reconstruction")
-    listed = cfg.get("plugins") or []
-    if isinstance(listed, str) or not all(isinstance(name, str) for name in listed):
-        raise ConfigError(f"plugins={listed} must be a list of module names, e.g. [my_lab.mtl]")
+def as_override(groups: list[list[str]]) -> str:
+    """`[[a,b],[c]]`, as the command line writes it."""
+    return "[" + ",".join("[" + ",".join(group) + "]" for group in groups) + "]"

@@ -17,23 +17,17 @@ the backward pass, after the task gradients are combined, and never sees the Jac
 that an aggregator needs whole. Rank 0 alone writes the run folder, the logs and the trackers.
 """
 
-import json
-import os
-import signal
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 
 from mtlrun.data import Batch
-from mtlrun.errors import ConfigError, UserError
-
-TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+from mtlrun.devices import resolve_device
+from mtlrun.errors import ConfigError
 
 
 @dataclass
@@ -165,8 +159,6 @@ SINGLE = Ranks()
 
 
 def backend(cfg: DictConfig) -> str:
-    from mtlrun.experiment import resolve_device
-
     return "nccl" if resolve_device(str(cfg.device)).type == "cuda" else "gloo"
 
 
@@ -177,146 +169,6 @@ def join(cfg: DictConfig, rank: int, size: int, local_rank: int, init_method: st
     return Ranks(rank, size, local_rank, flags=flags)
 
 
-def torchrun_ranks(cfg: DictConfig) -> Ranks | None:
-    """The ranks `torchrun` started this process among (its environment variables), the
-    process group joined once; None outside torchrun or with one process."""
-    global _torchrun
-    if _torchrun is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
-        if missing:
-            raise UserError(
-                f"WORLD_SIZE is set but {', '.join(missing)} not; start mtlrun with torchrun, "
-                "or use trainer.devices=N"
-            )
-        size = int(os.environ["WORLD_SIZE"])
-        devices = int(cfg.trainer.get("devices", 1))
-        if devices not in (1, size):
-            raise ConfigError(
-                f"trainer.devices={devices} but torchrun started {size} processes; "
-                f"leave trainer.devices out or set it to {size}"
-            )
-        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-        _torchrun = join(cfg, rank, size, local_rank, "env://")
-    return _torchrun
-
-
-_torchrun: Ranks | None = None
-
-
 def leave(ranks: Ranks) -> None:
     if ranks.distributed and dist.is_initialized():
         dist.destroy_process_group()
-
-
-# Where a worker tells the process that started it how it ended: completed, interrupted, or a
-# user error's one line. Workers that end so exit 0, so that the first to end does not make
-# torch's process context stop the others before rank 0 has written meta.json.
-OUTCOME = "outcome-{rank}.json"
-GRACE_SECONDS = 10.0  # how long the other ranks may take to end after one ends with an error
-
-
-def spawn(
-    cfg: DictConfig, run_dir: Path, resume: bool, command: str | None, devices: int
-) -> dict[str, Any]:
-    """Train `cfg` on `devices` new processes, one per rank, and wait for them. This process
-    takes the signals (Ctrl-C, SIGTERM, submitit's pre-emption signal) and hands each on to the
-    ranks, which stop together at the next step boundary; a second one kills them. Returns the
-    run's summary; raises rank 0's user error as one line, or `Interrupted`."""
-    import time
-
-    import torch.multiprocessing as mp
-
-    from mtlrun import plugins
-    from mtlrun.loop import Interrupted, preemption_signal
-    from mtlrun.runfolder import RunFolder
-
-    config = OmegaConf.to_container(cfg, resolve=True)
-    threads = max(1, torch.get_num_threads() // devices)
-    received: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="mtlrun-ranks-") as meeting:
-        outcomes = [Path(meeting, OUTCOME.format(rank=rank)) for rank in range(devices)]
-        arguments = (devices, config, str(run_dir), resume, command, meeting, threads)
-        context = mp.start_processes(
-            _worker,
-            args=(*arguments, plugins.loaded()),
-            nprocs=devices,
-            join=False,
-            start_method="spawn",
-        )
-
-        def hand_on(signum: int, frame: Any) -> None:
-            received.append(signal.Signals(signum).name)
-            for process in context.processes:
-                if process.is_alive():
-                    os.kill(process.pid, signal.SIGKILL if len(received) > 1 else signum)
-
-        preemption = preemption_signal()
-        taken = (signal.SIGINT, signal.SIGTERM, *([preemption] if preemption else []))
-        previous = {signum: signal.signal(signum, hand_on) for signum in taken}
-        crash: Exception | None = None
-        try:
-            failed_at = None
-            while not context.join(timeout=1.0, grace_period=GRACE_SECONDS):
-                # A rank that ended with an error leaves the others waiting in a collective.
-                if failed_at is None and any(
-                    read_outcome(path)["how"] == "error" for path in outcomes if path.is_file()
-                ):
-                    failed_at = time.monotonic()
-                if failed_at is not None and time.monotonic() - failed_at > GRACE_SECONDS:
-                    for process in context.processes:
-                        process.kill()
-                    break
-        except mp.ProcessException as error:
-            crash = error
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        ended = [read_outcome(path) for path in outcomes if path.is_file()]
-    if received:
-        raise Interrupted(received[0])
-    for outcome in ended:
-        if outcome["how"] == "error":
-            raise UserError(outcome["message"])
-    if crash is not None:
-        raise RuntimeError(f"a rank of trainer.devices={devices} failed: {crash}") from None
-    return RunFolder(run_dir).read_summary()
-
-
-def read_outcome(path: Path) -> dict[str, str]:
-    return json.loads(path.read_text())
-
-
-def _worker(
-    rank: int,
-    size: int,
-    config: dict[str, Any],
-    run_dir: str,
-    resume: bool,
-    command: str | None,
-    meeting: str,
-    threads: int,
-    plugin_modules: list[str],
-) -> None:
-    """One rank of `spawn`, in a process group of its own: the terminal's Ctrl-C reaches the
-    process that started it, which hands it on once."""
-    from mtlrun import plugins
-    from mtlrun.loop import train
-
-    os.setpgrp()
-    torch.set_num_threads(threads)
-    plugins.load(plugin_modules)
-    cfg = OmegaConf.create(config)
-    outcome: dict[str, str] = {"how": "completed"}
-    try:
-        ranks = join(cfg, rank, size, rank, f"file://{Path(meeting, 'rendezvous')}")
-        try:
-            train(cfg, Path(run_dir), resume, command, ranks)
-        finally:
-            leave(ranks)
-    except KeyboardInterrupt:
-        outcome = {"how": "interrupted"}
-    except UserError as error:
-        outcome = {"how": "error", "message": str(error)}
-    tmp = Path(meeting, f".{rank}.tmp")  # whole, or not there: the parent polls it
-    tmp.write_text(json.dumps(outcome))
-    tmp.replace(Path(meeting, OUTCOME.format(rank=rank)))

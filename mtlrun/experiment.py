@@ -1,5 +1,6 @@
-"""Assembly: the `Experiment` a run config builds (data, tasks, model, weighting, optimiser),
-every config mistake surfacing before any training. The loop that trains it is `mtlrun.loop`."""
+"""Assembly: the `Experiment` a validated run config builds (data, tasks, model, weighting,
+optimiser), every data-dependent mistake surfacing before any training. The loop that trains
+it is `mtlrun.loop`."""
 
 import os
 from dataclasses import dataclass, field
@@ -8,66 +9,17 @@ import torch
 from omegaconf import DictConfig
 
 from mtlrun.affinity import TaskAffinity
-from mtlrun.backbones import BACKBONES, Backbone
-from mtlrun.config import check_choice, check_range, check_run_keys, parse
-from mtlrun.data import DATASETS, Batch, Data, load_data
+from mtlrun.backbones import Backbone
+from mtlrun.config import parse
+from mtlrun.data import Batch, Data, load_data
+from mtlrun.devices import resolve_device
 from mtlrun.distributed import SINGLE, Ranks
-from mtlrun.errors import ConfigError
-from mtlrun.optim import OPTIMIZERS, build_optimizer
-from mtlrun.sharing import SHARING, ModelOutput, MultiTaskModel
-from mtlrun.tasks import Task, build_tasks, task_configs
-from mtlrun.weighting import WEIGHTINGS, Weighting, check_sharing
-
-
-@dataclass
-class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    eval_batch_size: int = 1000
-    eval_every: int = 1  # evaluate on the validation split every this many epochs
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
-    grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
-    deterministic: bool = False  # bit-for-bit repeatable runs (slower on GPU)
-    compile: bool = False  # torch.compile the model
-    image_rows: int = 2  # rows of input/reconstruction pairs in each reconstruction grid
-    progress: bool = True  # the progress bar (shown only on a terminal)
-    # processes training one run data-parallel (one per GPU on CUDA); README: Scaling out
-    devices: int = 1
-    # measure inter-task affinity (TAG, Fifty et al. 2021) every task_affinity_every steps
-    task_affinity: bool = False
-    task_affinity_every: int = 1
-
-    def check(self, key: str) -> None:
-        check_choice(f"{key}.precision", self.precision, ("fp32", "bf16"))
-        names = (
-            *("epochs", "batch_size", "eval_batch_size", "eval_every", "image_rows", "devices"),
-            "task_affinity_every",
-        )
-        for name in names:
-            check_range(f"{key}.{name}", getattr(self, name), 1)
-        check_range(f"{key}.grad_clip", self.grad_clip, 0)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N"
-        ) from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if count == 0:
-            raise ConfigError(f"device={name} but no CUDA GPU is visible; use device=cpu or auto")
-        if device.index is not None and device.index >= count:
-            raise ConfigError(
-                f"device={name} but only {count} GPU(s) are visible; use cuda:0 to cuda:{count - 1}"
-            )
-    elif device.type != "cpu":
-        raise ConfigError(f"device={name!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return device
+from mtlrun.optim import build_optimizer
+from mtlrun.parts import BACKBONES, SHARING, WEIGHTINGS
+from mtlrun.schemas.trainer import TrainerConfig
+from mtlrun.sharing import ModelOutput, MultiTaskModel
+from mtlrun.tasks import Task, build_tasks
+from mtlrun.weighting import Weighting, check_sharing
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -136,29 +88,11 @@ class Experiment:
         return next((task for task in self.tasks if task.reconstructs), None)
 
 
-PARTS = {
-    "dataset": DATASETS,
-    "backbone": BACKBONES,
-    "sharing": SHARING,
-    "weighting": WEIGHTINGS,
-    "optim": OPTIMIZERS,
-}
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Every value of a run config against its schema, before any data loads or any file is
-    written: what is left for `build` are the checks that need the data (a task's label)."""
-    check_run_keys(cfg)
-    parse(TrainerConfig, cfg.trainer, "trainer")
-    for key, registry in PARTS.items():
-        registry.config(str(cfg[key].name), cfg[key], key)
-    task_configs(cfg.tasks)
-
-
 def build(cfg: DictConfig, ranks: Ranks = SINGLE) -> Experiment:
-    """Build from the config; every config mistake surfaces here, before any training. Under
-    DDP (`ranks`), each rank builds the same experiment on its own device."""
-    check_config(cfg)
+    """Build from a config `mtlrun.compose.validate` passed: the data loaded, the tasks checked
+    against it and the backbone, the model, weighting and optimiser made. Every part's config is
+    parsed (and so checked) as it is built. Under DDP (`ranks`), each rank builds the same
+    experiment on its own device."""
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
     device = ranks.device(resolve_device(str(cfg.device)))
     seed_everything(cfg.seed, trainer.deterministic)

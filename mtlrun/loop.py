@@ -1,196 +1,53 @@
-"""The training loop, top to bottom: `train` runs an `Experiment` (built by
-`mtlrun.experiment.build`) in its run folder; `fit` is the loop itself."""
+"""The training loop, top to bottom: `fit` trains an `Experiment` (built by
+`mtlrun.experiment.build`) epoch by epoch, with evaluation, images and checkpoints;
+`train_epoch` is one pass over the training split. The run around it (its folder, status,
+signals and ranks) is `mtlrun.lifecycle`'s."""
 
 import math
-import os
-import signal
-import threading
 import time
-from dataclasses import asdict, dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from rich.progress import Progress as RichProgress
 
 from mtlrun.affinity import affinity_records
-from mtlrun.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from mtlrun.data import Data, Split
-from mtlrun.distributed import SINGLE, Ranks, spawn, torchrun_ranks
-from mtlrun.errors import TrainingDiverged, UserError
+from mtlrun.checkpoint import Progress, restore, save
+from mtlrun.errors import TrainingDiverged
 from mtlrun.evaluate import CALM, check_finite, evaluate
-from mtlrun.experiment import Experiment, build, check_config
-from mtlrun.images import (
-    save_interpolations,
-    save_predictions,
-    save_prior_samples,
-    save_reconstructions,
-)
-from mtlrun.loggers import Logger, LoggerConfig, Loggers
-from mtlrun.report.grouping import affinity_matrix, save_heatmap
+from mtlrun.experiment import Experiment
+from mtlrun.heatmap import affinity_matrix, save_heatmap
+from mtlrun.images import save_images, save_interpolation
+from mtlrun.loggers import Logger
 from mtlrun.runfolder import (
     RunFolder,
-    disk_fault,
     seconds_since_process_start,
-    this_process,
     write_json,
 )
 from mtlrun.sharing.base import OWN_LOSS
+from mtlrun.signals import StopSignals
 from mtlrun.tasks import Task
 from mtlrun.terminal import Reporter, metrics_table
 
 
-class Interrupted(KeyboardInterrupt):
-    """Training stopped at a step boundary on Ctrl-C, SIGTERM, or submitit's pre-emption
-    signal; its argument names the signal."""
-
-
-def preemption_signal() -> signal.Signals | None:
-    """The signal submitit sends a job before pre-emption or its time limit (SIGUSR2 unless
-    $SUBMITIT_PREEMPT_SIGNAL names another), when this process is a submitit job."""
-    if not os.environ.get("SUBMITIT_EXECUTOR"):
-        return None
-    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
-
-
-class StopSignals:
-    """Turns the first SIGINT / SIGTERM (or submitit's pre-emption signal) into a request the
-    loop honours between steps, so the checkpoint it writes is exact; a second signal
-    interrupts at once. On leaving, the handlers before it (submitit's) are back.
-
-    Under DDP the ranks stop together: `check` asks whether any rank was signalled, and a
-    second signal is only the first again (a launcher may hand on what the terminal already
-    sent, and one rank stopping alone would leave the others waiting)."""
-
-    def __init__(self, ranks: Ranks = SINGLE) -> None:
-        self.ranks = ranks
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            preemption = preemption_signal()
-            for signum in (signal.SIGINT, signal.SIGTERM, *([preemption] if preemption else [])):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received and not self.ranks.distributed:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-
-    def check(self) -> None:
-        if self.ranks.any(self.received is not None):
-            raise Interrupted(self.received or "a stop on another rank")
-
-
-def train(
-    cfg: DictConfig,
-    run_dir: Path,
-    resume: bool = False,
-    command: str | None = None,
-    ranks: Ranks | None = None,
-) -> dict[str, Any]:
-    """Train from `cfg` into `run_dir` (continuing from its last.pt with `resume`);
-    meta.json's status ends as completed, failed or interrupted. `command` is the command line
-    meta.json records (the one typed, when None). With `trainer.devices=N` this process starts
-    N ranks and waits for them; under torchrun it is one of the ranks (`mtlrun.distributed`).
-    Only rank 0 writes into `run_dir`."""
-    check_config(cfg)  # before anything is written
-    if ranks is None:
-        ranks = torchrun_ranks(cfg) or SINGLE
-        devices = int(cfg.trainer.get("devices", 1))
-        if devices > 1 and not ranks.distributed:
-            return spawn(cfg, run_dir, resume, command, devices)
-    if ranks.distributed:
-        cfg.trainer.devices = ranks.size  # what config.yaml records: resume starts as many
-    run = RunFolder(run_dir)
-    try:
-        if ranks.leader and resume:
-            run.update_meta(status="running", end_time=None, **this_process())
-        elif ranks.leader:
-            run.start(device=str(cfg.device), seed=int(cfg.seed), command=command)
-            run.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    except OSError as error:
-        fault = disk_fault(error, run_dir)
-        if fault:
-            raise UserError(f"{fault}; free it, or train into another folder") from None
-        raise
-    show_progress = bool(cfg.trainer.get("progress", True))
-    reporter = Reporter(run.log_path if ranks.leader else None, show_progress)
-    try:
-        with StopSignals(ranks) as stop:
-            experiment = build(cfg, ranks)
-            if ranks.leader:
-                ranks_field = {"ranks": ranks.size} if ranks.distributed else {}
-                run.update_meta(
-                    device=str(experiment.device), threads=torch.get_num_threads(), **ranks_field
-                )
-            summary = fit(experiment, run, reporter, stop, resume)
-    except KeyboardInterrupt as interrupt:
-        if ranks.leader:
-            run.finish("interrupted")
-        how = interrupt.args[0] if interrupt.args else "SIGINT"
-        reporter.print(f"{how}: stopped; continue with `mtlrun resume {run_dir}`")
-        raise
-    except BaseException as error:
-        fault = disk_fault(error, run_dir)
-        reason = fault or (str(error).splitlines()[0] if str(error) else repr(error))
-        try:
-            if ranks.leader:
-                run.finish("failed", error=reason)
-        except OSError:
-            pass  # the disk that failed the run refuses meta.json too: it says "running"
-        if fault:
-            raise UserError(
-                f"{fault}; free it, then continue with `mtlrun resume {run_dir}`"
-            ) from None
-        raise
-    finally:
-        try:
-            reporter.close()
-        except OSError:
-            pass  # train.log's last lines, on a disk that is full
-    if ranks.leader:
-        run.finish("completed", seconds=summary["seconds"])
-    return summary
-
-
-@dataclass
-class Progress:
-    """Where training stands. Checkpoints hold it, so a resumed run repeats and skips nothing,
-    down to the batch when it was interrupted inside an epoch."""
-
-    epoch: int = 1  # the epoch in progress (or the next to start)
-    batch: int = 0  # batches of that epoch already trained on
-    step: int = 0
-    epoch_sums: torch.Tensor | None = None  # summed losses of the epoch so far
-    best_val_loss: float | None = None
-    best_epoch: int | None = None
-    seconds: float = 0.0
-
-
 def fit(
-    experiment: Experiment, run: RunFolder, reporter: Reporter, stop: StopSignals, resume: bool
+    experiment: Experiment,
+    run: RunFolder,
+    reporter: Reporter,
+    loggers: Logger,
+    stop: StopSignals,
+    resume: bool,
 ) -> dict[str, Any]:
-    """The training loop: epochs of shuffled batches, evaluation, images and checkpoints."""
-    cfg, trainer, data, model, ranks = (
+    """The training loop: epochs of shuffled batches, evaluation, images and checkpoints. Under
+    DDP every rank runs it alike; the other ranks' run folder, reporter and loggers take the
+    same calls and write nothing."""
+    cfg, trainer, data, model = (
         experiment.cfg,
         experiment.trainer,
         experiment.data,
         experiment.model,
-        experiment.ranks,
     )
-    # Rank 0 logs; the other ranks' logger takes the same calls and writes nothing.
-    loggers: Logger = Logger(LoggerConfig(), run.path)
-    if ranks.leader:
-        loggers = Loggers(run.path, cfg.get("logger"))
     loggers.start(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     data_order = torch.Generator().manual_seed(int(cfg.seed))
     at = Progress()
@@ -218,7 +75,7 @@ def fit(
             }
         )
 
-    if not resume and ranks.leader:
+    if not resume:
         run.update_meta(startup_seconds=seconds_since_process_start())
     started = time.perf_counter() - at.seconds
     epoch = at.epoch
@@ -235,11 +92,15 @@ def fit(
             if affinity is not None:
                 names = [task.name for task in experiment.loss_tasks]
                 train_metrics.update(affinity_records(names, affinity))
-                if ranks.leader:
-                    heatmap = run.images / f"affinity_e{epoch:03d}.png"
-                    title = f"task affinity, epoch {epoch}: Z(i→j)"
-                    save_heatmap(names, affinity_matrix(train_metrics, names), title, heatmap)
-                    loggers.log_image("affinity", heatmap, epoch)
+                matrix, title = (
+                    affinity_matrix(train_metrics, names),
+                    f"task affinity, epoch {epoch}",
+                )
+                heatmap = run.write_file(
+                    run.images / f"affinity_e{epoch:03d}.png",
+                    partial(save_heatmap, names, matrix, f"{title}: Z(i→j)"),
+                )
+                loggers.log_image("affinity", heatmap, epoch)
             at.epoch, at.batch, at.epoch_sums = epoch + 1, 0, None
             at.seconds = time.perf_counter() - started
             seconds = time.perf_counter() - epoch_started
@@ -256,16 +117,15 @@ def fit(
                     reporter.print(metrics_table(f"epoch {epoch} · validation", val))
                     if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
                         at.best_val_loss, at.best_epoch = val["val/loss"], epoch
-                        save(experiment, run.checkpoint("best"), at, data_order)
-                if ranks.leader:
-                    for tag, path in save_images(experiment, run, f"e{epoch:03d}").items():
-                        loggers.log_image(tag, path, epoch)
-            save(experiment, run.checkpoint("last"), at, data_order)
+                        save(experiment, run, "best", at, data_order)
+                for tag, path in save_images(experiment, run, f"e{epoch:03d}").items():
+                    loggers.log_image(tag, path, epoch)
+            save(experiment, run, "last", at, data_order)
             stop.check()
     except KeyboardInterrupt:
         at.seconds = time.perf_counter() - started
         if at.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
-            save(experiment, run.checkpoint("last"), at, data_order, epoch_data_order)
+            save(experiment, run, "last", at, data_order, epoch_data_order)
         loggers.close()
         raise
 
@@ -280,14 +140,9 @@ def fit(
     check_finite(test, "at the end of training")
     log("test", test, time.perf_counter() - started)
     reporter.print(metrics_table("test (final model)", test))
-    reconstruction = experiment.reconstruction
-    if reconstruction is not None and data.info.is_image and ranks.leader:
-        path = run.images / "interpolation.png"
-        with experiment.autocast, own_random_numbers(experiment):
-            save_interpolations(
-                model, reconstruction.name, image_source(data).head(16).inputs, path
-            )
-        loggers.log_image("interpolation", path, trainer.epochs)
+    interpolation = save_interpolation(experiment, run)
+    if interpolation is not None:
+        loggers.log_image("interpolation", interpolation, trainer.epochs)
     if last_val is None and len(data.val):  # resumed after the last validation
         last_val = evaluate(experiment, data.val, "val")
         check_finite(last_val, "at the end of training")
@@ -306,8 +161,7 @@ def fit(
         "steps": at.step,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    if ranks.leader:
-        write_json(run.summary_path, summary)
+    run.write_file(run.summary_path, partial(write_json, data=summary))
     loggers.finish(OmegaConf.to_container(cfg, resolve=True), summary)  # type: ignore[arg-type]
     loggers.close()
     return summary
@@ -424,108 +278,4 @@ def epoch_line(epoch: int, epochs: int, metrics: dict[str, float], seconds: floa
     return (
         f"epoch {epoch}/{epochs}  train loss {metrics['train/loss']:.4f}  ({per_task})  "
         f"{seconds:.1f} s"
-    )
-
-
-def save(
-    experiment: Experiment,
-    path: Path,
-    at: Progress,
-    data_order: torch.Generator,
-    epoch_data_order: torch.Tensor | None = None,
-) -> None:
-    """Model, optimiser, scheduler, weighting, RNG states and progress; `epoch_data_order` is
-    the data generator's state at the start of an interrupted epoch. Under DDP every rank calls
-    it: the checkpoint holds every rank's RNG states and the epoch's losses summed over the
-    ranks, and rank 0 writes it."""
-    scheduler, ranks = experiment.scheduler, experiment.ranks
-    if epoch_data_order is None:
-        epoch_data_order = data_order.get_state()
-    progress = asdict(at)
-    rng: Any = rng_states(data_order)
-    if ranks.distributed:
-        rng = ranks.gather(rng)
-        if at.epoch_sums is not None:
-            progress["epoch_sums"] = at.epoch_sums.clone()
-            ranks.reduce_sum([progress["epoch_sums"]])
-    if not ranks.leader:
-        return
-    save_checkpoint(
-        path,
-        {
-            "model": experiment.model.state_dict(),
-            "weighting": experiment.weighting.state_dict(),
-            "optimizer": experiment.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "progress": progress,
-            "epoch_data_order": epoch_data_order,
-            "rng": rng,
-            "affinity": experiment.affinity.state() if experiment.affinity else None,
-        },
-    )
-
-
-def restore(experiment: Experiment, path: Path, data_order: torch.Generator) -> Progress:
-    checkpoint = load_checkpoint(path, experiment.device)
-    experiment.model.load_state_dict(checkpoint["model"])
-    experiment.weighting.load_state_dict(checkpoint["weighting"])
-    experiment.optimizer.load_state_dict(checkpoint["optimizer"])
-    if experiment.scheduler is not None:
-        experiment.scheduler.load_state_dict(checkpoint["scheduler"])
-    rng = checkpoint["rng"]
-    ranks = experiment.ranks
-    # A list holds each rank's states (a DDP run); a run resumed on other ranks reuses them.
-    restore_rng_states(rng[ranks.rank % len(rng)] if isinstance(rng, list) else rng, data_order)
-    data_order.set_state(checkpoint["epoch_data_order"])
-    at = Progress(**checkpoint["progress"])
-    if experiment.affinity is not None and checkpoint.get("affinity") is not None:
-        experiment.affinity.restore(checkpoint["affinity"])
-    if not ranks.leader:
-        at.epoch_sums = None  # rank 0 carries the ranks' sums so far
-    return at
-
-
-def image_source(data: Data) -> Split:
-    """Grids show validation images; the test images only when there is no validation split
-    (images are never used to select anything)."""
-    return data.val if len(data.val) else data.test
-
-
-def save_images(experiment: Experiment, run: RunFolder, tag: str) -> dict[str, Path]:
-    """The grids of one evaluation (image data only): inputs labelled with the predicted
-    classes, reconstructions, and prior samples when the backbone has a prior."""
-    if not experiment.data.info.is_image:
-        return {}
-    batch = image_source(experiment.data).head(8 * experiment.trainer.image_rows)
-    # As the model sees them: a denoising task's grids show the corrupted inputs.
-    inputs = experiment.model_inputs(batch.inputs)
-    model, written = experiment.model, {}
-    classifiers = {t.name: t.grid_label for t in experiment.tasks if t.grid_label is not None}
-    reconstruction = experiment.reconstruction
-    model.eval()
-    with experiment.autocast, own_random_numbers(experiment):
-        if classifiers:
-            written["predictions"] = run.images / f"predictions_{tag}.png"
-            save_predictions(model, inputs, batch.targets, classifiers, written["predictions"])
-        if reconstruction is not None:
-            written["reconstructions"] = run.images / f"recon_{tag}.png"
-            save_reconstructions(model, reconstruction.name, inputs, written["reconstructions"])
-        if reconstruction is not None and model.has_prior:
-            sizes = [task.prior_samples for task in experiment.tasks if task.prior_samples]
-            n = sizes[0] if sizes else 64
-            written["samples"] = run.images / f"samples_{tag}.png"
-            save_prior_samples(model, reconstruction.name, inputs, n, written["samples"])
-    model.train()
-    return written
-
-
-def own_random_numbers(experiment: Experiment) -> Any:
-    """Under DDP, the random numbers rank 0 draws for its images come from a fork of its
-    generators, so that all ranks keep drawing alike for training (a randomised aggregator, such
-    as PCGrad's order of projections, then draws the same on every rank)."""
-    device = experiment.device
-    return torch.random.fork_rng(
-        devices=[device] if device.type == "cuda" else [],
-        enabled=experiment.ranks.distributed,
-        device_type=device.type,
     )

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mtlrun import plugins
+import mtlrun.plugins as plugins
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.config import check_choice
 from mtlrun.errors import ConfigError, UserError

@@ -2,8 +2,13 @@
 optimiser, logger), mtlrun's own and plug-ins' alike: a name maps to a builder and the dataclass
 schema of its config. The registered names are the valid choices that the CLI checks and its
 messages list; the schema holds the defaults and the checks, and is stored in Hydra's
-ConfigStore, so `backbone=NAME` composes for a part that has no YAML file of its own."""
+ConfigStore, so `backbone=NAME` composes for a part that has no YAML file of its own.
 
+mtlrun's own parts are declared by name, schema and module (`mtlrun.parts`): composing and
+checking a config imports only the schemas, and a part's module, with its torch code, is
+imported when a run first builds that part. Plug-ins register their builders directly."""
+
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Generic, TypeVar
@@ -17,10 +22,11 @@ from mtlrun.errors import ConfigError
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry(Generic[T]):
-    builder: T
     schema: type
+    builder: T | None = None  # None until `module` is imported (a declared part)
+    module: str | None = None  # where a declared part's builder registers itself
 
 
 class Registry(Generic[T]):
@@ -37,29 +43,53 @@ class Registry(Generic[T]):
         self.name_key = name_key  # the schema's field that holds the choice, if it has one
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, *, schema: type) -> Callable[[T], T]:
-        if not is_dataclass(schema):
+    def declare(self, name: str, schema: type, module: str) -> None:
+        """Name one of mtlrun's own parts: its schema now, its builder when `module` (which
+        registers it) is first imported by `get`."""
+        self._store(name, schema)
+        self._entries[name] = Entry(schema, module=module)
+
+    def register(self, name: str, *, schema: type | None = None) -> Callable[[T], T]:
+        """A decorator that registers a builder under `name` with its config `schema` (a
+        dataclass); a declared part's module registers its builder without one."""
+        declared = self._entries.get(name)
+        if declared is not None and declared.builder is None:
+            schema = schema or declared.schema
+        elif declared is not None:
+            raise ValueError(f"{self.config_key} {name!r} is registered twice")
+        if schema is None or not is_dataclass(schema):
             raise TypeError(f"{self.config_key} {name!r}: schema must be a dataclass")
 
         def add(builder: T) -> T:
-            if name in self._entries:
+            module = getattr(builder, "__module__", None)
+            if declared is None:
+                self._store(name, schema)
+            elif module != declared.module:  # another module taking one of mtlrun's names
                 raise ValueError(f"{self.config_key} {name!r} is registered twice")
-            self._entries[name] = Entry(builder, schema)
-            defaults = OmegaConf.structured(schema)
-            if self.name_key in (field.name for field in fields(schema)):  # `in` skips MISSING
-                defaults[self.name_key] = name
-            node = {name: defaults} if self.keyed else defaults
-            ConfigStore.instance().store(group=self.group, name=name, node=node)
+            self._entries[name] = Entry(schema, builder, module)
             return builder
 
         return add
+
+    def _store(self, name: str, schema: type) -> None:
+        """The schema's defaults as the group's option `name` in Hydra's ConfigStore."""
+        defaults = OmegaConf.structured(schema)
+        if self.name_key in (field.name for field in fields(schema)):  # `in` skips MISSING
+            defaults[self.name_key] = name
+        node = {name: defaults} if self.keyed else defaults
+        ConfigStore.instance().store(group=self.group, name=name, node=node)
 
     def _entry(self, name: str) -> Entry[T]:
         check_choice(self.config_key, name, self.names)
         return self._entries[name]
 
     def get(self, name: str) -> T:
-        return self._entry(name).builder
+        entry = self._entry(name)
+        if entry.builder is None:
+            importlib.import_module(str(entry.module))  # its decorator fills the entry in
+        builder = self._entries[name].builder
+        assert builder is not None, f"{entry.module} does not register {self.config_key} {name}"
+        return builder
 
     def schema(self, name: str) -> type:
         return self._entry(name).schema

@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import mtlrun
 from mtlrun.errors import ConfigError, DamagedRunFile, UserError
 from mtlrun.plugins import versions as plugin_versions
+from mtlrun.version import __version__
 
 NAME_MAX = 255  # bytes in one file or folder name, on Linux and macOS file systems
 # Run folders are named `<HH-MM-SS-ffffff>_<name>` (Hydra's run and sweep dirs, reproduce's).
@@ -251,7 +252,7 @@ def now() -> str:
 
 def git_commit() -> str | None:
     """The commit of mtlrun's source tree, marked `-dirty` with uncommitted changes."""
-    source = Path(mtlrun.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(source), "describe", "--always", "--dirty", "--abbrev=40"],
@@ -287,7 +288,7 @@ def versions() -> dict[str, str]:
     import torchvision
 
     return {
-        "mtlrun": mtlrun.__version__,
+        "mtlrun": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -371,6 +372,34 @@ class RunFolder:
     def finish(self, status: str, **fields: Any) -> None:
         self.update_meta(status=status, end_time=now(), **fields)
 
+    def write_file(self, path: Path, write: Callable[[Path], Any]) -> Path | None:
+        """One file of the run (a checkpoint, an image, summary.json), written by `write(path)`;
+        returns its path. (`SilentRunFolder` writes nothing and returns None.)"""
+        write(path)
+        return path
+
+    def write_config(self, cfg: DictConfig) -> None:
+        """config.resolved.yaml: the record of what ran, every value resolved."""
+        self.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    def remove_if_unstarted(self, keep: Path | None = None) -> None:
+        """Remove what Hydra (or `record_composition`) wrote for a run that never started (no
+        meta.json: a mistake found while building it): its .hydra/ files, then the folder and
+        its parents while they are empty, up to `keep` (the working folder by default)."""
+        if self.meta_path.exists():
+            return
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            (self.hydra / name).unlink(missing_ok=True)
+        keep = (keep or Path.cwd()).resolve()
+        folders = [self.hydra, self.path.resolve()]
+        folders += [p for p in self.path.resolve().parents if keep in p.parents]
+        for folder in folders:
+            try:
+                if folder.is_dir():
+                    folder.rmdir()
+            except OSError:
+                return  # not empty: whatever else it holds stays
+
     def refused(self, error: str) -> None:
         """A sweep's job refused before training started (its config checks come before any
         file): meta.json says failed and why, so that sweep.json does too."""
@@ -378,6 +407,24 @@ class RunFolder:
             time = now()
             meta = {"command": original_command(), "start_time": time, "end_time": time}
             write_json(self.meta_path, {**meta, "status": "failed", "error": error})
+
+
+class SilentRunFolder(RunFolder):
+    """A run folder as the ranks other than 0 of a data-parallel run hold it: the same paths
+    (they read last.pt to resume), and every write taken and ignored, since rank 0 writes the
+    run. The loop then treats every rank alike."""
+
+    def write_file(self, path: Path, write: Callable[[Path], Any]) -> Path | None:
+        return None
+
+    def write_config(self, cfg: DictConfig) -> None:
+        pass
+
+    def start(self, device: str, seed: int, command: str | None = None) -> None:
+        pass
+
+    def update_meta(self, **fields: Any) -> None:
+        pass
 
 
 def run_status(meta: dict[str, Any]) -> str:

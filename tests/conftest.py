@@ -5,7 +5,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mtlrun.config import config_dir, register_parts
+import mtlrun.parts  # noqa: F401  (the parts' schemas in Hydra's ConfigStore)
+from mtlrun.config import config_dir
 
 DATA_ROOT = os.environ.get("MTLRUN_DATA")
 HAS_MNIST = bool(DATA_ROOT) and (Path(DATA_ROOT) / "MNIST" / "raw").is_dir()
@@ -24,10 +25,10 @@ TINY = [
 ]
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    register_parts()
+def compose_config(overrides: list[str], *, with_hydra: bool = False) -> DictConfig:
+    """The composed config; `with_hydra` keeps Hydra's own node (sweeper, launcher)."""
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        return compose("train", overrides=overrides)
+        return compose("train", overrides=overrides, return_hydra_config=with_hydra)
 
 
 @pytest.fixture

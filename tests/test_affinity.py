@@ -12,7 +12,7 @@ from torch import nn
 from mtlrun.affinity import TaskAffinity
 from mtlrun.distributed import Ranks
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from mtlrun.report.grouping import best_groups, group_scores, serving_groups, training_affinity
 from tests.conftest import TINY, compose_config
 from tests.helpers import run_mtlrun

@@ -114,7 +114,7 @@ def test_a_plugin_that_is_not_importable_is_one_line(tmp_path):
 
 
 def test_the_registry_is_the_list_of_choices():
-    from mtlrun.weighting import WEIGHTINGS
+    from mtlrun.parts import WEIGHTINGS
 
     with pytest.raises(ConfigError) as error:
         WEIGHTINGS.get("nope")

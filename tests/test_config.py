@@ -3,11 +3,20 @@
 import pytest
 from hydra.errors import ConfigCompositionException
 
+from mtlrun.compose import validate
 from mtlrun.config import config_dir, error_line
 from mtlrun.errors import ConfigError
 from mtlrun.experiment import build
-from mtlrun.weighting import WEIGHTINGS
+from mtlrun.parts import WEIGHTINGS
 from tests.conftest import TINY, compose_config
+
+
+def validate_and_build(cfg):
+    """Everything a run checks before training: the config's values (`validate`, before any
+    folder), then what needs the data (building the experiment)."""
+    validate(cfg)
+    return build(cfg)
+
 
 NO_RECONSTRUCTION = "~task@tasks.reconstruction"  # train.yaml's default task, dropped
 CLASS = "+task@tasks.class=classification"
@@ -106,7 +115,7 @@ def test_bad_values_are_one_line_errors(override, words):
 )
 def test_values_out_of_range_are_refused_before_training_with_the_allowed_range(overrides, line):
     with pytest.raises(ConfigError) as error:
-        build(compose_config([*TINY, *overrides.split()]))
+        validate_and_build(compose_config([*TINY, *overrides.split()]))
     assert str(error.value) == line
 
 
@@ -146,7 +155,7 @@ def test_a_misspelt_key_added_with_plus_names_the_closest_real_key():
     }
     for override, line in cases.items():
         with pytest.raises(ConfigError) as error:
-            build(compose_config([*TINY, override]))
+            validate_and_build(compose_config([*TINY, override]))
         assert str(error.value) == line
 
 
@@ -205,8 +214,10 @@ def test_a_method_on_shared_parameters_with_a_strategy_sharing_none_fails_at_bui
 
 def test_the_same_strategies_build_with_a_loss_weighting_and_the_method_with_hard_sharing():
     for sharing in SHARE_NOTHING:
-        build(compose_config([*TINY, "+task@tasks.class=classification", *sharing.split()]))
-    build(compose_config([*TINY, "+task@tasks.class=classification", "weighting=pcgrad"]))
+        cfg = compose_config([*TINY, "+task@tasks.class=classification", *sharing.split()])
+        validate_and_build(cfg)
+    cfg = compose_config([*TINY, "+task@tasks.class=classification", "weighting=pcgrad"])
+    validate_and_build(cfg)
 
 
 @pytest.mark.parametrize("override", ["optim.lr=0", "optim.betas=[0.9,1.0]", "trainer.epochs=0"])
@@ -215,7 +226,7 @@ def test_optimiser_and_trainer_values_are_checked_before_the_data_loads(override
     error comes out, so a mistake costs no data loading."""
     missing = [f"dataset.root={tmp_path}", "dataset.download=false"]
     with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
-        build(compose_config(["dataset=mnist", *missing, "device=cpu", override]))
+        validate_and_build(compose_config(["dataset=mnist", *missing, "device=cpu", override]))
 
 
 def test_setting_a_parts_name_key_says_to_choose_the_option_instead():
@@ -231,5 +242,5 @@ def test_setting_a_parts_name_key_says_to_choose_the_option_instead():
     }
     for overrides, line in cases.items():
         with pytest.raises(ConfigError) as error:
-            build(compose_config([*TINY, *overrides.split()]))
+            validate_and_build(compose_config([*TINY, *overrides.split()]))
         assert str(error.value) == line

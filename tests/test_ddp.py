@@ -16,12 +16,14 @@ import torch.multiprocessing as mp
 from mlflow.tracking import MlflowClient
 
 from mtlrun.api import compose
+from mtlrun.checkpoint import Progress
 from mtlrun.data import Batch
 from mtlrun.distributed import Ranks, join, leave
 from mtlrun.experiment import build
-from mtlrun.loop import Progress, StopSignals, train_epoch
+from mtlrun.loop import train_epoch
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.signals import StopSignals
 from mtlrun.terminal import Reporter
-from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import needs_mnist
 from tests.helpers import run_mtlrun, start_mtlrun
 

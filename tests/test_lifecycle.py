@@ -159,7 +159,7 @@ def test_ctrl_c_during_the_final_test_evaluation_stops_and_resume_finishes(tmp_p
     the run completes; `resume` then redoes only the final part and ends with the numbers of
     an uninterrupted run."""
     import mtlrun.loop
-    from mtlrun.loop import train
+    from mtlrun.lifecycle import train
     from tests.conftest import compose_config
 
     cfg = compose_config([*TINY_ARGS, "trainer.epochs=2", "trainer.eval_batch_size=16"])

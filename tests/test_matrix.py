@@ -14,8 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.errors import ConfigError
 from mtlrun.experiment import build
-from mtlrun.sharing import SHARING
-from mtlrun.weighting import WEIGHTINGS
+from mtlrun.parts import SHARING, WEIGHTINGS
 from tests.conftest import compose_config
 
 BACKBONES = {

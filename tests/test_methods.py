@@ -6,10 +6,9 @@ import json
 
 import pytest
 
+from mtlrun.compose import validate
 from mtlrun.config import config_dir
-from mtlrun.experiment import check_config
-from mtlrun.sharing import SHARING
-from mtlrun.weighting import WEIGHTINGS
+from mtlrun.parts import SHARING, WEIGHTINGS
 from tests.conftest import compose_config
 from tests.helpers import run_mtlrun
 
@@ -20,6 +19,8 @@ def chosen(method: str) -> tuple[str, str]:
     """The sharing and weighting a method's name says it sets."""
     if method == "single_task":
         return "single_task", "equal"
+    if method == "scalarization":
+        return "hard", "scalarization"
     sharing, _, weighting = method.partition("_")
     if method.endswith("_equal") and sharing != "hard":
         sharing, weighting = method.removesuffix("_equal"), "equal"
@@ -32,7 +33,8 @@ def mtlruns_own(registry) -> set[str]:  # noqa: ANN001
 
 
 def test_the_catalogue_has_every_weighting_on_hard_sharing_and_every_strategy():
-    weightings = mtlruns_own(WEIGHTINGS) - {"fixed"}
+    # scalarization is the front, a sweep of its own: `+method=scalarization`.
+    weightings = mtlruns_own(WEIGHTINGS) - {"fixed", "scalarization"}
     assert {f"hard_{name}" for name in weightings} <= set(METHODS)
     strategies = {chosen(method)[0] for method in METHODS}
     # Not in it: the autoencoder strategies, and grouped, whose groups depend on the tasks.
@@ -44,7 +46,7 @@ def test_a_method_sets_its_sharing_and_weighting_over_an_experiment(method):
     cfg = compose_config(["+experiment=multimnist", f"+method={method}"])
     assert (cfg.sharing.name, cfg.weighting.name) == chosen(method)
     assert cfg.backbone.name == "cnn" and list(cfg.tasks) == ["left_digit", "right_digit"]
-    check_config(cfg)
+    validate(cfg)
 
 
 def test_a_sweep_over_methods_reports_one_row_per_method(tmp_path):

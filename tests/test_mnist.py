@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from tests.conftest import compose_config, needs_mnist
 
 pytestmark = [pytest.mark.slow, needs_mnist]

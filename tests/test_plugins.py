@@ -204,12 +204,12 @@ def test_eval_rebuilds_the_plugin_run_without_being_told(run, site, work):
 def test_the_plugin_search_path_joins_the_overrides_where_hydra_reads_them(arguments):
     from hydra._internal.utils import get_args_parser
 
-    from mtlrun import cli, plugins
+    from mtlrun import compose, plugins
 
     folder = Path("/plugin/configs")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(plugins, "config_dirs", lambda: [folder])
-        line = cli.with_plugin_configs(arguments)
+        line = compose.with_plugin_configs(arguments)
     parsed = get_args_parser().parse_args(line)  # exits on "unrecognized arguments"
     assert parsed.overrides == [
         f"hydra.searchpath=[file://{folder}]",
@@ -315,13 +315,8 @@ def example():
     undone afterwards, so the other tests' registries (and lists of choices) stay mtlrun's."""
     from hydra.core.config_store import ConfigStore
 
-    from mtlrun.backbones import BACKBONES
-    from mtlrun.config import register_parts
-    from mtlrun.data import DATASETS
-    from mtlrun.tasks import TASKS
-    from mtlrun.weighting import WEIGHTINGS
+    from mtlrun.parts import BACKBONES, DATASETS, TASKS, WEIGHTINGS
 
-    register_parts()  # every part's schema in the store before it is copied, and restored
     store = ConfigStore.instance()
     with pytest.MonkeyPatch.context() as patch:
         for registry in (DATASETS, BACKBONES, TASKS, WEIGHTINGS):
@@ -336,7 +331,7 @@ def example():
 
 
 def test_random_weighting_descends_a_softmax_normal_weighted_sum(example):
-    from mtlrun.weighting.base import WeightingConfig
+    from mtlrun.schemas.weighting import WeightingConfig
 
     rlw = example.random_weighting
     tasks = [SimpleNamespace(name=name) for name in ("a", "b", "c")]
@@ -405,8 +400,8 @@ def test_hinge_task_loss_error_and_margin_by_hand(example):
 
 
 def test_gaussian_blobs_refuses_impossible_values_in_one_line(example):
-    from mtlrun.data import DATASETS
     from mtlrun.errors import ConfigError
+    from mtlrun.parts import DATASETS
 
     for node, message in [
         ({"num_clusters": 1}, "dataset.num_clusters=1 must be at least 2"),

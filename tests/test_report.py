@@ -3,17 +3,22 @@ report.json, files that open from anywhere (checked in headless Chromium), one-l
 
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from mtlrun import cli
 from mtlrun.errors import UserError
 from mtlrun.report.build import Report, write_report
 from mtlrun.report.delta import CONVENTION
 from mtlrun.report.document import Table, Text
+from mtlrun.report.inference import holm, paired_p_value, t_interval, verdict
+from mtlrun.terminal import format_value
 from tests.chromium import CHROMIUM, load
 from tests.fake_runs import make_run
 from tests.helpers import run_mtlrun
@@ -96,17 +101,37 @@ def test_delta_m_counts_each_task_once_through_its_primary_metric(pair):
     assert column(configs_table, "Δm computed") == ["", "paired over seeds 0"]
 
 
-def test_paired_seeds_give_mean_and_std_of_the_per_seed_delta_m(sweep):
+def t_interval_by_scipy(values: list[float]) -> list[float]:
+    low, high = stats.t.interval(
+        0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values)
+    )
+    return [low, high]
+
+
+def test_paired_seeds_give_the_per_seed_delta_m_its_interval_and_test(sweep):
     report = Report(sweep, [])
     hard = report.deltas[0]
     # seed 0: nelbo 100 vs 98 → −2.0408 %, acc 0.90 vs 0.80 → +12.5 %: Δm = +5.2296 %;
     # seed 1: nelbo 110 vs 102 → −7.8431 %, acc 0.94 vs 0.80 → +17.5 %: Δm = +4.8284 %.
+    per_seed = [(-200 / 98 + 12.5) / 2, (-800 / 102 + 17.5) / 2]
     assert hard.paired_seeds == [0, 1]
+    assert hard.per_seed == pytest.approx(per_seed)
     assert hard.value.n == 2
     assert hard.value.mean == pytest.approx(5.0290116)
     assert hard.value.std == pytest.approx(0.2836633)  # |5.2296 − 4.8284| / √2
+    assert hard.value.ci95 == pytest.approx(t_interval_by_scipy(per_seed))
+    # The paired test: the per-seed Δm against 0 (the only configuration tested: Holm is 1×).
+    assert hard.raw_p_value == pytest.approx(stats.ttest_1samp(per_seed, 0).pvalue)
+    assert report.p_values == [pytest.approx(hard.raw_p_value), None, None, None]
     configs_table = tables(report.blocks())[1]
-    assert column(configs_table, "Δm (%)") == ["+5.03 ± 0.28", "baseline", "+1.25", "baseline"]
+    half = hard.value.ci95[1] - hard.value.mean  # 12.706 · 0.2837 / √2
+    assert column(configs_table, "Δm (%)") == [
+        f"+5.03 ± {half:.2f}",
+        "baseline",
+        "+1.25",
+        "baseline",
+    ]
+    assert column(configs_table, "p (Holm)") == [f"{hard.raw_p_value:.3f}", "", "", ""]
     assert column(configs_table, "baseline") == ["c2", "", "c2", ""]
     assert column(configs_table, "Δm computed") == [
         "paired over seeds 0,1",
@@ -130,11 +155,18 @@ def test_unequal_seed_sets_use_the_seed_means(sweep):
     )
 
 
-def test_seeds_are_aggregated_as_mean_and_sample_std(sweep):
-    configs_table = tables(Report(sweep, []).blocks())[1]
-    assert column(configs_table, "reconstruction/nelbo ↓")[0] == "105.00 ± 7.0711"
-    assert column(configs_table, "digit/acc ↑")[0] == "0.9200 ± 0.0283"
-    assert column(configs_table, "digit/acc ↑")[2] == "0.7800"  # one seed: no ±
+def test_seeds_are_aggregated_as_mean_and_95_percent_t_interval(sweep):
+    report = Report(sweep, [])
+    nelbo = report.configs[0].stat("test/reconstruction/nelbo")
+    assert (nelbo.mean, nelbo.std, nelbo.n) == (105, pytest.approx(7.0710678), 2)
+    assert nelbo.ci95 == pytest.approx(t_interval_by_scipy([100, 110]))
+    configs_table = tables(report.blocks())[1]
+    acc_half = t_interval_by_scipy([0.90, 0.94])[1] - 0.92
+    assert column(configs_table, "reconstruction/nelbo ↓")[0] == (
+        f"105.00 ± {format_value(nelbo.ci95[1] - 105)}"
+    )
+    assert column(configs_table, "digit/acc ↑")[0] == f"0.9200 ± {format_value(acc_half)}"
+    assert column(configs_table, "digit/acc ↑")[2] == "0.7800"  # one seed: no interval
 
 
 def test_a_baseline_trained_for_another_number_of_epochs_is_not_used(tmp_path):
@@ -288,43 +320,59 @@ def test_report_json_has_every_configuration_and_its_delta_m(sweep):
         pytest.approx(0.02828427),
         2,
     )
+    assert acc["ci95"] == pytest.approx(t_interval_by_scipy([0.90, 0.94]))
     assert hard["primary_metrics"] == {
         "reconstruction": "test/reconstruction/nelbo",
         "digit": "test/digit/acc",
     }
+    per_seed = [(-200 / 98 + 12.5) / 2, (-800 / 102 + 17.5) / 2]
     assert hard["delta_m"] == {
         "mean": pytest.approx(5.0290116),
         "std": pytest.approx(0.2836633),
         "n": 2,
+        "ci95": pytest.approx(t_interval_by_scipy(per_seed)),
         "paired": True,
     }
     assert (hard["delta_m_reason"], hard["baseline"], hard["is_baseline"]) == (None, "c2", False)
+    p_value = stats.ttest_1samp(per_seed, 0).pvalue
+    assert hard["p_value"] == pytest.approx(p_value)
+    assert hard["difference"] == ("better" if p_value < 0.05 else "no detectable difference")
+    assert hard["dominated_by_front"] is None and hard["task_weights"] is None  # no front
 
     assert single_task["overrides"] == {"sharing": "single_task"}
     assert (single_task["runs"], single_task["sharing"]) == (["2", "3"], "single_task")
     assert single_task["delta_m"] is None
     assert single_task["delta_m_reason"] == "single-task baseline"
     assert (single_task["baseline"], single_task["is_baseline"]) == (None, True)
+    assert (single_task["p_value"], single_task["difference"]) == (None, None)
 
     assert uncertainty["overrides"] == {"weighting": "uncertainty"}
     assert uncertainty["delta_m"] == {
         "mean": pytest.approx(1.25),
         "std": None,
         "n": 1,
+        "ci95": None,
         "paired": False,
     }
     assert uncertainty["baseline"] == "c2"
+    assert (uncertainty["p_value"], uncertainty["difference"]) == (None, None)  # one seed
 
     assert fashion["overrides"] == {"sharing": "single_task", "dataset": "fashion_mnist"}
     assert (fashion["runs"], fashion["seeds"]) == (["5", "6"], [0, 1])
-    assert fashion["metrics"]["test/reconstruction/nelbo"] == {"mean": None, "std": None, "n": 2}
+    assert fashion["metrics"]["test/reconstruction/nelbo"] == {
+        "mean": None,
+        "std": None,
+        "n": 2,
+        "ci95": None,
+    }
     assert fashion["is_baseline"] is True
 
 
 def test_report_command_writes_markdown_html_json_and_curves(sweep, tmp_path):
     result = run_mtlrun(tmp_path, "report", "sweep", "metrics=test/*/nelbo,test/digit/acc")
     assert result.returncode == 0, result.stderr
-    assert "Δm" in result.stdout and "+5.03 ± 0.28" in result.stdout
+    assert "Δm" in result.stdout and "+5.03 ± 2.55" in result.stdout
+    assert "paired t-test over seeds" in result.stdout
     assert "positive = better than single-task" in result.stdout
     assert (sweep / "report.json").is_file()
     markdown = (sweep / "report.md").read_text()
@@ -399,3 +447,159 @@ def test_bad_input_is_one_line_and_exit_2(sweep, tmp_path, monkeypatch, capsys, 
     assert exit.value.code == 2
     stderr = capsys.readouterr().err
     assert message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+SAMPLES = [[0.91, 0.87, 0.95], [12.0, 15.5, 11.0, 13.25, 14.0], [-1.5, 2.0]]
+
+
+@pytest.mark.parametrize("values", SAMPLES)
+def test_the_interval_is_scipys_t_interval(values):
+    assert t_interval(values) == pytest.approx(t_interval_by_scipy(values))
+
+
+def test_the_interval_needs_two_finite_values_and_is_a_point_without_spread():
+    assert t_interval([0.5]) is None
+    assert t_interval([0.5, float("nan")]) is None
+    assert t_interval([0.5, 0.5, 0.5]) == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("values", SAMPLES)
+def test_the_paired_p_value_is_scipys_ttest_rel(values):
+    baseline = [value * 0.9 + 0.1 * index**2 for index, value in enumerate(values)]
+    differences = [a - b for a, b in zip(values, baseline, strict=True)]
+    expected = stats.ttest_rel(values, baseline).pvalue
+    assert paired_p_value(differences) == pytest.approx(expected)
+
+
+def test_the_paired_test_is_undefined_without_spread_or_a_second_pair():
+    assert paired_p_value([1.0]) is None
+    assert paired_p_value([2.0, 2.0, 2.0]) is None  # t infinite: scipy would say p = 0
+    assert paired_p_value([1.0, float("inf")]) is None
+
+
+def test_holm_on_a_known_case():
+    # Sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → kept monotone: 0.06.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.4]) == pytest.approx([0.8, 0.8])
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # at most 1
+    assert holm([]) == []
+
+
+def test_the_verdict_reads_the_corrected_p_value():
+    assert verdict(+2.0, 0.01) == "better"
+    assert verdict(-2.0, 0.01) == "worse"
+    assert verdict(+2.0, 0.05) == "no detectable difference"
+    assert verdict(+2.0, None) is None
+
+
+# The front sweep: reconstruction (nelbo ↓) and digit (acc ↑) weighted at resolution 2; per grid
+# point its metrics (the same on both seeds). Point 2 (all weight on reconstruction) is beaten
+# by point 1 on both tasks.
+GRID = {0: (120.0, 0.95), 1: (100.0, 0.90), 2: (102.0, 0.50)}
+FRONT_SEEDS = {  # configuration → (nelbo, acc) of seeds 0 and 1
+    "hard": [(100.0, 0.90), (110.0, 0.86)],  # means 105, 0.88: point 1 beats it
+    "uncertainty": [(99.0, 0.89), (99.0, 0.89)],  # better nelbo than every point
+    "single_task": [(96.0, 0.80), (100.0, 0.84)],  # means 98, 0.82: the best nelbo
+}
+
+
+@pytest.fixture
+def front_sweep(tmp_path: Path) -> Path:
+    """A scalarization grid, two methods and their single-task baseline, two seeds each, and
+    one run on another dataset, which has no front."""
+    root = tmp_path / "front"
+    job = 0
+    for point, (nelbo, acc) in GRID.items():
+        for seed in (0, 1):
+            grid = ["weighting=scalarization", "weighting.resolution=2", f"weighting.point={point}"]
+            make_run(root / str(job), ["+experiment=vae_mnist", *grid, f"seed={seed}"],
+                     vae_metrics(nelbo, acc))  # fmt: skip
+            job += 1
+    choices = {
+        "hard": [],
+        "uncertainty": ["weighting=uncertainty"],
+        "single_task": ["sharing=single_task"],
+    }
+    for name, seeds in FRONT_SEEDS.items():
+        for seed, (nelbo, acc) in enumerate(seeds):
+            overrides = ["+experiment=vae_mnist", *choices[name], f"seed={seed}"]
+            make_run(root / str(job), overrides, vae_metrics(nelbo, acc))
+            job += 1
+    make_run(
+        root / str(job),
+        ["+experiment=vae_mnist", "dataset=fashion_mnist", "seed=0"],
+        vae_metrics(300, 0.5),
+    )
+    return root
+
+
+def per_seed_delta_m(seeds: list[tuple[float, float]]) -> list[float]:
+    """The reference formula: Δm of each seed against the single-task run of the same seed."""
+    return [
+        ((stl_nelbo - nelbo) / stl_nelbo + (acc - stl_acc) / stl_acc) / 2 * 100
+        for (nelbo, acc), (stl_nelbo, stl_acc) in zip(
+            seeds, FRONT_SEEDS["single_task"], strict=True
+        )
+    ]
+
+
+def test_report_json_says_which_configurations_the_front_dominates(front_sweep):
+    write_report(front_sweep, [])
+    document = json.loads((front_sweep / "report.json").read_text())
+    rows = {
+        (row["weighting"], row["sharing"], row["overrides"].get("dataset")): row
+        for row in document["rows"]
+        if row["weighting"] != "scalarization"
+    }
+    grid = [row for row in document["rows"] if row["weighting"] == "scalarization"]
+    assert [row["task_weights"] for row in grid] == [
+        {"reconstruction": 0.0, "digit": 1.0},
+        {"reconstruction": 0.5, "digit": 0.5},
+        {"reconstruction": 1.0, "digit": 0.0},
+    ]
+    assert [row["dominated_by_front"] for row in grid] == [False, False, True]
+    assert rows["fixed", "hard", None]["dominated_by_front"] is True
+    assert rows["uncertainty", "hard", None]["dominated_by_front"] is False
+    assert rows["fixed", "single_task", None]["dominated_by_front"] is False
+    assert rows["fixed", "hard", "fashion_mnist"]["dominated_by_front"] is None  # no front
+    assert "dominated by the front" in document["front_rule"]
+
+
+def test_p_values_are_holm_corrected_over_the_configurations(front_sweep):
+    rows = Report(front_sweep, []).as_json()["rows"]
+    # Every multi-task configuration is tested against the baseline, the grid points too.
+    seeds = {
+        **{f"point {point}": [(nelbo, acc)] * 2 for point, (nelbo, acc) in GRID.items()},
+        "hard": FRONT_SEEDS["hard"],
+        "uncertainty": FRONT_SEEDS["uncertainty"],
+    }
+    raw = [stats.ttest_1samp(per_seed_delta_m(values), 0).pvalue for values in seeds.values()]
+    # Holm by its definition: the i-th smallest of m times m − i + 1, the running maximum.
+    order = sorted(raw)
+    holm_by_rank = [
+        min(1.0, max((len(raw) - rank) * order[rank] for rank in range(order.index(p) + 1)))
+        for p in raw
+    ]
+    tested = [row for row in rows if row["p_value"] is not None]
+    assert [row["p_value"] for row in tested] == pytest.approx(holm_by_rank)
+    hard = next(row for row in tested if row["weighting"] == "fixed")
+    assert hard["delta_m"]["mean"] == pytest.approx(
+        statistics.fmean(per_seed_delta_m(seeds["hard"]))
+    )
+    assert hard["difference"] == "no detectable difference"
+    baseline = next(row for row in rows if row["sharing"] == "single_task")
+    assert baseline["p_value"] is None
+
+
+def test_the_report_says_no_detectable_difference_and_draws_the_front(front_sweep):
+    write_report(front_sweep, [])
+    markdown = (front_sweep / "report.md").read_text()
+    html = (front_sweep / "report.html").read_text()
+    for text in (markdown, html):
+        assert "no detectable difference" in text
+        assert "paired t-test over seeds" in text and "Holm" in text
+        assert "Scalarization front" in text
+    header = next(line for line in markdown.splitlines() if "| p (Holm) |" in line)
+    assert "| vs baseline |" in header and "| scalarization front |" in header
+    figure = "report_files/front_reconstruction_nelbo_vs_digit_acc.png"
+    assert f"]({figure})" in markdown and (front_sweep / figure).is_file()

@@ -13,6 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import mtlrun.commands.train as train_command
+import mtlrun.lifecycle as lifecycle
+from mtlrun.compose import check_optimized_metric
 from mtlrun.errors import ConfigError
 from mtlrun.report.build import write_report
 from mtlrun.report.document import Table
@@ -78,30 +80,34 @@ def test_two_by_two_sweep_writes_four_runs_sweep_json_and_a_report(tmp_path):
 
 
 def test_a_failed_job_does_not_stop_the_sweep_and_the_exit_status_says_so(tmp_path):
+    """A job that fails while it runs (here: its data cannot give the validation split it asks
+    for) is recorded, and the sweep goes on; a value its schema refuses stops the sweep before
+    any job (tests/test_compose.py)."""
     result = run_mtlrun(
-        tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "trainer.batch_size=0,64"
+        tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "dataset.val_size=300,64"
     )
     assert result.returncode == 1
     sweep = the_sweep(tmp_path)
     jobs = read_json(sweep / "sweep.json")["jobs"]
     assert [(job["status"], job.get("error")) for job in jobs] == [
-        ("failed", "trainer.batch_size=0 must be at least 1"),
+        ("failed", "dataset.val_size=300 must be at least 0 and below the 256 training examples"),
         ("completed", None),
     ]
     assert read_json(sweep / "1" / "summary.json")["metrics"]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("mtlrun: error:")]
     assert errors == [
-        f"mtlrun: error: job #0 ({sweep.resolve() / '0'}): trainer.batch_size=0 must be at least 1",
+        f"mtlrun: error: job #0 ({sweep.resolve() / '0'}): dataset.val_size=300 must be at "
+        "least 0 and below the 256 training examples",
         f"mtlrun: error: 1 of 2 jobs failed (#0); see {sweep.resolve() / 'sweep.json'}",
     ]
 
 
 def test_an_unexpected_error_keeps_its_traceback_in_the_run_folder(tmp_path, monkeypatch, capsys):
-    def broken_train(cfg, run_dir, resume=False):
+    def broken_train(cfg, run_dir, resume=False, ranks=None):
         raise RuntimeError("a bug\nwith details")
 
-    monkeypatch.setattr(train_command, "train", broken_train)
+    monkeypatch.setattr(lifecycle, "train", broken_train)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["mtlrun train", "-m", *SMALL, "seed=0,1"])
     try:
@@ -181,17 +187,15 @@ def test_optuna_search_optimises_the_named_metric_and_keeps_its_study(tmp_path):
 
 def test_optimized_metric_is_checked_against_the_config_and_the_sweeper():
     base = [*TINY, "+task@tasks.class=classification"]
-    train_command.check_optimized_metric(compose_config([*base, "optimized_metric=val/class/acc"]))
+    check_optimized_metric(compose_config([*base, "optimized_metric=val/class/acc"]))
     with pytest.raises(ConfigError, match="choose one of: val/loss, val/reconstruction/loss"):
-        train_command.check_optimized_metric(
-            compose_config([*base, "optimized_metric=val/class/nelbo"])
-        )
+        check_optimized_metric(compose_config([*base, "optimized_metric=val/class/nelbo"]))
     assert train_command.objective(compose_config(base), {"val_metrics": {}}) is None
     summary = {"val_metrics": {"val/class/acc": 0.75}, "metrics": {"test/class/acc": 0.5}}
     chosen = compose_config([*base, "optimized_metric=val/class/acc"])
     assert train_command.objective(chosen, summary) == 0.75
     with pytest.raises(ConfigError, match="set hydra.sweeper.direction=maximize"):
-        train_command.check_optimized_metric(
+        check_optimized_metric(
             compose_config([*base, "optimized_metric=val/class/acc"]), "minimize"
         )
 
@@ -202,7 +206,7 @@ def test_selection_on_the_test_split_is_refused(tmp_path):
         match="optimized_metric=test/class/acc is a test metric; .* "
         "optimise the validation metric val/class/acc instead",
     ):
-        train_command.check_optimized_metric(
+        check_optimized_metric(
             compose_config(
                 [
                     *TINY,
@@ -213,7 +217,7 @@ def test_selection_on_the_test_split_is_refused(tmp_path):
             )
         )
     with pytest.raises(ConfigError, match="needs a validation split, but dataset.val_size=0"):
-        train_command.check_optimized_metric(
+        check_optimized_metric(
             compose_config(
                 [
                     *TINY,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from tests.conftest import compose_config
 
 SEEDS = (0, 1, 2)

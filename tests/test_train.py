@@ -10,7 +10,7 @@ from PIL import Image
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.errors import TrainingDiverged, UserError
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from tests.conftest import TINY, compose_config
 
 
@@ -224,7 +224,7 @@ def test_non_finite_weights_after_the_last_step_fail_the_run_and_keep_best_pt(ru
     )
     with pytest.raises(TrainingDiverged) as error:
         train(cfg, run_dir)
-    name = next(train_module.build(cfg).model.named_parameters())[0]
+    name = next(build(cfg).model.named_parameters())[0]
     assert str(error.value) == (
         f"the weights became NaN or infinite ({name}) in epoch 2; lower optim.lr, set "
         "trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"

@@ -1,7 +1,6 @@
 """Backbones: encoders (and decoders for their codes), registered by name."""
 
-from mtlrun.backbones import conv, dense  # noqa: F401  (they register)
 from mtlrun.backbones.base import Backbone, Encoding
-from mtlrun.backbones.registry import BACKBONES
+from mtlrun.parts import BACKBONES
 
 __all__ = ["BACKBONES", "Backbone", "Encoding"]

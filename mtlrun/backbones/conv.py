@@ -5,7 +5,6 @@ trunk of the MultiMNIST experiments (Sener & Koltun 2018).
 """
 
 import math
-from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -17,68 +16,13 @@ from mtlrun.backbones.base import (
     dense_blocks,
     mlp,
 )
-from mtlrun.backbones.registry import BACKBONES
-from mtlrun.config import check_choice, check_each, check_range
+from mtlrun.config import check_choice
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-
-
-@dataclass
-class CNNConfig:
-    """`backbone=cnn`: conv-pool blocks, then dense layers; the last dense layer is the code the
-    task heads share. The defaults, conv32-pool-conv64-pool-fc128, are the classic Keras
-    CIFAR-10 classifier's shape."""
-
-    name: str
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # one conv-pool block each
-    kernel_size: int = 3
-    # same | valid: "same" keeps each conv's size; "valid" shrinks the map by kernel_size - 1
-    padding: str = "same"
-    hidden_dims: list[int] = field(default_factory=lambda: [128])  # the dense layers after
-    activation: str = "relu"
-    dropout: float = 0.0  # after each dense layer of the trunk
-    # Channel dropout (Dropout2d) on the last conv layer's output, before its activation and
-    # pooling: the MultiLeNet of Sener & Koltun 2018 (0.5 there).
-    conv_dropout: float = 0.0
-
-    def check(self, key: str) -> None:
-        check_conv_trunk(key, self.channels, self.kernel_size, self.hidden_dims)
-        check_range(f"{key}.dropout", self.dropout, 0, 1)
-        check_range(f"{key}.conv_dropout", self.conv_dropout, 0, 1)
-
-
-@dataclass
-class ConvVAEConfig:
-    """`backbone=conv_vae`: the cnn's conv-pool and dense blocks, then a Gaussian latent (a VAE);
-    its decoder mirrors them with up-convolutions."""
-
-    name: str
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # one conv-pool block each
-    kernel_size: int = 3
-    # same | valid: "same" keeps each conv's size; "valid" shrinks the map by kernel_size - 1
-    padding: str = "same"
-    hidden_dims: list[int] = field(default_factory=lambda: [256])
-    latent_dim: int = 16
-    activation: str = "relu"
-    beta: float = 1.0  # weight of the KL term (β-VAE); 1 gives the ELBO
-
-    def check(self, key: str) -> None:
-        check_conv_trunk(key, self.channels, self.kernel_size, self.hidden_dims)
-        check_range(f"{key}.latent_dim", self.latent_dim, 1)
-        check_range(f"{key}.beta", self.beta, 0)
-
+from mtlrun.parts import BACKBONES
+from mtlrun.schemas.backbone import CNNConfig, ConvVAEConfig
 
 PADDINGS = ("same", "valid")
-
-
-def check_conv_trunk(
-    key: str, channels: list[int], kernel_size: int, hidden_dims: list[int]
-) -> None:
-    if not channels:
-        raise ConfigError(f"{key}.channels is empty; a conv backbone needs at least one, e.g. [32]")
-    check_each(f"{key}.channels", channels, 1)
-    check_range(f"{key}.kernel_size", kernel_size, 1)
-    check_each(f"{key}.hidden_dims", hidden_dims, 1)
 
 
 def conv_geometry(

@@ -1,7 +1,6 @@
 """Dense backbones: an MLP trunk, a dense autoencoder and a VAE; they take images or vectors."""
 
 import math
-from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -14,54 +13,10 @@ from mtlrun.backbones.base import (
     dense_blocks,
     dense_decoder,
 )
-from mtlrun.backbones.registry import BACKBONES
-from mtlrun.config import check_each, check_range
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-
-
-@dataclass
-class MLPConfig:
-    """`backbone=mlp`: dense layers; the last hidden layer is the code the task heads share.
-    Takes images (flattened) or vectors."""
-
-    name: str
-    hidden_dims: list[int] = field(default_factory=lambda: [256, 128])
-    activation: str = "relu"
-    dropout: float = 0.0  # after each dense layer
-
-    def check(self, key: str) -> None:
-        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
-        check_range(f"{key}.dropout", self.dropout, 0, 1)
-
-
-@dataclass
-class DenseAEConfig:
-    """`backbone=dense_ae`: a dense autoencoder, hidden layers then a linear code of
-    `latent_dim`; its decoder mirrors the layers. Takes images (flattened) or vectors."""
-
-    name: str
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
-    latent_dim: int = 32  # the code's width
-    activation: str = "relu"
-
-    def check(self, key: str) -> None:
-        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
-        check_range(f"{key}.latent_dim", self.latent_dim, 1)
-
-
-@dataclass
-class VAEConfig(DenseAEConfig):
-    """`backbone=vae`: dense_ae's layers with a diagonal Gaussian code (the VAE of
-    pytorch/examples by default: 400 hidden units, 20 latent dimensions)."""
-
-    hidden_dims: list[int] = field(default_factory=lambda: [400])
-    latent_dim: int = 20
-    beta: float = 1.0  # weight of the KL term (β-VAE); 1 gives the ELBO
-
-    def check(self, key: str) -> None:
-        super().check(key)
-        check_range(f"{key}.beta", self.beta, 0)
+from mtlrun.parts import BACKBONES
+from mtlrun.schemas.backbone import DenseAEConfig, MLPConfig, VAEConfig
 
 
 def build_dense(cfg: DenseAEConfig, info: DatasetInfo, kl_weight: float | None) -> Backbone:

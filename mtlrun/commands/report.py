@@ -1,5 +1,6 @@
 """`mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...] [groups=K] [out=OUT]`: tables,
-learning curves, image grids, Δm and task affinity for the runs under DIR (a run or a sweep
+learning curves, image grids, Δm with 95 % intervals and paired tests against the baseline,
+the scalarization front and task affinity for the runs under DIR (a run or a sweep
 folder), on the terminal and in DIR/report.{md,html,json} (or OUT/, for a folder that cannot be
 written)."""
 

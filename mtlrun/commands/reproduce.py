@@ -10,9 +10,9 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from mtlrun.compose import validate
 from mtlrun.errors import UserError
-from mtlrun.experiment import check_config
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from mtlrun.rebuild import apply_overrides, run_config, split_arguments
 from mtlrun.runfolder import RunFolder, check_run_name, new_run_dir
 from mtlrun.terminal import format_value
@@ -68,11 +68,15 @@ def main() -> None:
     except ValueError:
         raise UserError(f"rtol={options['rtol']!r} is not a number") from None
 
-    check_config(cfg)  # with the overrides, before the new folder is made
+    validate(cfg)  # with the overrides, before the new folder is made
     check_run_name(str(cfg.name), suffix="_reproduce")
     new_dir = new_run_dir(f"{cfg.name}_reproduce").resolve()
     RunFolder(new_dir).record_composition(cfg, [*original_run.overrides(), *overrides])
-    new = train(cfg, new_dir)["metrics"]
+    try:
+        new = train(cfg, new_dir)["metrics"]
+    except (UserError, KeyboardInterrupt):
+        RunFolder(new_dir).remove_if_unstarted()
+        raise
     RunFolder(new_dir).update_meta(reproduces=str(run_dir.resolve()))
     console = Console(highlight=False)
     console.print(compare(original, new, rtol))

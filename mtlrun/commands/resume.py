@@ -6,8 +6,9 @@ Overrides are for the machine, not the experiment: only those of `MACHINE_KEYS` 
 
 import sys
 
+from mtlrun.compose import validate
 from mtlrun.errors import UserError
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from mtlrun.rebuild import apply_overrides, run_config, split_arguments
 from mtlrun.runfolder import RunFolder, now, run_status
 
@@ -46,6 +47,7 @@ def main() -> None:
             "start it again with `mtlrun train`"
         )
     cfg = apply_overrides(run_config(run_dir), overrides)
+    validate(cfg)
     run.read_metrics()  # a damaged metrics.jsonl stops here, not half-way into training
     resumes = meta.get("resumes") or []
     run.update_meta(resumes=[*resumes, {"time": now(), "overrides": overrides}])

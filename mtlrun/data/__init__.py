@@ -3,16 +3,10 @@
 import torch
 from omegaconf import DictConfig
 
-from mtlrun.data import (  # noqa: F401  (they register)
-    files,
-    multimnist,
-    synthetic,
-    synthetic_regression,
-    torchvision_sets,
-)
-from mtlrun.data.registry import DATASETS, RawData
+from mtlrun.data.registry import RawData
 from mtlrun.data.split import Batch, Data, DatasetInfo, Split, TargetInfo, split_off_validation
 from mtlrun.errors import ConfigError, DataError
+from mtlrun.parts import DATASETS
 
 __all__ = [
     "DATASETS",

@@ -1,31 +1,16 @@
 """Researchers' own images: a torchvision ImageFolder tree, or .npz arrays."""
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.data.registry import DATASETS, RawData
+from mtlrun.data.registry import RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo, images_to_float
 from mtlrun.errors import DataError
-
-
-@dataclass
-class ImageFolderConfig:
-    """`dataset=image_folder`: your own images in torchvision's ImageFolder layout,
-    train_dir/<class>/<image>."""
-
-    name: str
-    train_dir: str = "???"  # required
-    test_dir: str | None = None  # null: hold out `test_size` images of train_dir
-    test_size: int = 1000
-    val_size: int = 1000
-    image_size: int = 32  # images are resized to image_size × image_size
-    channels: int = 3  # 1: grayscale, 3: RGB
-    target_name: str = "class"
-    seed: int = 0  # draws the held-out test images when there is no test_dir
+from mtlrun.parts import DATASETS
+from mtlrun.schemas.dataset import ArraysConfig, ImageFolderConfig
 
 
 def read_image_folder(folder: Path, cfg: ImageFolderConfig) -> tuple[Tensor, Tensor, list[str]]:
@@ -86,18 +71,6 @@ def image_folder(cfg: ImageFolderConfig) -> RawData:
         cfg.name, tuple(train.inputs.shape[1:]), {cfg.target_name: TargetInfo(len(classes))}
     )
     return RawData(info, train, test, cfg.val_size)
-
-
-@dataclass
-class ArraysConfig:
-    """`dataset=arrays`: your own arrays, .npz files holding `images` (uint8 N×H×W×C or
-    N×C×H×W) and integer `labels`."""
-
-    name: str
-    train_file: str = "???"  # required
-    test_file: str = "???"  # required
-    val_size: int = 1000
-    target_name: str = "class"
 
 
 def read_arrays(path: Path) -> tuple[Tensor, Tensor]:

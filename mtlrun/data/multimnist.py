@@ -13,39 +13,26 @@ seed and the recipe's version.
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from mtlrun.data.registry import DATASETS, RawData
+from mtlrun.data.registry import RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo, images_to_float
 from mtlrun.data.torchvision_sets import (
-    TorchvisionDatasetConfig,
     load_torchvision,
     normalization,
 )
 from mtlrun.errors import DataError
+from mtlrun.parts import DATASETS
 from mtlrun.runfolder import write_atomic
+from mtlrun.schemas.dataset import MultiMNISTConfig
 
 RECIPE_VERSION = 1  # bump when the composition changes, so stale caches are not reused
 CANVAS = 36
 OFFSET = 6
 SIZE = 28
-
-
-@dataclass
-class MultiMNISTConfig(TorchvisionDatasetConfig):
-    """`dataset=multimnist` or `multifashion`: two overlapping images of the source (MNIST or
-    FashionMNIST) per image. `root` and `download` are those of the source's files;
-    `val_size` is carved from the 60k training images with the run's seed."""
-
-    # draws each image's partner: the dataset's seed, not the run's, so runs compare on one
-    # dataset
-    seed: int = 0
-    # where the composed images are cached: null = $MTLRUN_CACHE, else ~/.cache/mtlrun
-    cache_dir: str | None = None
 
 
 def cache_root(cache_dir: str | None) -> Path:

@@ -1,10 +1,8 @@
 """The dataset registry: `dataset.name` to a loader returning the train and test splits."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from mtlrun.data.split import DatasetInfo, Split
-from mtlrun.registry import Registry
 
 
 @dataclass
@@ -15,7 +13,3 @@ class RawData:
     train: Split
     test: Split
     val_size: int
-
-
-DATASETS: Registry[Callable[..., RawData]] = Registry("dataset", group="dataset")
-"""Datasets, built as `builder(config)`."""

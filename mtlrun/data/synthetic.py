@@ -1,32 +1,13 @@
 """Generated image data that needs no files: one smooth prototype per class, plus noise."""
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from mtlrun.data.registry import DATASETS, RawData
+from mtlrun.data.registry import RawData
 from mtlrun.data.split import DIGIT_TARGETS, DatasetInfo, Split, TargetInfo, digit_targets
 from mtlrun.errors import ConfigError
-
-
-@dataclass
-class SyntheticImagesConfig:
-    """`dataset=synthetic`: generated images with class labels; needs no files (tests, smoke
-    runs)."""
-
-    name: str
-    n_train: int = 2048
-    n_test: int = 512
-    val_size: int = 256
-    channels: int = 1
-    image_size: int = 28
-    num_classes: int = 10
-    noise: float = 0.1  # standard deviation of the Gaussian pixel noise
-    seed: int = 0
-    # "digit" (10 classes) also provides the derived parity and magnitude labels,
-    # so the MNIST experiments run on this data unchanged.
-    target_name: str = "class"
+from mtlrun.parts import DATASETS
+from mtlrun.schemas.dataset import SyntheticImagesConfig
 
 
 def make_images(cfg: SyntheticImagesConfig, prototypes: Tensor, n: int, seed: int) -> Split:

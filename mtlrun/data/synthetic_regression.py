@@ -13,34 +13,13 @@ is the setting where an autoencoder trained on the inputs alone finds codes the 
 (two-stage training, concatenated codes); with isotropic inputs no code narrower than D can.
 """
 
-from dataclasses import dataclass
-
 import torch
 
-from mtlrun.data.registry import DATASETS, RawData
+from mtlrun.data.registry import RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo
 from mtlrun.errors import ConfigError
-
-
-@dataclass
-class SyntheticRegressionConfig:
-    """`dataset=synthetic_regression`: regression tasks y0..y{num_tasks-1} on vectors, sharing a
-    known low-dimensional structure; the last task's training target is known on only
-    `low_data_examples` examples. Needs no files."""
-
-    name: str
-    n_train: int = 2000
-    n_test: int = 2000
-    val_size: int = 200
-    input_dim: int = 32  # D: inputs are N(0, I_D) vectors
-    latent_dim: int = 3  # k: every target reads the same k-dimensional projection of the input
-    # targets y0, y1, ..., y{num_tasks - 1}: +task@tasks.y0=regression (its target: its name)
-    num_tasks: int = 4
-    noise: float = 0.1  # each task's own noise (standard deviation)
-    low_data_examples: int = 20  # the last task keeps its training target on this many examples
-    # null: inputs x ~ N(0, I_D); a number σ: inputs near the k-dim subspace, x = sBᵀ + σε
-    input_noise: float | None = None
-    seed: int = 0
+from mtlrun.parts import DATASETS
+from mtlrun.schemas.dataset import SyntheticRegressionConfig
 
 
 def target_names(num_tasks: int) -> list[str]:

@@ -1,13 +1,12 @@
 """MNIST, FashionMNIST and CIFAR-10 through torchvision's own dataset classes."""
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from mtlrun.data.registry import DATASETS, RawData
+from mtlrun.data.registry import RawData
 from mtlrun.data.split import (
     DIGIT_TARGETS,
     DatasetInfo,
@@ -17,21 +16,8 @@ from mtlrun.data.split import (
     images_to_float,
 )
 from mtlrun.errors import DataError
-
-
-@dataclass
-class TorchvisionDatasetConfig:
-    """`dataset=mnist`, `fashion_mnist` or `cifar10`: torchvision's files, held in memory."""
-
-    name: str
-    root: str | None = None  # the folder of torchvision's files; null: $MTLRUN_DATA, else ./data
-    download: bool = True  # torchvision downloads the files when they are missing (online only)
-    # carved from the training images (60k for MNIST and FashionMNIST, 50k for CIFAR-10) with
-    # the run's seed
-    val_size: int = 5000
-    # true: the encoders standardise their inputs (per-channel mean, std: PIXEL_STATISTICS)
-    normalize: bool = False
-
+from mtlrun.parts import DATASETS
+from mtlrun.schemas.dataset import TorchvisionDatasetConfig
 
 # The usual per-channel pixel mean and standard deviation of each training set (torchvision's
 # examples; Sener & Koltun 2018 standardise MultiMNIST with MNIST's).

@@ -5,8 +5,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mtlrun.loggers import csv, jsonl, mlflow, tensorboard, wandb  # noqa: F401  (they register)
-from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
+from mtlrun.loggers.base import Logger, LoggerConfig
+from mtlrun.parts import LOGGERS
 
 __all__ = ["LOGGERS", "Logger", "LoggerConfig", "Loggers"]
 

@@ -1,10 +1,9 @@
 """The logger interface: every evaluation's record goes to each configured logger."""
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlrun.registry import Registry
+from mtlrun.schemas.logger import LoggerConfig
 
 RECORD_FIELDS = ("epoch", "step", "split", "stage", "seconds")  # a record's keys besides metrics
 
@@ -26,13 +25,6 @@ def sweep_folder(run_dir: Path) -> Path | None:
     multirun.yaml into the sweep's folder."""
     parent = run_dir.resolve().parent
     return parent if (parent / "multirun.yaml").is_file() else None
-
-
-@dataclass
-class LoggerConfig:
-    """A logger's options, under `logger.<name>`; a logger with options subclasses this. The
-    loggers mtlrun ships have none (`logger=[csv]` composes to `logger: {csv: {}}`); each
-    logger's class docstring says what it writes."""
 
 
 class Logger:
@@ -59,6 +51,3 @@ class Logger:
 
     def close(self) -> None:
         pass
-
-
-LOGGERS: Registry[type[Logger]] = Registry("logger", group="logger", keyed=True)

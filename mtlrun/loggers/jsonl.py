@@ -4,7 +4,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import LOGGERS, Logger, LoggerConfig
+from mtlrun.loggers.base import Logger, LoggerConfig
+from mtlrun.parts import LOGGERS
 from mtlrun.runfolder import RunFolder, write_atomic
 
 

@@ -5,32 +5,15 @@ sqlite:///outputs/mlflow.db`) or on a tracking server."""
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import (
-    LOGGERS,
-    RECORD_FIELDS,
-    Logger,
-    LoggerConfig,
-    flatten,
-    sweep_folder,
-)
+from mtlrun.loggers.base import RECORD_FIELDS, Logger, flatten, sweep_folder
+from mtlrun.parts import LOGGERS
 from mtlrun.runfolder import write_json
+from mtlrun.schemas.logger import MLflowConfig
 
 BATCH = 100  # params per request: MLflow's limit for log_batch
-
-
-@dataclass
-class MLflowConfig(LoggerConfig):
-    """`logger=mlflow`: `tracking_uri` null is the SQLite store outputs/mlflow.db under the
-    working directory (artifacts beside it, in outputs/mlartifacts); a server's URL sends the
-    runs there. `experiment` null names the experiment after the run (`name`); the jobs of a
-    sweep go to an experiment of their own, `<name> · <sweep folder>`."""
-
-    tracking_uri: str | None = None
-    experiment: str | None = None
 
 
 def local_store() -> tuple[str, str]:

@@ -9,7 +9,8 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from mtlrun.loggers.base import LOGGERS, RECORD_FIELDS, Logger, LoggerConfig, flatten
+from mtlrun.loggers.base import RECORD_FIELDS, Logger, LoggerConfig, flatten
+from mtlrun.parts import LOGGERS
 
 
 @LOGGERS.register("tensorboard", schema=LoggerConfig)

@@ -3,30 +3,13 @@
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import LOGGERS, RECORD_FIELDS, Logger, LoggerConfig, sweep_folder
+from mtlrun.loggers.base import RECORD_FIELDS, Logger, sweep_folder
+from mtlrun.parts import LOGGERS
 from mtlrun.runfolder import write_json
-
-
-@dataclass
-class WandbConfig(LoggerConfig):
-    """`logger=wandb`: `project` null keeps the run offline (and in the project `mtlrun`); a
-    project with $WANDB_API_KEY set (or `wandb login`) logs online; `mode` offline or online
-    forces either. `group` null groups a sweep's jobs by their sweep folder."""
-
-    project: str | None = None
-    entity: str | None = None
-    mode: str | None = None
-    group: str | None = None
-
-    def check(self, key: str) -> None:
-        from mtlrun.config import check_choice
-
-        if self.mode is not None:
-            check_choice(f"{key}.mode", self.mode, ("offline", "online"))
+from mtlrun.schemas.logger import WandbConfig
 
 
 @LOGGERS.register("wandb", schema=WandbConfig)

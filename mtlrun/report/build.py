@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mtlrun.config import as_override
 from mtlrun.errors import UserError
+from mtlrun.heatmap import save_heatmap
 from mtlrun.report.collect import Run, find_runs
 from mtlrun.report.compare import (
     Configuration,
@@ -24,14 +26,17 @@ from mtlrun.report.compare import (
 from mtlrun.report.delta import CONVENTION, MATCHING, SIGN, Delta, check_delta_m_keys, delta_m
 from mtlrun.report.document import Block, Heading, Images, Table, Text, to_html, to_markdown
 from mtlrun.report.figures import learning_curves
-from mtlrun.report.grouping import (
-    as_override,
-    best_groups,
-    mean_matrix,
-    save_heatmap,
-    serving_groups,
-    training_affinity,
+from mtlrun.report.front import (
+    RULE,
+    front_figures,
+    grid_key,
+    half_width,
+    is_grid_point,
+    scalarization_fronts,
+    task_weights,
 )
+from mtlrun.report.grouping import best_groups, mean_matrix, serving_groups, training_affinity
+from mtlrun.report.inference import TEST, holm, verdict
 from mtlrun.runfolder import write_atomic
 from mtlrun.terminal import format_value
 
@@ -44,9 +49,10 @@ def seconds(value: float) -> str:
 
 
 def format_stat(stat: Stat | None, fmt: Callable[[float], str] = format_value) -> str:
+    """`mean ± h`, h the half-width of the mean's 95 % t interval; the mean alone for one run."""
     if stat is None:
         return ""
-    return fmt(stat.mean) if stat.std is None else f"{fmt(stat.mean)} ± {fmt(stat.std)}"
+    return fmt(stat.mean) if stat.ci95 is None else f"{fmt(stat.mean)} ± {fmt(half_width(stat))}"
 
 
 def metric_header(key: str, runs: list[Run]) -> str:
@@ -60,8 +66,18 @@ def format_delta(delta: Delta | None) -> str:
         return "baseline"
     if delta.value is None:
         return "—"
-    mean, std = delta.value.mean, delta.value.std
-    return f"{mean:+.2f}" if std is None else f"{mean:+.2f} ± {std:.2f}"
+    value = delta.value
+    return (
+        f"{value.mean:+.2f}"
+        if value.ci95 is None
+        else f"{value.mean:+.2f} ± {half_width(value):.2f}"
+    )
+
+
+def format_p_value(p_value: float | None) -> str:
+    if p_value is None:
+        return ""
+    return "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
 
 
 def strict_json(value: Any) -> Any:
@@ -73,6 +89,18 @@ def strict_json(value: Any) -> Any:
     if isinstance(value, list):
         return [strict_json(item) for item in value]
     return value
+
+
+def corrected_p_values(deltas: list[Delta | None]) -> list[float | None]:
+    """Each configuration's paired p-value against its baseline, Holm-corrected over the
+    configurations that have one."""
+    raw = [delta.raw_p_value if delta is not None else None for delta in deltas]
+    tested = [index for index, p_value in enumerate(raw) if p_value is not None]
+    adjusted = holm([raw[index] for index in tested])  # type: ignore[misc]
+    corrected: list[float | None] = [None] * len(deltas)
+    for index, p_value in zip(tested, adjusted, strict=True):
+        corrected[index] = p_value
+    return corrected
 
 
 class Report:
@@ -104,8 +132,16 @@ class Report:
             None if config.single_task else delta_m(config, single_task, self.delta_m_keys)
             for config in self.configs
         ]
+        self.p_values = corrected_p_values(self.deltas)
         self.mean_ranks = mean_ranks(self.configs)
         self.ranks = self.rank_configurations()
+        self.fronts = scalarization_fronts(self.configs)
+        self.fronts_of = [self.fronts.get(grid_key(config)) for config in self.configs]
+        # Per configuration: whether the scalarization front dominates it; None without one.
+        self.dominated = [
+            front.dominated(config) if front else None
+            for config, front in zip(self.configs, self.fronts_of, strict=True)
+        ]
         self.affinities = [config_affinity(config) for config in self.configs]
         if groups is not None and not any(self.affinities):
             raise UserError(
@@ -165,16 +201,24 @@ class Report:
         )
 
     def configurations_table(self) -> Table:
-        """One row per configuration; Δm, its baseline and how it was computed come first when
-        there are single-task runs; then the rank, the mean rank over the tasks' primary
-        metrics, the metrics, and the time."""
+        """One row per configuration; with single-task runs, Δm and its test against the
+        baseline come first (the corrected p-value, the finding, the baseline, how Δm was
+        computed); then whether the scalarization front dominates it, when there is a front;
+        then the rank, the mean rank over the tasks' primary metrics, the metrics, the time."""
         keys = [key for key in self.keys if key != "seed"]
+        has_front = any(front is not None for front in self.fronts_of)
         rows = []
         for i, (config, delta) in enumerate(zip(self.configs, self.deltas, strict=True)):
             comparison = []
             if self.has_baselines:
                 baseline = delta.baseline.name if delta and delta.baseline else ""
-                comparison = [format_delta(delta), baseline, delta.method if delta else ""]
+                comparison = [
+                    format_delta(delta),
+                    format_p_value(self.p_values[i]),
+                    self.difference(i) or "",
+                    baseline,
+                    delta.method if delta else "",
+                ]
             rank, mean_rank = self.ranks[i], self.mean_ranks[i]
             rows.append(
                 [
@@ -182,6 +226,7 @@ class Report:
                     *(config.overrides.get(key, "") for key in keys),
                     str(len(config.runs)),
                     *comparison,
+                    *([self.front_cell(i)] if has_front else []),
                     "" if rank is None else str(rank),
                     "" if mean_rank is None else f"{mean_rank:.2f}",
                     *(format_stat(config.stat(metric)) for metric in self.metrics),
@@ -189,30 +234,56 @@ class Report:
                     format_stat(config.seconds(), seconds),
                 ]
             )
-        comparison_columns = ["Δm (%)", "baseline", "Δm computed"] if self.has_baselines else []
-        first = 1 + len(keys)
-        numeric = {first, first + 1} if self.has_baselines else {first}
-        ranks_start = first + 1 + len(comparison_columns)
+        # Each column with whether it is numeric (right-aligned).
+        columns = [
+            ("config", False),
+            *((key, False) for key in keys),
+            ("runs", True),
+            *(
+                [
+                    ("Δm (%)", True),
+                    ("p (Holm)", True),
+                    ("vs baseline", False),
+                    ("baseline", False),
+                    ("Δm computed", False),
+                ]
+                if self.has_baselines
+                else []
+            ),
+            *([("scalarization front", False)] if has_front else []),
+            ("rank", True),
+            ("MR", True),
+            *((header, True) for header in self.headers),
+            ("s / epoch", True),
+            ("time (s)", True),
+        ]
         return Table(
-            "Configurations: mean ± sample standard deviation over seeds; rank 1 is the best "
+            "Configurations: mean ± the half-width of its 95 % t interval over seeds; rank 1 is "
+            "the best "
             + ("Δm" if self.has_baselines else "mean rank (MR, over the tasks' primary metrics)"),
-            [
-                "config",
-                *keys,
-                "runs",
-                *comparison_columns,
-                "rank",
-                "MR",
-                *self.headers,
-                "s / epoch",
-                "time (s)",
-            ],
+            [name for name, _ in columns],
             rows,
-            numeric=numeric | set(range(ranks_start, ranks_start + len(self.metrics) + 4)),
+            numeric={index for index, (_, numeric) in enumerate(columns) if numeric},
         )
 
+    def difference(self, index: int) -> str | None:
+        """What the corrected test against the baseline finds (inference.verdict)."""
+        delta = self.deltas[index]
+        if delta is None or delta.value is None:
+            return None
+        return verdict(delta.value.mean, self.p_values[index])
+
+    def front_cell(self, index: int) -> str:
+        dominated = self.dominated[index]
+        if dominated is None:
+            return ""
+        if self.fronts_of[index] is not None and is_grid_point(self.configs[index]):
+            return "dominated" if dominated else "on the front"
+        return "dominated" if dominated else "not dominated"
+
     def as_json(self) -> dict[str, Any]:
-        """report.json: every configuration with its metrics over seeds and its Δm."""
+        """report.json: every configuration with its metrics over seeds (mean, std, n, 95 %
+        interval), its Δm with its test against the baseline, and the front's verdict."""
         rows = []
         for config, delta in zip(self.configs, self.deltas, strict=True):
             metrics = dict.fromkeys(key for run in config.runs for key in run.metrics)
@@ -241,14 +312,25 @@ class Report:
                     else None,
                     "delta_m_reason": "single-task baseline" if delta is None else delta.reason,
                     "baseline": delta.baseline.name if delta and delta.baseline else None,
+                    "p_value": self.p_values[len(rows)],
+                    "difference": self.difference(len(rows)),
                     "is_baseline": config.single_task,
+                    "dominated_by_front": self.dominated[len(rows)],
+                    "task_weights": task_weights(config) if is_grid_point(config) else None,
                     "affinity": self.affinity_json(len(rows)),
                     "rank": self.ranks[len(rows)],
                     "mean_rank": self.mean_ranks[len(rows)],
                     "seconds_per_epoch": asdict(per_epoch) if per_epoch else None,
                 }
             )
-        return {"convention": CONVENTION, "sign": SIGN, "baseline_rule": MATCHING, "rows": rows}
+        return {
+            "convention": CONVENTION,
+            "sign": SIGN,
+            "baseline_rule": MATCHING,
+            "test": TEST,
+            "front_rule": RULE,
+            "rows": rows,
+        }
 
     def suggested_groups(self, index: int, disjoint: bool = False):
         """TAG's choice of at most `groups=k` groups (overlap allowed), or with `disjoint` the
@@ -274,6 +356,45 @@ class Report:
             "disjoint_groups": disjoint[0] if disjoint else None,
             "disjoint_score": disjoint[1] if disjoint else None,
         }
+
+    def front_blocks(self) -> list[Block]:
+        """Per scalarization front: the rule, and one figure per pair of tasks with the grid,
+        the front and every configuration compared with it."""
+        if not self.fronts:
+            return []
+        blocks: list[Block] = [Heading("Scalarization front"), Text(RULE)]
+        headers = dict(zip(self.metrics, self.headers, strict=True))
+        for number, front in enumerate(self.fronts.values(), 1):
+            others = [
+                (self.config_label(config), config)
+                for config, its_front in zip(self.configs, self.fronts_of, strict=True)
+                if its_front is front and not is_grid_point(config)
+            ]
+            prefix = "front_" if len(self.fronts) == 1 else f"front{number}_"
+            paths = front_figures(front, others, headers, self.out / FILES, prefix)
+            grid = ", ".join(config.name for config in front.grid)
+            members = ", ".join(config.name for config in front.members)
+            blocks += [
+                Text(f"Front of {len(front.grid)} grid points ({grid}): {members} on it."),
+                Images(
+                    "the scalarization front per pair of tasks",
+                    [self.url(p) for p in paths],
+                    plots=True,
+                ),  # fmt: skip
+            ]
+        return blocks
+
+    def config_label(self, config: Configuration) -> str:
+        """`c3: method=hard_pcgrad`: the configuration and the overrides that set it apart (its
+        sharing and weighting where it has none)."""
+        keys = [key for key in self.keys if key != "seed" and key in config.overrides]
+        settings = " ".join(f"{key}={config.overrides[key]}" for key in keys)
+        if not settings:  # the defaults: say which method they are
+            chosen = config.first.config
+            settings = " ".join(
+                f"{part}={chosen.get(part, {}).get('name')}" for part in ("sharing", "weighting")
+            )
+        return f"{config.name}: {settings}"
 
     def affinity_blocks(self) -> list[Block]:
         """Per configuration that measured it: the affinity matrix averaged over training (and
@@ -346,7 +467,7 @@ class Report:
         if self.has_baselines or len(self.configs) < len(self.runs):
             blocks.append(self.configurations_table())
         if self.has_baselines:
-            blocks += [Text(CONVENTION), Text(MATCHING)]
+            blocks += [Text(CONVENTION), Text(MATCHING), Text(TEST)]
             if self.delta_m_keys:
                 blocks.append(
                     Text(
@@ -359,6 +480,7 @@ class Report:
                 for config, delta in zip(self.configs, self.deltas, strict=True)
                 if delta is not None and delta.value is None
             ]
+        blocks += self.front_blocks()
         blocks += self.affinity_blocks()
         curves = learning_curves(
             self.runs, [self.label(run) for run in self.runs], self.metrics, self.out / FILES

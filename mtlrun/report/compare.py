@@ -1,6 +1,6 @@
 """Comparing runs: the overrides that differ, the metrics to show, and runs grouped into
-configurations (equal resolved configs but for the seed), aggregated as mean ± standard
-deviation."""
+configurations (equal resolved configs but for the seed), aggregated as mean, standard
+deviation and 95 % interval."""
 
 import json
 import math
@@ -12,6 +12,7 @@ from typing import Any
 
 from mtlrun.errors import UserError
 from mtlrun.report.collect import Run
+from mtlrun.report.inference import t_interval
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
@@ -43,6 +44,7 @@ class Stat:
     mean: float
     std: float | None  # sample standard deviation (n − 1); None for one value or a NaN
     n: int
+    ci95: list[float] | None = None  # the mean's 95 % t interval [low, high], with `std`
 
     @classmethod
     def of(cls, values: list[float]) -> "Stat | None":
@@ -52,7 +54,7 @@ class Stat:
         # raise on it.
         spread = len(values) > 1 and all(math.isfinite(value) for value in values)
         std = statistics.stdev(values) if spread else None
-        return cls(statistics.fmean(values), std, len(values))
+        return cls(statistics.fmean(values), std, len(values), t_interval(values))
 
 
 # Resolved-config keys (with everything under them) in which a single-task baseline may differ

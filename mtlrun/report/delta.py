@@ -18,14 +18,15 @@ from mtlrun.report.compare import (
     is_under,
     trained_config,
 )
+from mtlrun.report.inference import paired_p_value
 
 SIGN = "positive = better than single-task"
 CONVENTION = (
     "Δm = (1/T) Σ_t (−1)^d_t (M_mtl,t − M_stl,t) / |M_stl,t| × 100 %, over the T tasks with a "
     f"primary metric, d_t = 1 where lower is better: {SIGN}. Each task counts once, through "
     "its primary metric (or the mean of the metrics named with delta_m=); KL never counts. "
-    "Paired over seeds (mean ± sample std of the per-seed Δm) when both configurations have "
-    "the same seeds, else from the seed means."
+    "Paired over seeds (mean ± the half-width of the 95 % t interval of the per-seed Δm) when "
+    "both configurations have the same seeds, else from the seed means (then no interval)."
 )
 MATCHING = (
     "Baseline: the single-task configuration (sharing=single_task) whose resolved config equals "
@@ -134,6 +135,13 @@ class Delta:
     baseline: Configuration | None = None
     paired_seeds: list[int] | None = None  # None: computed from the seed means
     terms: dict[str, list[str]] = field(default_factory=dict)  # task → its metric keys
+    per_seed: list[float] = field(default_factory=list)  # Δm of each seed pair, when paired
+
+    @property
+    def raw_p_value(self) -> float | None:
+        """The paired t-test's p-value before the correction over configurations: None
+        unless paired over two seeds or more."""
+        return paired_p_value(self.per_seed) if self.paired_seeds else None
 
     @property
     def method(self) -> str:
@@ -213,4 +221,4 @@ def delta_m(config: Configuration, single_task: list[Configuration], chosen: lis
             if stl[key] == 0:
                 return undefined(f"{key} is 0 in the baseline {found.name}")
     values = [average_gain(mtl, stl, terms, directions) for mtl, stl in pairs]
-    return Delta(Stat.of(values), None, found, paired_seeds, terms)
+    return Delta(Stat.of(values), None, found, paired_seeds, terms, values)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.registry import Registry
 
 OWN_LOSS = "autoencoder_loss"  # the metric a task's `own_losses` are reported as
 
@@ -82,5 +81,5 @@ class MultiTaskModel(nn.Module):
 
 
 BackboneFactory = Callable[[], Backbone]
-SHARING: Registry[Callable[..., MultiTaskModel]] = Registry("sharing", group="sharing")
+
 """Sharing strategies, built as `builder(config, make_backbone, tasks)`."""

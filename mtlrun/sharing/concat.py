@@ -21,7 +21,6 @@ each autoencoder's slice of it and each autoencoder's KL are computed from it, s
 aggregators and GradNorm see every encoder as shared and every decoder as a task's own.
 """
 
-from dataclasses import dataclass
 from itertools import combinations
 
 import torch
@@ -29,22 +28,13 @@ from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.data import Batch, DatasetInfo
-from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput
-from mtlrun.sharing.heads import SharingConfig, check_nonnegative, encoding_cut
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import ConcatConfig
+from mtlrun.sharing.base import BackboneFactory, ModelOutput
+from mtlrun.sharing.heads import encoding_cut
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
 from mtlrun.tasks import Task
 from mtlrun.tasks.reconstruction import Reconstruction, ReconstructionConfig
-
-
-@dataclass
-class ConcatConfig(SharingConfig):
-    """`sharing=concat`: one autoencoder per task; every head reads their concatenated codes.
-    The loss adds each autoencoder's reconstruction loss (and KL for VAEs) and penalty · Ω.
-    Needs image data."""
-
-    # λ of Ω, the relatedness of the codes: the mean squared distance ||f_i − f_j||² between
-    # task codes, over pairs of tasks and the batch
-    penalty: float = 0.01
 
 
 def concatenated_code(backbone: Backbone, num_codes: int) -> Backbone:
@@ -140,7 +130,6 @@ class ConcatSharing(TaskNetworks):
 
 @SHARING.register("concat", schema=ConcatConfig)
 def concat(cfg: ConcatConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> ConcatSharing:
-    check_nonnegative("sharing.penalty", cfg.penalty)
     networks = own_networks(make_backbone, tasks)
     backbone = next(iter(networks.values()))
     likelihood = next((task for task in tasks if task.reconstructs), None)

@@ -29,36 +29,19 @@ train with every optimiser it ships:
   theirs.
 """
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone
 from mtlrun.errors import ConfigError
-from mtlrun.sharing.base import SHARING, BackboneFactory
-from mtlrun.sharing.heads import SharingConfig
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import CrossStitchConfig
+from mtlrun.sharing.base import BackboneFactory
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
 from mtlrun.tasks import Task
 
 # α's learning-rate factor by optimiser when sharing.alpha_lr_scale is null (see above)
 DEFAULT_SCALES = {"adam": 100.0, "adamw": 100.0, "sgd": 1.0}
-
-
-@dataclass
-class CrossStitchConfig(SharingConfig):
-    """`sharing=cross_stitch`: one network per task; learned α mixes their activations after
-    chosen blocks (Misra et al. 2016)."""
-
-    # block indices to mix after, e.g. [0, 1]; null: after every block
-    stitch_after: list[int] | None = None
-    # α's initial diagonal: how much of its own activations a task keeps; the other 1 - init_self
-    # of each row is spread over the other tasks
-    init_self: float = 0.9
-    # α's learning rate over optim.lr; null: 10² with adam/adamw (the low end of the paper's best
-    # range, §5.2), 1 with sgd (whose step grows with α's gradient: the paper's 10³ diverged on
-    # MultiMNIST); 1000 is the paper's setting
-    alpha_lr_scale: float | None = None
 
 
 class CrossStitchUnit(nn.Module):

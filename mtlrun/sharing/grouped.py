@@ -1,24 +1,16 @@
 """Task grouping: one hard-shared network per group of tasks (the networks TAG's groupings
 train, Fifty et al. 2021; `mtlrun report DIR groups=k` suggests the groups)."""
 
-from dataclasses import dataclass, field
-
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
+from mtlrun.config import as_override
 from mtlrun.errors import ConfigError
-from mtlrun.report.grouping import as_override
-from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput
-from mtlrun.sharing.heads import SharingConfig, TaskHeads, encoding_cut, last_with_parameters
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import GroupedConfig
+from mtlrun.sharing.base import BackboneFactory, ModelOutput
+from mtlrun.sharing.heads import TaskHeads, encoding_cut, last_with_parameters
 from mtlrun.tasks import Task
-
-
-@dataclass
-class GroupedConfig(SharingConfig):
-    """`sharing=grouped`: each group of tasks gets its own hard-shared network; every task
-    with a loss in exactly one group, e.g. `sharing.groups=[[digit,parity],[magnitude]]`."""
-
-    groups: list[list[str]] = field(default_factory=list)
 
 
 class GroupedSharing(TaskHeads):

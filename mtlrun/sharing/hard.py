@@ -11,14 +11,10 @@ import copy
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput, MultiTaskModel
-from mtlrun.sharing.heads import (
-    SharedLayersConfig,
-    TaskHeads,
-    check_shared_layers,
-    encoding_cut,
-    last_with_parameters,
-)
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import SharedLayersConfig
+from mtlrun.sharing.base import BackboneFactory, ModelOutput, MultiTaskModel
+from mtlrun.sharing.heads import TaskHeads, check_shared_layers, encoding_cut, last_with_parameters
 from mtlrun.sharing.task_networks import TaskNetworks
 from mtlrun.tasks import Task
 

@@ -1,8 +1,6 @@
 """What every sharing strategy builds on: task heads (with the optional task-relation
 regulariser on them), the config keys all strategies have, and small shared helpers."""
 
-from dataclasses import dataclass
-
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
@@ -10,29 +8,6 @@ from mtlrun.errors import ConfigError
 from mtlrun.sharing.base import MultiTaskModel
 from mtlrun.sharing.task_relation import TaskRelation
 from mtlrun.tasks import Task
-
-
-@dataclass
-class SharingConfig:
-    """What every strategy has; `sharing=single_task` has nothing else."""
-
-    name: str
-    # λ of the task-relation penalty on the heads (Zhang & Yeung 2010); 0 turns it off
-    task_relation: float = 0.0
-
-
-@dataclass
-class SharedLayersConfig(SharingConfig):
-    """`sharing=hard`, and the base of `soft`: how much of the trunk the tasks share."""
-
-    # trunk blocks shared by all tasks (0 to the number of blocks), the rest and the latent
-    # layer copied per task; null: all of it, latent layer included
-    shared_layers: int | None = None
-
-
-def check_nonnegative(key: str, value: float) -> None:
-    if value < 0:
-        raise ConfigError(f"{key}={value} must be at least 0 (0 turns it off)")
 
 
 def check_shared_layers(shared_layers: int | None, backbone: Backbone) -> None:
@@ -73,7 +48,6 @@ class TaskHeads(MultiTaskModel):
         super().__init__()
         heads = {task.name: task.build_head(head_source) for task in tasks}
         self.heads = nn.ModuleDict({name: head for name, head in heads.items() if head is not None})
-        check_nonnegative("sharing.task_relation", task_relation)
         self.task_relation = TaskRelation(task_relation, self.heads) if task_relation else None
 
     def head(self, task: str) -> nn.Module:

@@ -2,25 +2,17 @@
 with Multi-gate Mixture-of-Experts", KDD 2018)."""
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.errors import ConfigError
-from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput
-from mtlrun.sharing.heads import SharingConfig, TaskHeads, last_with_parameters
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import MMoEConfig
+from mtlrun.sharing.base import BackboneFactory, ModelOutput
+from mtlrun.sharing.heads import TaskHeads, last_with_parameters
 from mtlrun.tasks import Task
-
-
-@dataclass
-class MMoEConfig(SharingConfig):
-    """`sharing=mmoe`, Ma et al. 2018: `num_experts` encoders (the backbone's, each from its own
-    random weights) shared by all tasks, and one softmax gate per task that mixes their codes;
-    for backbones without a prior (dense_ae, mlp, cnn)."""
-
-    num_experts: int = 4
 
 
 class MMoE(TaskHeads):
@@ -69,8 +61,6 @@ class MMoE(TaskHeads):
 @SHARING.register("mmoe", schema=MMoEConfig)
 def mmoe(cfg: MMoEConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> MMoE:
     """`sharing=mmoe`: experts shared by all tasks, mixed by a softmax gate per task."""
-    if cfg.num_experts < 1:
-        raise ConfigError(f"sharing.num_experts={cfg.num_experts} must be at least 1")
     experts = [make_backbone() for _ in range(cfg.num_experts)]
     if experts[0].has_prior:
         raise ConfigError(

@@ -2,7 +2,6 @@
 with Attention", CVPR 2019), on the conv trunk of `backbone=cnn`."""
 
 import copy
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +9,10 @@ from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.errors import ConfigError
-from mtlrun.sharing.base import SHARING, BackboneFactory, ModelOutput
-from mtlrun.sharing.heads import SharingConfig, TaskHeads, last_with_parameters
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import MTANConfig
+from mtlrun.sharing.base import BackboneFactory, ModelOutput
+from mtlrun.sharing.heads import TaskHeads, last_with_parameters
 from mtlrun.tasks import Task
 
 
@@ -40,12 +41,6 @@ class TaskAttention(nn.Module):
         self.carry = nn.ModuleList([nn.Conv2d(c_in, c_out, 3, padding=1) for c_in, c_out in pairs])
         self.dense = nn.ModuleList(copy.deepcopy(list(backbone.blocks[conv_blocks:])))
         self.latent = copy.deepcopy(backbone.latent)
-
-
-@dataclass
-class MTANConfig(SharingConfig):
-    """`sharing=mtan`, Liu et al. 2019: the CNN trunk shared by all tasks, and per task a soft
-    attention mask over its features at every conv block (`backbone=cnn` only)."""
 
 
 class MTAN(TaskHeads):

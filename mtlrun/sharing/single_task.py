@@ -6,8 +6,9 @@ backbones, a reconstruction task's loss holds its network's KL term (its ELBO); 
 networks' codes are read as their means.
 """
 
-from mtlrun.sharing.base import SHARING, BackboneFactory
-from mtlrun.sharing.heads import SharingConfig
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import SharingConfig
+from mtlrun.sharing.base import BackboneFactory
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
 from mtlrun.tasks import Task
 

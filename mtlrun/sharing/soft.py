@@ -8,26 +8,18 @@ the latent layer, k ties the first k blocks). Each network starts from its own r
 the penalty pulls the tied layers together, more the larger it is.
 """
 
-from dataclasses import dataclass
 from itertools import combinations
 
 import torch
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone
-from mtlrun.sharing.base import SHARING, BackboneFactory
-from mtlrun.sharing.heads import SharedLayersConfig, check_nonnegative, check_shared_layers
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import SoftSharingConfig
+from mtlrun.sharing.base import BackboneFactory
+from mtlrun.sharing.heads import check_shared_layers
 from mtlrun.sharing.task_networks import TaskNetworks, own_networks
 from mtlrun.tasks import Task
-
-
-@dataclass
-class SoftSharingConfig(SharedLayersConfig):
-    """`sharing=soft`: one network per task, tied by penalty · Σ_{i<j} ||θ_i − θ_j||² over the
-    layers hard sharing would share (Duong et al. 2015). `shared_layers` is the tied trunk
-    blocks (0 to the number of blocks); null: all, latent layer included."""
-
-    penalty: float = 0.01  # λ of the squared parameter distance between the task networks
 
 
 class SoftSharing(TaskNetworks):
@@ -68,7 +60,6 @@ class SoftSharing(TaskNetworks):
 
 @SHARING.register("soft", schema=SoftSharingConfig)
 def soft(cfg: SoftSharingConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> SoftSharing:
-    check_nonnegative("sharing.penalty", cfg.penalty)
     networks = own_networks(make_backbone, tasks)
     check_shared_layers(cfg.shared_layers, next(iter(networks.values())))
     return SoftSharing(networks, tasks, cfg.task_relation, cfg.penalty, cfg.shared_layers)

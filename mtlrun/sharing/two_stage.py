@@ -15,23 +15,13 @@ strategy sees only its own config node, so that check is `check_epochs`, for the
 to call when it builds the model.
 """
 
-from dataclasses import dataclass
-
 from mtlrun.backbones import Backbone
 from mtlrun.errors import ConfigError
-from mtlrun.sharing.base import SHARING, BackboneFactory
+from mtlrun.parts import SHARING
+from mtlrun.schemas.sharing import TwoStageConfig
+from mtlrun.sharing.base import BackboneFactory
 from mtlrun.sharing.hard import HardSharing
-from mtlrun.sharing.heads import SharingConfig
 from mtlrun.tasks import Task
-
-
-@dataclass
-class TwoStageConfig(SharingConfig):
-    """`sharing=two_stage`: stage 1 trains the autoencoder on reconstruction only; stage 2
-    freezes the encoder and fits the other tasks' heads on its codes. Needs a reconstruction
-    task."""
-
-    stage1_epochs: int = 5  # epochs of stage 1 (reconstruction); must be less than trainer.epochs
 
 
 class TwoStageSharing(HardSharing):
@@ -73,8 +63,6 @@ class TwoStageSharing(HardSharing):
 def two_stage(
     cfg: TwoStageConfig, make_backbone: BackboneFactory, tasks: list[Task]
 ) -> TwoStageSharing:
-    if cfg.stage1_epochs < 1:
-        raise ConfigError(f"sharing.stage1_epochs={cfg.stage1_epochs} must be at least 1")
     if not any(task.reconstructs for task in tasks):
         raise ConfigError(
             "sharing=two_stage pretrains on reconstruction, but no task reconstructs; "

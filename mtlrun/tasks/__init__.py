@@ -3,35 +3,13 @@
 from omegaconf import DictConfig
 
 from mtlrun.backbones import Backbone
-from mtlrun.config import check_choice
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks import (  # noqa: F401  (they register)
-    classification,
-    denoising,
-    generation,
-    reconstruction,
-    regression,
-)
-from mtlrun.tasks.base import TASKS, Direction, Task, TaskConfig
+from mtlrun.parts import TASKS, task_configs
+from mtlrun.schemas.task import TaskConfig
+from mtlrun.tasks.base import Direction, Task
 
 __all__ = ["TASKS", "Direction", "Task", "TaskConfig", "build_tasks", "task_configs"]
-
-
-def task_configs(node: DictConfig) -> dict[str, TaskConfig]:
-    """Each task instance's config in `tasks`, by name, checked against its type's schema."""
-    if not node:
-        raise ConfigError("tasks is empty; add one, e.g. +task@tasks.reconstruction=reconstruction")
-    configs: dict[str, TaskConfig] = {}
-    for name, task_node in node.items():
-        if not isinstance(task_node, DictConfig) or "type" not in task_node:
-            raise ConfigError(
-                f"tasks.{name} has no type; add it as +task@tasks.{name}=TYPE, one of: "
-                f"{', '.join(TASKS.names)}"
-            )
-        check_choice(f"tasks.{name}.type", task_node.type, TASKS.names)
-        configs[str(name)] = TASKS.config(task_node.type, task_node, f"tasks.{name}")
-    return configs
 
 
 def build_tasks(node: DictConfig, info: DatasetInfo, backbone: Backbone) -> list[Task]:

@@ -1,27 +1,14 @@
 """The task interface: a head on the encoder's code, a loss, and metrics with directions."""
 
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.config import check_range
 from mtlrun.data import Batch, DatasetInfo
-from mtlrun.registry import Registry
+from mtlrun.schemas.task import TaskConfig as TaskConfig  # plug-ins subclass it from here
 
 Direction = Literal["min", "max"]
-
-
-@dataclass
-class TaskConfig:
-    """What every task's config has; a task type's schema subclasses it."""
-
-    type: str  # the registered task type
-    weight: float = 1.0  # its loss weight under weighting=fixed (and in `<split>/loss`)
-
-    def check(self, key: str) -> None:
-        check_range(f"{key}.weight", self.weight, 0)
 
 
 class Task:
@@ -89,4 +76,3 @@ class Task:
 
 # A config per task type (`task/classification`); a config names its instances in `tasks`, the
 # Hydra way: `- /task@tasks.digit: classification` in an experiment, `+task@tasks.digit=...`.
-TASKS: Registry[type[Task]] = Registry("tasks.<name>.type", group="task", name_key="type")

@@ -1,37 +1,15 @@
 """Classification of a dataset label (the digit, the class, or a label derived from them)."""
 
-from dataclasses import dataclass, field
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.backbones.base import activation
-from mtlrun.config import check_each, check_range
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task, TaskConfig
-
-
-@dataclass
-class MLPHeadConfig(TaskConfig):
-    """A task whose head is an `MLPHead` predicting one of the dataset's targets."""
-
-    target: str | None = None  # the dataset's target to predict; by default the task's name
-    hidden_dims: list[int] = field(default_factory=list)  # the head's hidden layers
-    activation: str = "relu"
-    dropout: float = 0.0  # after each of the head's hidden layers
-
-    def check(self, key: str) -> None:
-        super().check(key)
-        check_each(f"{key}.hidden_dims", self.hidden_dims, 1)
-        check_range(f"{key}.dropout", self.dropout, 0, 1)
-
-
-@dataclass
-class ClassificationConfig(MLPHeadConfig):
-    # target: a class label of the dataset
-    hidden_dims: list[int] = field(default_factory=lambda: [128])
+from mtlrun.parts import TASKS
+from mtlrun.schemas.task import ClassificationConfig
+from mtlrun.tasks.base import Task
 
 
 class MLPHead(nn.Module):

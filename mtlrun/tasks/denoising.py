@@ -1,21 +1,15 @@
 """Denoising: reconstruct the clean image from a corrupted one (Vincent et al. 2008, 2010)."""
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from mtlrun.backbones import Backbone
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
-from mtlrun.tasks.reconstruction import Reconstruction, ReconstructionConfig
-
-
-@dataclass
-class DenoisingConfig(ReconstructionConfig):
-    noise_std: float = 0.3  # additive Gaussian noise, then clipped to [0, 1]; 0 turns it off
-    mask_prob: float = 0.0  # each pixel set to 0 with this probability (masking noise)
+from mtlrun.parts import TASKS
+from mtlrun.schemas.task import DenoisingConfig
+from mtlrun.tasks.base import Task
+from mtlrun.tasks.reconstruction import Reconstruction
 
 
 @TASKS.register("denoising", schema=DenoisingConfig)

@@ -1,22 +1,11 @@
 """Generation: sampling images from the prior through the reconstruction decoder."""
 
-from dataclasses import dataclass
-
 from mtlrun.backbones import Backbone
-from mtlrun.config import check_range
 from mtlrun.data import DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task, TaskConfig
-
-
-@dataclass
-class GenerationConfig(TaskConfig):
-    weight: float = 0.0  # it has no loss
-    num_samples: int = 64  # images in each prior-sample grid
-
-    def check(self, key: str) -> None:
-        super().check(key)
-        check_range(f"{key}.num_samples", self.num_samples, 1)
+from mtlrun.parts import TASKS
+from mtlrun.schemas.task import GenerationConfig
+from mtlrun.tasks.base import Task
 
 
 @TASKS.register("generation", schema=GenerationConfig)

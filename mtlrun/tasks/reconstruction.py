@@ -16,32 +16,20 @@ vectors μ is the output itself. `mse` is always the mean over examples and dime
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
-from mtlrun.config import check_choice, check_range
+from mtlrun.config import check_choice
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task, TaskConfig
+from mtlrun.parts import TASKS
+from mtlrun.schemas.task import LIKELIHOODS, ReconstructionConfig
+from mtlrun.tasks.base import Task
 
-LIKELIHOODS = ("bernoulli", "gaussian", "mse")
 LIKELIHOOD_METRIC = {"bernoulli": "bce", "gaussian": "gaussian_nll", "mse": "mse"}
-
-
-@dataclass
-class ReconstructionConfig(TaskConfig):
-    likelihood: str = "bernoulli"  # bernoulli (images) | gaussian | mse
-    sigma: float = 0.1  # the Gaussian's standard deviation (the starting value with learn_sigma)
-    learn_sigma: bool = False  # gaussian: learn one σ per input dimension
-    iw_samples: int = 64  # k for the importance-weighted bound nll_iw at the end; 0 skips it
-
-    def check(self, key: str) -> None:
-        super().check(key)
-        check_range(f"{key}.iw_samples", self.iw_samples, 0)
 
 
 class DecoderHead(nn.Module):

@@ -5,20 +5,15 @@ setting where multi-task learning pays off most (Caruana 1997; Argyriou et al. 2
 with few labels borrows the representation learnt from the others.
 """
 
-from dataclasses import dataclass
-
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
-from mtlrun.tasks.base import TASKS, Task
-from mtlrun.tasks.classification import MLPHead, MLPHeadConfig
-
-
-@dataclass
-class RegressionConfig(MLPHeadConfig):
-    pass  # target: a real-valued target of the dataset
+from mtlrun.parts import TASKS
+from mtlrun.schemas.task import RegressionConfig
+from mtlrun.tasks.base import Task
+from mtlrun.tasks.classification import MLPHead
 
 
 @TASKS.register("regression", schema=RegressionConfig)

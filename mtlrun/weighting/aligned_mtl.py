@@ -1,26 +1,12 @@
 """Aligned-MTL (Senushkin et al., "Independent Component Alignment for Multi-Task Learning",
 CVPR 2023)."""
 
-from dataclasses import dataclass
-
 from mtlrun.config import check_choice
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import SCALE_MODES, AlignedMTLConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
-
-SCALE_MODES = ("min", "median", "rmse")
-
-
-@dataclass
-class AlignedMTLConfig(WeightingConfig):
-    """`weighting=aligned_mtl`, Senushkin et al. 2023, Aligned-MTL (torchjd): the task
-    gradients made orthogonal and of one norm (the Jacobian's condition number brought to 1),
-    then summed; on the shared parameters (needs a strategy that shares some)."""
-
-    # the singular value every aligned gradient gets: min (the paper's Algorithm 1) | median |
-    # rmse (the mean eigenvalue, as the authors' code)
-    scale_mode: str = "min"
 
 
 @WEIGHTINGS.register("aligned_mtl", schema=AlignedMTLConfig)

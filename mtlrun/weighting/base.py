@@ -1,7 +1,6 @@
 """The weighting interface: how the task losses become gradients."""
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -10,7 +9,10 @@ from torch import Tensor, nn
 
 from mtlrun.distributed import SINGLE, Ranks
 from mtlrun.errors import ConfigError
-from mtlrun.registry import Registry
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import (
+    WeightingConfig as WeightingConfig,  # plug-ins subclass it from here
+)
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 
@@ -52,17 +54,6 @@ class Weighting(nn.Module):
 
     def extra_parameters(self) -> list[nn.Parameter]:
         return list(self.parameters())
-
-
-@dataclass
-class WeightingConfig:
-    """What every weighting has; `equal`, `fixed`, `uncertainty`, `pcgrad` and `upgrad` have
-    nothing else (each one's docstring says what it does)."""
-
-    name: str
-
-
-WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting", group="weighting")
 
 
 def total_loss(

@@ -1,10 +1,11 @@
 """ConFIG (Liu et al., "ConFIG: Towards Conflict-free Training of Physics Informed Neural
 Networks", ICLR 2025)."""
 
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 
 @WEIGHTINGS.register("config", schema=WeightingConfig)

@@ -2,10 +2,11 @@
 Learning", NeurIPS 2017, eq. 11, applied to the mean task gradient, as Quinton & Rey 2024
 define it)."""
 
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 
 @WEIGHTINGS.register("dualproj", schema=WeightingConfig)

@@ -1,24 +1,14 @@
 """Dynamic Weight Average (Liu, Johns & Davison, "End-to-End Multi-Task Learning with
 Attention", CVPR 2019)."""
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from mtlrun.errors import ConfigError
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import DWAConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_loss
-
-
-@dataclass
-class DWAConfig(WeightingConfig):
-    """`weighting=dwa`, Liu et al. 2019, Dynamic Weight Average: w_t = T softmax(r / temperature)_t
-    with r_t = L_t(e-1) / L_t(e-2), the ratio of the last two epochs' mean losses; 1 in epochs
-    1-2."""
-
-    temperature: float = 2.0  # τ: larger gives more even weights
+from mtlrun.weighting.base import Weighting, total_loss
 
 
 @WEIGHTINGS.register("dwa", schema=DWAConfig)
@@ -37,8 +27,6 @@ class DynamicWeightAverage(Weighting):
 
     def __init__(self, config: DWAConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        if config.temperature <= 0:
-            raise ConfigError(f"weighting.temperature={config.temperature} must be positive")
         self.temperature = config.temperature
         n = len(tasks)
         self.register_buffer("history", torch.full((2, n), float("nan")))  # L(e−2), L(e−1)

@@ -1,6 +1,5 @@
 """ExcessMTL (He et al., "Robust Multi-Task Learning with Excess Risks", ICML 2024)."""
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -8,13 +7,13 @@ from torch import Tensor
 
 from mtlrun.config import check_choice
 from mtlrun.errors import ConfigError
+from mtlrun.schemas.weighting import WEIGHT_SUMS, ExcessMTLConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.base import (
     WEIGHTINGS,
     TaskIndex,
     Weighting,
-    WeightingConfig,
     parameters_behind,
     shared_representation,
     total_loss,
@@ -22,24 +21,6 @@ from mtlrun.weighting.base import (
 )
 
 STATE = "aggregator.weighting."  # torchjd's ExcessMTLWeighting, in the state dict
-WEIGHT_SUMS = ("one", "tasks")
-
-
-@dataclass
-class ExcessMTLConfig(WeightingConfig):
-    """`weighting=excess_mtl`, He et al. 2024, ExcessMTL: loss weights that move toward the
-    tasks further from convergence, by an estimate of their excess risk on the shared
-    parameters (needs a strategy that shares some); the whole loss is weighted."""
-
-    # η_α of the exponentiated-gradient step (eq. 9), above 0: LibMTL's default (torchjd's is
-    # 1.0, which saturates the weights within a few hundred steps; the authors' NYUv2 script 1e-4)
-    robust_step_size: float = 0.01
-    # steps with uniform weights whose mean excess risk is the baseline, at least 1: 1, the
-    # first step's, as the authors' code and LibMTL; Appendix C.1 uses 3 epochs' worth
-    n_warmup_steps: int = 1
-    # what the weights add up to: one (the paper's simplex, eq. 9) | tasks (T, as the authors'
-    # code and LibMTL, whose weights start at 1: the same direction, a T times larger loss)
-    weights_sum_to: str = "one"
 
 
 @WEIGHTINGS.register("excess_mtl", schema=ExcessMTLConfig)

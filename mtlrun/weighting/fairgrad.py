@@ -1,22 +1,10 @@
 """FairGrad (Ban & Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024)."""
 
-from dataclasses import dataclass
-
-from mtlrun.errors import ConfigError
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import FairGradConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
-
-
-@dataclass
-class FairGradConfig(WeightingConfig):
-    """`weighting=fairgrad`, Ban & Ji 2024, FairGrad (torchjd; scipy): α-fair allocation of the
-    update among the tasks; on the shared parameters (needs a strategy that shares some)."""
-
-    # the fairness, above 0: 1 proportional fairness, 2 minimum potential delay, → ∞ max-min
-    alpha: float = 1.0
-    max_iters: int | None = None  # the least-squares solver's iterations; null = scipy's
 
 
 @WEIGHTINGS.register("fairgrad", schema=FairGradConfig)
@@ -29,11 +17,6 @@ class FairGradAggregation(GradientAggregation):
     def __init__(self, config: FairGradConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import FairGrad  # imported when chosen: torchjd loads cvxpy
 
-        if config.alpha <= 0 or (config.max_iters is not None and config.max_iters < 1):
-            raise ConfigError(
-                f"weighting.alpha={config.alpha} must be positive and weighting.max_iters="
-                f"{config.max_iters} at least 1 (or null)"
-            )
         super().__init__(
             config.name,
             tasks,

@@ -1,7 +1,6 @@
 """FAMO (Liu et al., "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023)."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -9,26 +8,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlrun.errors import ConfigError
+from mtlrun.schemas.weighting import FAMOConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.base import (
     WEIGHTINGS,
     Weighting,
-    WeightingConfig,
     total_loss,
     unweighted_total,
 )
-
-
-@dataclass
-class FAMOConfig(WeightingConfig):
-    """`weighting=famo`, Liu et al. 2023, FAMO: task weights z = softmax(ξ) that shift toward the
-    tasks whose log-loss fell least in the last step, in O(1) time and memory (no per-task
-    gradients). The defaults are the authors' (their famo.py)."""
-
-    gamma: float = 0.01  # the logits' weight decay (the paper's regularisation γ)
-    w_lr: float = 0.025  # the logits' Adam learning rate (the paper's β)
-    epsilon: float = 1e-8  # added to every loss before its log
 
 
 @WEIGHTINGS.register("famo", schema=FAMOConfig)

@@ -2,9 +2,11 @@
 
 from torch import Tensor
 
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_loss
+from mtlrun.weighting.base import Weighting, total_loss
 
 
 @WEIGHTINGS.register("fixed", schema=WeightingConfig)

@@ -1,40 +1,23 @@
 """GradNorm (Chen et al., "GradNorm: Gradient Normalization for Adaptive Loss Balancing in
 Deep Multitask Networks", ICML 2018)."""
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from mtlrun.config import check_choice
 from mtlrun.distributed import Ranks
 from mtlrun.errors import ConfigError
+from mtlrun.schemas.weighting import GRADIENTS_OF, GradNormConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.base import (
     WEIGHTINGS,
     TaskIndex,
     Weighting,
-    WeightingConfig,
     shared_representation,
     total_loss,
     trained,
 )
-
-GRADIENTS_OF = ("last_shared_weights", "representation")
-
-
-@dataclass
-class GradNormConfig(WeightingConfig):
-    """`weighting=gradnorm`, Chen et al. 2018: learnt weights that balance the tasks' gradient
-    norms G_t = |grad_W w_t L_t| (needs a sharing strategy that shares parameters); the weights
-    sum to the task count."""
-
-    # asymmetry: how hard tasks that train slower are pulled up; 0 equalises the norms
-    alpha: float = 1.5
-    # where G_t is taken: last_shared_weights (the paper's W, §3.1: the last layer all tasks
-    # share) | representation (the shared representation h)
-    gradient_of: str = "last_shared_weights"
 
 
 @WEIGHTINGS.register("gradnorm", schema=GradNormConfig)

@@ -1,26 +1,16 @@
 """GradVac, Gradient Vaccine (Wang et al., "Gradient Vaccine: Investigating and Improving
 Multi-task Optimization in Massively Multilingual Models", ICLR 2021)."""
 
-from dataclasses import dataclass
 from typing import Any
 
 from mtlrun.errors import ConfigError
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import GradVacConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 TARGETS = "aggregator.gramian_weighting._phi_t"  # the EMA targets φ̂, in the state dict
-
-
-@dataclass
-class GradVacConfig(WeightingConfig):
-    """`weighting=gradvac`, Wang et al. 2021, GradVac (torchjd): each task gradient is corrected
-    toward every other until their cosine reaches a target, an EMA of the cosines seen; on the
-    shared parameters (needs a strategy that shares some)."""
-
-    beta: float = 0.5  # the EMA's rate: φ̂ ← (1 − β) φ̂ + β φ, in [0, 1]
-    eps: float = 1e-8  # added to denominators
 
 
 @WEIGHTINGS.register("gradvac", schema=GradVacConfig)

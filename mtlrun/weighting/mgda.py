@@ -8,24 +8,11 @@ upper bound of the same objective using the gradients with respect to the shared
 representation instead.
 """
 
-from dataclasses import dataclass
-
-from mtlrun.errors import ConfigError
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import MGDAConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
-
-
-@dataclass
-class MGDAConfig(WeightingConfig):
-    """`weighting=mgda`, full MGDA (Désidéri 2012), solved with Sener & Koltun 2018's
-    Frank-Wolfe (their Algorithm 2, torchjd): the minimum-norm convex combination of the task
-    gradients on all the shared parameters (needs a strategy that shares some). Not the MGDA-UB
-    of their experiments, which works on the shared representation: that is weighting=mgda_ub."""
-
-    epsilon: float = 0.001  # Frank-Wolfe stops when its step size falls below this
-    max_iters: int = 100  # Frank-Wolfe iterations at most
 
 
 @WEIGHTINGS.register("mgda", schema=MGDAConfig)
@@ -41,11 +28,6 @@ class MGDAAggregation(GradientAggregation):
     def __init__(self, config: MGDAConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import MGDA  # imported when chosen: torchjd loads cvxpy
 
-        if config.epsilon <= 0 or config.max_iters < 1:
-            raise ConfigError(
-                f"weighting.epsilon={config.epsilon} and weighting.max_iters={config.max_iters} "
-                "must be positive"
-            )
         super().__init__(
             config.name,
             tasks,

@@ -2,41 +2,22 @@
 §3.3): MGDA on the gradients with respect to the shared representation, the method of their
 experiments. `weighting=mgda` is full MGDA, on the shared parameters."""
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from mtlrun.config import check_choice
 from mtlrun.errors import ConfigError
+from mtlrun.schemas.weighting import NORMALIZATIONS, MGDAUBConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.base import (
     WEIGHTINGS,
     TaskIndex,
     Weighting,
-    WeightingConfig,
     shared_representation,
     total_loss,
     trained,
 )
-
-NORMALIZATIONS = ("none", "l2", "loss", "loss+")
-
-
-@dataclass
-class MGDAUBConfig(WeightingConfig):
-    """`weighting=mgda_ub`, Sener & Koltun 2018, MGDA-UB (their experiments' method): the
-    minimum-norm convex weights of the task gradients on the shared representation (torchjd's
-    MGDAWeighting), then sum_t alpha_t L_t of the raw losses; needs a strategy that shares
-    some layers."""
-
-    # what each task's gradient is divided by before solving (the authors'
-    # gradient_normalizers): none | l2 (its norm) | loss | loss+ (loss × norm); none is the
-    # authors' MultiMNIST setting (their CelebA sample: loss+)
-    normalization: str = "none"
-    epsilon: float = 0.001  # Frank-Wolfe stops when its step size falls below this
-    max_iters: int = 100  # Frank-Wolfe iterations at most
 
 
 @WEIGHTINGS.register("mgda_ub", schema=MGDAUBConfig)

@@ -1,31 +1,19 @@
 """Nash-MTL (Navon et al., "Multi-Task Learning as a Bargaining Game", ICML 2022)."""
 
 import warnings
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from mtlrun.errors import ConfigError
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import NashMTLConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 if TYPE_CHECKING:
     from torchjd.aggregation import NashMTL
-
-
-@dataclass
-class NashMTLConfig(WeightingConfig):
-    """`weighting=nashmtl`, Navon et al. 2022, Nash-MTL (torchjd; needs torchjd[nash-mtl]): the
-    Nash bargaining solution between the task gradients on the shared parameters (needs a
-    strategy that shares some)."""
-
-    max_norm: float = 1.0  # the aggregated gradient's norm is clipped to this; 0 turns it off
-    update_weights_every: int = 1  # solve for new weights every this many steps
-    optim_niter: int = 20  # iterations of the sequential convex solver per solve
 
 
 @WEIGHTINGS.register("nashmtl", schema=NashMTLConfig)
@@ -43,11 +31,6 @@ class NashMTLAggregation(GradientAggregation):
     def __init__(self, config: NashMTLConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import NashMTL  # imported when chosen: torchjd loads cvxpy
 
-        if config.max_norm < 0 or config.update_weights_every < 1 or config.optim_niter < 1:
-            raise ConfigError(
-                "weighting.max_norm must not be negative, and weighting.update_weights_every "
-                "and weighting.optim_niter must be at least 1"
-            )
         super().__init__(
             config.name,
             tasks,

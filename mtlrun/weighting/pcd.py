@@ -1,28 +1,16 @@
 """PCD, Priority-Constrained Descent (Varam et al., "Not All Objectives Are Born Equal:
 Priority-Constrained Descent for Hierarchical Multi-Objective Optimization", TMLR 2026)."""
 
-from dataclasses import dataclass
 from typing import Any
 
 from mtlrun.errors import ConfigError
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import PCDConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 AVERAGE = "aggregator.gramian_weighting._sq_norm_ema"  # the EMA of ‖g_i‖², in the state dict
-
-
-@dataclass
-class PCDConfig(WeightingConfig):
-    """`weighting=pcd`, Varam et al. 2026, PCD (torchjd): follow the primary task's gradient as
-    closely as possible while every other task keeps a fraction τ of its own progress; on the
-    shared parameters (needs a strategy that shares some)."""
-
-    primary: str | None = None  # the primary task's name; null: the first task of `tasks`
-    tau: float = 0.02  # the fraction of normalised first-order progress each other task keeps
-    beta: float = 0.999  # the decay of the EMA of the squared gradient norms, in [0, 1)
-    eps: float = 1e-8  # added to that EMA before its inverse square root
 
 
 @WEIGHTINGS.register("pcd", schema=PCDConfig)
@@ -42,11 +30,6 @@ class PCDAggregation(GradientAggregation):
             raise ConfigError(
                 f"weighting.primary={config.primary!r} is not a task; choose one of: "
                 f"{', '.join(names)}"
-            )
-        if not 0 <= config.tau <= 1 or not 0 <= config.beta < 1 or config.eps < 0:
-            raise ConfigError(
-                f"weighting.tau={config.tau} must lie in [0, 1], weighting.beta={config.beta} "
-                f"in [0, 1) and weighting.eps={config.eps} must not be negative"
             )
         super().__init__(
             config.name,

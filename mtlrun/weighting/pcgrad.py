@@ -1,9 +1,10 @@
 """PCGrad (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020)."""
 
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 
 @WEIGHTINGS.register("pcgrad", schema=WeightingConfig)

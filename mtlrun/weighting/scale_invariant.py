@@ -5,15 +5,10 @@ import torch
 from torch import Tensor
 
 from mtlrun.errors import TrainingDiverged
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import (
-    WEIGHTINGS,
-    Weighting,
-    WeightingConfig,
-    total_loss,
-    unweighted_total,
-)
+from mtlrun.weighting.base import WEIGHTINGS, Weighting, total_loss, unweighted_total
 
 
 @WEIGHTINGS.register("scale_invariant", schema=WeightingConfig)

@@ -4,9 +4,11 @@ Weigh Losses for Scene Geometry and Semantics", CVPR 2018)."""
 import torch
 from torch import Tensor, nn
 
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import WEIGHTINGS, Weighting, WeightingConfig, total_loss
+from mtlrun.weighting.base import Weighting, total_loss
 
 
 @WEIGHTINGS.register("uncertainty", schema=WeightingConfig)

@@ -1,9 +1,10 @@
 """UPGrad (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024)."""
 
+from mtlrun.parts import WEIGHTINGS
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
-from mtlrun.weighting.base import WEIGHTINGS, WeightingConfig
 
 
 @WEIGHTINGS.register("upgrad", schema=WeightingConfig)

@@ -5,11 +5,11 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from mtlrun.backbones import BACKBONES
 from mtlrun.data import DatasetInfo, TargetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
+from mtlrun.parts import BACKBONES
 from tests.conftest import TINY, compose_config
 
 MNIST_LIKE = DatasetInfo("synthetic", (1, 28, 28), {"class": TargetInfo(10)})

@@ -6,11 +6,12 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from mtlrun.data import DATASETS, load_data
+from mtlrun.data import load_data
 from mtlrun.data.multimnist import cache_root
 from mtlrun.errors import DataError
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
+from mtlrun.parts import DATASETS
 from tests.conftest import DATA_ROOT, compose_config, needs_mnist
 
 CPU = torch.device("cpu")

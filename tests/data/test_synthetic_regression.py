@@ -4,8 +4,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mtlrun.data import DATASETS, load_data
+from mtlrun.data import load_data
 from mtlrun.errors import ConfigError
+from mtlrun.parts import DATASETS
 
 
 def raw(**fields):

@@ -7,8 +7,8 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mtlrun.loggers import LOGGERS
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
+from mtlrun.parts import LOGGERS
 from tests.conftest import TINY, compose_config
 
 

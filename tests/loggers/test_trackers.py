@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import mtlrun.loop
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from tests.conftest import TINY, compose_config
 from tests.helpers import run_mtlrun
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.data import Batch
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from mtlrun.runfolder import read_json
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error, same_parameters
@@ -107,7 +107,7 @@ def test_a_vae_samples_the_concatenated_prior(run_dir):
     N(0, I) of T × latent_dim: the sample grid decodes codes of that width."""
     from PIL import Image
 
-    from mtlrun.loop import train
+    from mtlrun.lifecycle import train
 
     train(
         compose_config([*CONCAT, "backbone=vae", "backbone.hidden_dims=[64]", "trainer.epochs=1"]),

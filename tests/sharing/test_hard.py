@@ -5,7 +5,7 @@ import torch
 
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from mtlrun.sharing.hard import HardSharing
 from tests.conftest import TINY, compose_config
 from tests.sharing import SMALL, assert_learns, config_error, same_parameters

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from tests.conftest import TINY, compose_config
 from tests.sharing import SMALL, assert_learns, config_error
 

@@ -4,7 +4,7 @@ import torch
 
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error
 

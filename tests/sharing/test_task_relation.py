@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from mtlrun.sharing.task_relation import task_covariance, task_relation_penalty
 from tests.conftest import compose_config
 from tests.sharing import SMALL, assert_learns, config_error

@@ -6,7 +6,7 @@ import torch
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.errors import ConfigError
 from mtlrun.experiment import build
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
 from mtlrun.runfolder import read_json
 from mtlrun.sharing.two_stage import TwoStageSharing
 from tests.conftest import compose_config

@@ -4,9 +4,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mtlrun.backbones import BACKBONES, Encoding
+from mtlrun.backbones import Encoding
 from mtlrun.data import Batch, DatasetInfo, TargetInfo
 from mtlrun.errors import ConfigError
+from mtlrun.parts import BACKBONES
 from mtlrun.tasks import build_tasks
 from mtlrun.tasks.regression import Regression, RegressionConfig
 

@@ -11,10 +11,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from mtlrun.loop import train
+from mtlrun.lifecycle import train
+from mtlrun.parts import WEIGHTINGS
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting import WEIGHTINGS, Weighting
+from mtlrun.weighting import Weighting
 from tests.conftest import TINY, compose_config
 
 

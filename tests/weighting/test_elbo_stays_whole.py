@@ -7,7 +7,7 @@ import torch
 
 from mtlrun.data import Batch
 from mtlrun.experiment import build
-from mtlrun.weighting import WEIGHTINGS
+from mtlrun.parts import WEIGHTINGS
 from tests.conftest import TINY, compose_config
 
 BETA = 2.0

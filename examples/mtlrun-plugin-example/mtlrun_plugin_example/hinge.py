@@ -29,8 +29,9 @@ from mtlrun import register
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.data import Batch, DatasetInfo
 from mtlrun.errors import ConfigError
+from mtlrun.schemas.task import MLPHeadConfig
 from mtlrun.tasks import Direction, Task
-from mtlrun.tasks.classification import Classification, MLPHeadConfig
+from mtlrun.tasks.classification import Classification
 
 
 @dataclass

@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 
 from mtlrun import register
+from mtlrun.schemas.weighting import WeightingConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting import Weighting, total_loss
-from mtlrun.weighting.base import WeightingConfig
 
 
 def draw_weights(num_tasks: int) -> Tensor:

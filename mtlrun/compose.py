@@ -1,0 +1,392 @@
+"""The one path from a command line to a validated config, for `mtlrun train`, `mtlrun.train`,
+`reproduce`, `resume` and torchrun's ranks: plug-ins loaded once, the config composed once per
+job, and every check that needs no data made before any run folder exists.
+
+`mtlrun train` composes with Hydra's own main, so that sweeps, launchers and `--cfg` keep
+working; `Preflight`, a Hydra callback, validates what Hydra composed before Hydra makes a
+folder (every job of a sweep, before the first starts). The Python API composes with Hydra's
+compose API and calls `validate` itself. Either way a mistake is one line: Hydra's and
+OmegaConf's errors become mtlrun's (`error_line`). Imports no torch."""
+
+import difflib
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import mtlrun.plugins as plugins
+from mtlrun.config import check_choice, check_integer, config_dir, error_line, parse
+from mtlrun.errors import ConfigError, UserError
+from mtlrun.parts import CHOSEN, LOGGERS, TASKS, task_configs
+from mtlrun.runfolder import check_run_name, existing_run_message
+from mtlrun.schemas.trainer import TrainerConfig
+
+
+def load_plugins(overrides: list[str]) -> list[str]:
+    """Import the installed and named plug-ins and those a `plugins=[...]` override lists, once,
+    before anything reads a registry; returns the overrides with the plug-ins' `configs/`
+    folders on Hydra's search path."""
+    plugins.load_for_config(listed_plugins(overrides))
+    return with_plugin_configs(overrides)
+
+
+def compose(overrides: list[str], config_folder: str | Path | None = None) -> DictConfig:
+    """The config `mtlrun train OVERRIDES` runs, composed and validated (`config_folder`: a
+    folder of the user's own config groups, searched before mtlrun's, as `--config-dir`).
+    Raises a `UserError` whose message is the line `mtlrun train` prints."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(
+            f"overrides={overrides!r} must be a list of strings, e.g. ['+experiment=vae_mnist']"
+        )
+    if any(o in ("-m", "--multirun") or o.startswith("--") for o in overrides):
+        raise UserError(
+            "mtlrun.train runs one config; sweep with `mtlrun train -m ...` on the command line, "
+            "or call mtlrun.train once per config"
+        )
+    if config_folder is not None:
+        folder = Path(config_folder).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"config_dir={config_folder} is not a folder")
+        overrides = [*overrides, f"hydra.searchpath=[file://{folder}]"]
+    overrides = load_plugins(list(overrides))
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        try:
+            cfg = hydra_compose("train", overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise ConfigError(compose_error_line(error, overrides)) from None
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
+    """Every value of a run config against its schema, and the plug-ins it lists imported,
+    before any data loads or any file is written: what is left for building the run are the
+    checks that need the data (a task's label, a backbone's input shape)."""
+    check_run_keys(cfg)
+    plugins.load_for_config(cfg.plugins)
+    parse(TrainerConfig, cfg.trainer, "trainer")
+    for key, registry in CHOSEN.items():
+        registry.config(str(cfg[key].name), cfg[key], key)
+    for name, node in (cfg.get("logger") or {}).items():
+        LOGGERS.config(str(name), node, f"logger.{name}")
+    task_configs(cfg.tasks)
+    check_optimized_metric(cfg, sweeper_direction)
+
+
+def check_run_keys(cfg: DictConfig) -> None:
+    """The top-level keys of train.yaml that no part's schema owns: `seed`, `name`, `tasks`,
+    `plugins`."""
+    check_integer("seed", cfg.get("seed"))
+    check_run_name(str(cfg.get("name")))
+    if not cfg.get("tasks"):
+        raise ConfigError("tasks is empty; add one, e.g. +task@tasks.reconstruction=reconstruction")
+    listed = cfg.get("plugins") or []
+    if isinstance(listed, str) or not all(isinstance(name, str) for name in listed):
+        raise ConfigError(f"plugins={listed} must be a list of module names, e.g. [my_lab.mtl]")
+
+
+def check_optimized_metric(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
+    """`optimized_metric` (what a hyperparameter sweeper minimises or maximises) must be a
+    validation metric this config reports: selecting on the test split would make the test
+    numbers of the chosen run optimistic. The sweeper's direction must agree with the metric's;
+    checked before training, so a mistake costs no trials."""
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return
+    if str(name).startswith("test/"):
+        raise ConfigError(
+            f"optimized_metric={name} is a test metric; selecting on the test split biases the "
+            f"test numbers, so optimise the validation metric {'val/' + name[5:]} instead"
+        )
+    if not cfg.dataset.get("val_size", 1):
+        raise ConfigError(
+            f"optimized_metric={name} needs a validation split, but dataset.val_size=0; "
+            "set dataset.val_size, e.g. 5000"
+        )
+    # The task types' metric directions are their classes' (imported here, in a search only).
+    directions = {"val/loss": "min"} | {
+        f"val/{task}/{metric}": direction
+        for task, node in cfg.tasks.items()
+        for metric, direction in TASKS.get(node.type).directions.items()
+    }
+    if name not in directions:
+        raise ConfigError(
+            f"optimized_metric={name!r} is not a validation metric of this config; "
+            f"choose one of: {', '.join(directions)}"
+        )
+    wanted = {"min": "minimize", "max": "maximize"}[directions[name]]
+    if sweeper_direction is not None and sweeper_direction != wanted:
+        better = "lower" if wanted == "minimize" else "higher"
+        raise ConfigError(
+            f"optimized_metric={name} is better when {better}, but hydra.sweeper.direction="
+            f"{sweeper_direction}; set hydra.sweeper.direction={wanted}"
+        )
+
+
+def sweeper_direction(hydra_cfg: DictConfig) -> str | None:
+    """Optuna's `direction` (an enum in the job's config): "minimize" or "maximize"; None for
+    other sweepers and for multi-objective searches."""
+    direction = OmegaConf.select(hydra_cfg, "sweeper.direction")
+    direction = getattr(direction, "name", direction)
+    return direction if isinstance(direction, str) else None
+
+
+def is_basic_sweep(hydra_cfg: DictConfig) -> bool:
+    """Whether Hydra's basic sweeper runs the sweep: its jobs are known before the first
+    starts, and `Preflight` validates them all."""
+    return str(OmegaConf.select(hydra_cfg, "sweeper._target_")).endswith("BasicSweeper")
+
+
+class Preflight(Callback):
+    """Validates the config Hydra composed before Hydra makes any folder: a run's, or every
+    job's of a basic sweep (a search's, such as Optuna's, draws its values as it goes: each job
+    checks its own). A mistake is one line and exit status 2, with no folder made."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        def check() -> None:
+            validate(config)
+            check_fresh_folder(config, "hydra.run.dir", sweep=False)
+
+        refuse_unless(check, config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        def check() -> None:
+            if is_basic_sweep(config.hydra):
+                for job in sweep_jobs(config):
+                    validate(job, sweeper_direction(config.hydra))
+            else:
+                check_run_keys(config)
+            check_fresh_folder(config, "hydra.sweep.dir", sweep=True)
+
+        refuse_unless(check, config)
+
+
+def refuse_unless(check: Callable[[], None], config: DictConfig) -> None:
+    """Run `check`; a mistake it finds ends the command in one line and exit status 2 (Hydra
+    only warns about a callback's exceptions, so this exits itself)."""
+    from hydra.errors import HydraException
+
+    try:
+        check()
+    except UserError as error:
+        refuse(str(error))
+    except (HydraException, OmegaConfBaseException) as error:
+        refuse(compose_error_line(error, list(config.hydra.overrides.task)))
+
+
+def refuse(message: str) -> None:
+    print(f"mtlrun: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def sweep_jobs(config: DictConfig) -> list[DictConfig]:
+    """The config of every job of a basic sweep, composed as Hydra's sweeper will compose them
+    (its own `hydra.sweeper.params` and the command line's sweeps, globs expanded)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += list(config.hydra.overrides.task)
+    parser = OverridesParser.create(config_loader=loader)
+    (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+    return [loader.load_sweep_config(config, list(overrides)) for overrides in batch]
+
+
+def check_fresh_folder(config: DictConfig, key: str, sweep: bool) -> None:
+    """A new run never writes into an existing run's folder, as it would with a fixed
+    `hydra.run.dir` (or `hydra.sweep.dir`) given twice: refused before Hydra writes `.hydra/`
+    into it."""
+    try:
+        folder = Path(str(OmegaConf.select(config, key)))
+    except Exception:  # a resolver that only Hydra's job setup provides
+        return
+    message = existing_run_message(folder, sweep=sweep)
+    if message:
+        raise UserError(message)
+
+
+def compose_error_line(error: Exception, overrides: list[str]) -> str:
+    """Hydra's or OmegaConf's error of composing a config as mtlrun's one line: an unknown
+    option with the valid choices, a misspelt key with the closest real one, a value a schema
+    refuses with its key, or Hydra's own first words."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
+        group, _, option = str(error.missing_cfg_file).rpartition("/")
+        options = error.options or group_options(group, overrides)
+        try:
+            check_choice(group.rpartition("/")[2], option, sorted(options))
+        except ConfigError as choice:
+            return str(choice)
+    missing = re.match(r"Could not override '([^']+)'", str(error))
+    if missing:
+        return unknown_key(missing.group(1), overrides)
+    cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        return error_line(cause)
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    details = ("full_key", "object_type", "See https://hydra.cc", "Config search path")
+    kept = []
+    for line in lines:
+        if line.startswith("Config search path"):
+            break
+        if not line.startswith(details):
+            kept.append(line.rstrip("."))
+    return "; ".join(kept)
+
+
+def group_options(group: str, overrides: list[str]) -> list[str]:
+    """The options of a config group on the search path the overrides give (mtlrun's, the
+    plug-ins' and the user's folders)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    searchpath = [arg for arg in overrides if arg.startswith("hydra.searchpath=")]
+    searchpath = searchpath or config_dir_flag(overrides)
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        loader = GlobalHydra.instance().config_loader()
+        with warnings.catch_warnings():  # a missing search path folder: Hydra warns later
+            warnings.simplefilter("ignore")
+            return loader.get_group_options(
+                group, ObjectType.CONFIG, config_name="train", overrides=searchpath
+            )
+
+
+def unknown_key(key: str, overrides: list[str]) -> str:
+    """The message for an override of a key the config does not have: the closest real key
+    (`trainer.epoch` → `trainer.epochs`), from the config composed without that override.
+    Hydra's own advice, `+key=value`, only adds a key that the part's schema then refuses."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    rest = [arg for arg in first_job(overrides) if arg.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside Hydra's main (`Preflight`)
+            loader = GlobalHydra.instance().config_loader()
+            cfg = loader.load_configuration("train", rest, RunMode.RUN)
+            cfg = OmegaConf.masked_copy(cfg, [name for name in cfg if name != "hydra"])
+        else:
+            with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+                cfg = hydra_compose("train", overrides=rest)
+        keys = config_keys(OmegaConf.to_container(cfg))
+    except Exception:  # another bad override: no suggestion, the message still stands
+        keys = []
+    # Keys as deep as the misspelt one: `backbone.zzz` is not a misspelt `backbone`.
+    keys = [known for known in keys if known.count(".") == key.count(".")]
+    match = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+    if match:
+        return f"{key} is not a key of the config; did you mean {match[0]}?"
+    return f"{key} is not a key of the config; see its keys with `mtlrun train --cfg job`"
+
+
+def first_job(overrides: list[str]) -> list[str]:
+    """The overrides of a sweep's first job (`latent_dim=2,8,32` → `latent_dim=2`, an
+    `interval(a, b)` → its start), flags left out; the search path kept."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep, ValueType
+    from hydra.errors import HydraException
+
+    kept = [arg for arg in overrides if not arg.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(kept)
+    except HydraException:
+        return kept
+    job = []
+    for override in parsed:
+        if not override.is_sweep_override():
+            job.append(override.input_line)
+        elif override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue
+        elif isinstance(override.value(), IntervalSweep):
+            job.append(f"{override.get_key_element()}={override.value().start}")
+        else:
+            first = next(iter(override.sweep_string_iterator()))
+            job.append(f"{override.get_key_element()}={first}")
+    return job
+
+
+def config_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a config container: `trainer`, `trainer.epochs`, ..."""
+    if not isinstance(node, dict):
+        return []
+    keys = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        keys += [key, *config_keys(value, f"{key}.")]
+    return keys
+
+
+def listed_plugins(overrides: list[str]) -> list[str]:
+    """The modules of a `plugins=[a,b]` (or `+plugins=...`) override."""
+    for arg in overrides:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "plugins":
+            return [name.strip() for name in value.strip("[]").split(",") if name.strip()]
+    return []
+
+
+def with_plugin_configs(overrides: list[str]) -> list[str]:
+    """The overrides with the loaded plug-ins' `configs/` folders on Hydra's search path
+    (after the user's own `hydra.searchpath`, if they gave one)."""
+    folders = [f"file://{folder}" for folder in plugins.config_dirs()]
+    if not folders:
+        return overrides
+    for index, arg in enumerate(overrides):
+        if arg.startswith("hydra.searchpath="):
+            theirs = arg.split("=", 1)[1].strip().strip("[]")
+            merged = ",".join(path for path in [theirs, *folders] if path)
+            return [*overrides[:index], f"hydra.searchpath=[{merged}]", *overrides[index + 1 :]]
+    # Among the user's overrides, not after a flag: Hydra's parser takes the overrides as one
+    # run of arguments only (`a=1 -m b=2` and `a=1 --cfg job b=2` are refused).
+    at = first_override(overrides)
+    return [*overrides[:at], f"hydra.searchpath=[{','.join(folders)}]", *overrides[at:]]
+
+
+# Hydra's flags that take the next argument as their value (`--cfg job`, `-cd DIR`).
+VALUED_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
+VALUED_FLAGS |= {"-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+
+
+def first_override(arguments: list[str]) -> int:
+    """The index of the first override (key=value) in a Hydra command line, past its flags and
+    their values; the length of the line when it has none."""
+    index = 0
+    while index < len(arguments):
+        arg = arguments[index]
+        if not arg.startswith("-"):
+            return index
+        has_value = index + 1 < len(arguments) and not arguments[index + 1].startswith("-")
+        index += 2 if arg in VALUED_FLAGS and has_value else 1
+    return len(arguments)
+
+
+def config_dir_flag(overrides: list[str]) -> list[str]:
+    """`hydra.searchpath=[...]` for the folder of a --config-dir (-cd) flag, so that the error
+    path lists the options of the user's folder too."""
+    for index, arg in enumerate(overrides):
+        for flag in ("--config-dir", "-cd"):
+            folder = None
+            if arg == flag and index + 1 < len(overrides):
+                folder = overrides[index + 1]
+            elif arg.startswith(f"{flag}="):
+                folder = arg.split("=", 1)[1]
+            if folder is not None and os.path.isdir(folder):
+                return [f"hydra.searchpath=[file://{os.path.abspath(folder)}]"]
+    return []

@@ -1,0 +1,99 @@
+"""The datasets' schemas (`dataset=NAME`, `dataset.KEY=...`): defaults and checks. Imports no
+torch: composing a config, `--cfg job` and every refusal need only these."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TorchvisionDatasetConfig:
+    """`dataset=mnist`, `fashion_mnist` or `cifar10`: torchvision's files, held in memory."""
+
+    name: str
+    root: str | None = None  # the folder of torchvision's files; null: $MTLRUN_DATA, else ./data
+    download: bool = True  # torchvision downloads the files when they are missing (online only)
+    # carved from the training images (60k for MNIST and FashionMNIST, 50k for CIFAR-10) with
+    # the run's seed
+    val_size: int = 5000
+    # true: the encoders standardise their inputs (per-channel mean, std: PIXEL_STATISTICS)
+    normalize: bool = False
+
+
+@dataclass
+class MultiMNISTConfig(TorchvisionDatasetConfig):
+    """`dataset=multimnist` or `multifashion`: two overlapping images of the source (MNIST or
+    FashionMNIST) per image. `root` and `download` are those of the source's files;
+    `val_size` is carved from the 60k training images with the run's seed."""
+
+    # draws each image's partner: the dataset's seed, not the run's, so runs compare on one
+    # dataset
+    seed: int = 0
+    # where the composed images are cached: null = $MTLRUN_CACHE, else ~/.cache/mtlrun
+    cache_dir: str | None = None
+
+
+@dataclass
+class SyntheticImagesConfig:
+    """`dataset=synthetic`: generated images with class labels; needs no files (tests, smoke
+    runs)."""
+
+    name: str
+    n_train: int = 2048
+    n_test: int = 512
+    val_size: int = 256
+    channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+    noise: float = 0.1  # standard deviation of the Gaussian pixel noise
+    seed: int = 0
+    # "digit" (10 classes) also provides the derived parity and magnitude labels,
+    # so the MNIST experiments run on this data unchanged.
+    target_name: str = "class"
+
+
+@dataclass
+class SyntheticRegressionConfig:
+    """`dataset=synthetic_regression`: regression tasks y0..y{num_tasks-1} on vectors, sharing a
+    known low-dimensional structure; the last task's training target is known on only
+    `low_data_examples` examples. Needs no files."""
+
+    name: str
+    n_train: int = 2000
+    n_test: int = 2000
+    val_size: int = 200
+    input_dim: int = 32  # D: inputs are N(0, I_D) vectors
+    latent_dim: int = 3  # k: every target reads the same k-dimensional projection of the input
+    # targets y0, y1, ..., y{num_tasks - 1}: +task@tasks.y0=regression (its target: its name)
+    num_tasks: int = 4
+    noise: float = 0.1  # each task's own noise (standard deviation)
+    low_data_examples: int = 20  # the last task keeps its training target on this many examples
+    # null: inputs x ~ N(0, I_D); a number σ: inputs near the k-dim subspace, x = sBᵀ + σε
+    input_noise: float | None = None
+    seed: int = 0
+
+
+@dataclass
+class ImageFolderConfig:
+    """`dataset=image_folder`: your own images in torchvision's ImageFolder layout,
+    train_dir/<class>/<image>."""
+
+    name: str
+    train_dir: str = "???"  # required
+    test_dir: str | None = None  # null: hold out `test_size` images of train_dir
+    test_size: int = 1000
+    val_size: int = 1000
+    image_size: int = 32  # images are resized to image_size × image_size
+    channels: int = 3  # 1: grayscale, 3: RGB
+    target_name: str = "class"
+    seed: int = 0  # draws the held-out test images when there is no test_dir
+
+
+@dataclass
+class ArraysConfig:
+    """`dataset=arrays`: your own arrays, .npz files holding `images` (uint8 N×H×W×C or
+    N×C×H×W) and integer `labels`."""
+
+    name: str
+    train_file: str = "???"  # required
+    test_file: str = "???"  # required
+    val_size: int = 1000
+    target_name: str = "class"
