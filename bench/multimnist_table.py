@@ -23,12 +23,16 @@ With --read-only as well, the table is written from the finished runs alone (the
 `not run`), as when a sitting had to stop.
 
 Every finished cell is also recorded in bench/multimnist_cells.jsonl (committed: the whole table
-takes longer than one sitting can), and a cell recorded by the same command on the same machine
-is read from there instead of trained again, so the next sitting finishes the table even without
-the runs. Delete a cell's line to measure it again. A cell whose run shared the machine with
-other work is marked `"shared_machine": true` by hand there: its accuracies count, its seconds
-only where a method has no other run (then marked `*` in the table); one paused part-way has
-`"epoch_s": null`.
+takes longer than one sitting can), with the exact commit its run trained from, and a cell
+recorded by the same command on the same machine is read from there instead of trained again, so
+the next sitting finishes the table even without the runs. The script refuses to run (unless
+--no-write) from a tree with uncommitted changes or untracked files, and does not record a run
+whose meta.json names an uncommitted tree (`<commit>-dirty`: the tree changed during the
+sitting): a recorded cell is reproducible from its commit alone. The table's caption lists the
+commits its cells ran from. Delete a cell's line to measure it again (as when its method
+changes). A cell whose run shared the machine with other work is marked `"shared_machine": true`
+by hand there: its accuracies count, its seconds only where a method has no other run (then
+marked `*` in the table); one paused part-way has `"epoch_s": null`.
 """
 
 import argparse
@@ -84,8 +88,9 @@ PUBLISHED = {
 class Record:
     """The finished cells of every sitting, a JSON line each in CELLS, by their command."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recording: bool) -> None:
         self.path = path
+        self.recording = recording  # False: --no-write, from a tree that may be uncommitted
         self.lock = threading.Lock()  # the cells finish on the pool's threads
         lines = path.read_text().splitlines() if path.exists() else []
         cells = [json.loads(line) for line in lines if line.strip()]
@@ -96,6 +101,9 @@ class Record:
 
     def add(self, command: str, numbers: dict, run_dir: Path) -> None:
         meta = json.loads((run_dir / "meta.json").read_text())
+        if not self.recording or meta["git_commit"].endswith("-dirty"):
+            print(f"not recorded (--no-write, or an uncommitted tree): {run_dir}", flush=True)
+            return
         cell = {
             "command": command,
             "machine": machine(),
@@ -165,6 +173,25 @@ def finished_run(work: Path, command: str) -> Path | None:
         if meta.get("command") == command and meta.get("status") == "completed":
             return meta_file.parent
     return None
+
+
+def uncommitted() -> str:
+    """`git status --porcelain` of the repository: its uncommitted changes and untracked files
+    (empty for a tree a run can be reproduced from by its commit)."""
+    root = Path(__file__).resolve().parent.parent
+    status = ["git", "-C", str(root), "status", "--porcelain"]
+    return subprocess.run(status, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def commits(cells: list[dict]) -> str:
+    """`a1b2c3d (12 runs), ...` in the order of the record: the commits the cells ran from,
+    `-dirty` for those recorded from an uncommitted tree before the script refused one."""
+    counts: dict[str, int] = {}
+    for cell in cells:
+        commit = cell["git_commit"]
+        short = commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
+        counts[short] = counts.get(short, 0) + 1
+    return ", ".join(f"{commit} ({n} run{'s' * (n > 1)})" for commit, n in counts.items())
 
 
 def delta_m(accuracy: tuple[float, ...], baseline: tuple[float, ...]) -> float:
@@ -311,6 +338,13 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra mtlrun overrides for every run")
     args = parser.parse_args()
     require_data()
+    changes = uncommitted()
+    if changes and not args.no_write:
+        first = changes.splitlines()[0]
+        sys.exit(
+            f"uncommitted changes ({first.strip()}, ...): commit them (or run with --no-write) so "
+            "that every recorded cell names the commit it ran"
+        )
     seeds = [int(seed) for seed in args.seeds.split(",")]
     names = args.only.split(",") if args.only else methods()
     if not args.no_front:
@@ -328,7 +362,7 @@ def main() -> None:
         command += f" --jobs {args.jobs}"
         env["OMP_NUM_THREADS"] = "1"
         threads = f"{args.jobs} runs at once, one thread each"
-    record = Record(CELLS)
+    record = Record(CELLS, recording=not args.no_write)
     results = run_cells(
         names,
         seeds,
@@ -337,11 +371,13 @@ def main() -> None:
     )
     done = sorted({seed for _, seed in results})
     dates = sorted({cell["date"] for cell in results.values() if "date" in cell})
+    recorded = [cell for cell in results.values() if "git_commit" in cell]
     lines = [
         f"{measured_on(dates)}, device=cpu, {threads}, seeds {','.join(map(str, done))} "
         f"(mean ± the half-width of the 95 % t interval over the runs column). Command: "
         f"`{command}`. Every run: `mtlrun train +experiment=multimnist +method=NAME "
-        f"{' '.join(RECIPE)} seed=S`; the front's: `+method=scalarization weighting.point=K`.",
+        f"{' '.join(RECIPE)} seed=S`; the front's: `+method=scalarization weighting.point=K`. "
+        f"Commits the runs trained from: {commits(recorded)}.",
         "",
         "| rank | method | runs | left acc % | right acc % | Δm % | p vs single_task | "
         "Δm vs hard_equal % | p vs hard_equal | front | s / epoch | "

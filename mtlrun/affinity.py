@@ -2,6 +2,9 @@
 Learning", NeurIPS 2021: TAG), measured during training with `trainer.task_affinity=true`; the
 grouping it suggests is `mtlrun.report.grouping`'s (`mtlrun report RUNS groups=k`)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,14 +15,41 @@ from mtlrun.data import Batch
 from mtlrun.distributed import WHOLE, Shard
 
 
+@dataclass
+class RandomState:
+    """The generators a forward pass draws from (dropout, a VAE's sample): the CPU's, and the
+    device's on CUDA."""
+
+    cpu: Tensor
+    cuda: Tensor | None
+
+    @contextmanager
+    def restored(self, device: torch.device) -> Iterator[None]:
+        """Inside: the generators as they were; after: as they were before entering."""
+        cuda = [device] if self.cuda is not None else []
+        with torch.random.fork_rng(devices=cuda, device_type=device.type):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, device)
+            yield
+
+
 class TaskAffinity:
     """Z_{i→j} = 1 − L_j(θ_s − η ∇_{θ_s} L_i, θ_j) / L_j(θ_s, θ_j) (their eq. 3): how a step on
     task i's loss alone, on the shared parameters θ_s, changes task j's loss on the same batch.
     Positive: i's step helps j. The step is their lookahead, plain gradient descent at the
     optimiser's current learning rate η, whatever the optimiser; the shared parameters are those
     every task's loss depends on. Measured every `every` steps and averaged per epoch (their
-    Algorithm 1 averages over the steps of training); costs, per measurement, one backward pass
-    and one forward pass per task. Under DDP, the losses and gradients are the whole batch's."""
+    Algorithm 1 averages over the steps of training; `mtlrun report` averages the epochs);
+    costs, per measurement, one backward pass and one forward pass per task. Under DDP, the
+    losses and gradients are the whole batch's.
+
+    The lookahead forward passes see the same random draws as the step's own forward pass
+    (dropout masks, a VAE's sample z): the generators' state from just before that pass
+    (`draws`) is restored for each of them, so before and after differ by the step alone. With
+    fresh draws, the noise of Z on MultiMNIST's recipe (dropout 0.5) was about 100 times its
+    off-diagonal signal, and independent draws bias the ratio of losses (Jensen). The draws are
+    made in a fork of the generators: measuring leaves training's random numbers as they were."""
 
     def __init__(self, experiment: Any, every: int) -> None:
         """`experiment`: the `mtlrun.experiment.Experiment` being trained (its model, tasks,
@@ -44,13 +74,31 @@ class TaskAffinity:
             if all(grads[k] is not None for grads in reached)
         ]
 
+    def draws(self, step: int) -> RandomState | None:
+        """Before the forward pass of training step `step`: the generators' state, if the step
+        is measured."""
+        if step % self.every:
+            return None
+        device = self.experiment.device
+        return RandomState(
+            torch.get_rng_state(),
+            torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        )
+
     def measure(
-        self, step: int, losses: list[Tensor], inputs: Tensor, batch: Batch, shard: Shard = WHOLE
+        self,
+        step: int,
+        losses: list[Tensor],
+        inputs: Tensor,
+        batch: Batch,
+        draws: RandomState | None,
+        shard: Shard = WHOLE,
     ) -> None:
         """After the forward pass of training step `step` (its `losses`, with their graph, on
-        `shard` of the step's batch), before the weighting's backward pass."""
+        `shard` of the step's batch), before the weighting's backward pass; `draws` is what
+        `draws(step)` returned before that pass."""
         trained = all(loss.requires_grad for loss in losses)
-        if step % self.every or len(losses) < 2 or not trained:
+        if draws is None or len(losses) < 2 or not trained:
             return
         if self.shared is None:
             self.shared = self.shared_parameters(losses)
@@ -70,7 +118,7 @@ class TaskAffinity:
                 name: (p - rate * g).to(p.dtype)
                 for name, p, g in zip(self.shared, shared, grads, strict=True)
             }
-            with torch.no_grad(), experiment.autocast:
+            with torch.no_grad(), experiment.autocast, draws.restored(experiment.device):
                 output = functional_call(experiment.model, stepped, (inputs,))
                 looked = experiment.task_losses(output, batch)
             after[i] = torch.stack([value.float() for value in looked])

@@ -37,6 +37,10 @@ def train_step(
     model, optimizer, weighting = experiment.model, experiment.optimizer, experiment.weighting
     tasks = experiment.loss_tasks
     inputs = experiment.model_inputs(batch.inputs)
+    affinity = experiment.affinity
+    # The lookahead of a measured step replays the random draws (dropout, a VAE's sample) of
+    # this forward pass.
+    draws = affinity.draws(step) if affinity is not None else None
     with experiment.autocast:
         output = experiment.forward(inputs)
         losses = experiment.task_losses(output, batch)
@@ -46,8 +50,8 @@ def train_step(
         loss if model.trains(task.name) else loss.detach()
         for task, loss in zip(tasks, losses, strict=True)
     ]
-    if experiment.affinity is not None:
-        experiment.affinity.measure(step, losses, inputs, batch, shard)
+    if affinity is not None:
+        affinity.measure(step, losses, inputs, batch, draws, shard)
     optimizer.zero_grad(set_to_none=True)
     total = weighting.backward(losses, output, shard)
     shard.reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])

@@ -13,7 +13,7 @@ from mtlrun.affinity import TaskAffinity
 from mtlrun.distributed import Ranks
 from mtlrun.experiment import build
 from mtlrun.lifecycle import train
-from mtlrun.report.grouping import best_groups, partitions
+from mtlrun.report.grouping import best_groups, group_scores, serving_groups, training_affinity
 from tests.conftest import TINY, compose_config
 from tests.helpers import run_mtlrun
 from tests.sharing import config_error
@@ -48,7 +48,8 @@ def test_affinity_is_the_lookahead_change_of_each_task_loss_after_a_step_on_anot
         task_losses=lambda output, batch: losses_of(output),
     )
     affinity = TaskAffinity(experiment, every=1)
-    affinity.measure(0, losses_of(model(torch.zeros(1))), torch.zeros(1), None)
+    draws = affinity.draws(0)
+    affinity.measure(0, losses_of(model(torch.zeros(1))), torch.zeros(1), None, draws)
     matrix = torch.tensor(affinity.epoch_matrix())
     theta = model.theta.detach()
     for i, centre in enumerate(CENTRES):
@@ -59,16 +60,54 @@ def test_affinity_is_the_lookahead_change_of_each_task_loss_after_a_step_on_anot
     assert matrix[0, 1] > 0 > matrix[0, 2]  # c₀ lies toward c₁, away from c₂
 
 
+def symmetric(tasks: list[str], pairs: dict[str, float]) -> list[list[float | None]]:
+    return [[None if i == j else pairs["".join(sorted(i + j))] for j in tasks] for i in tasks]
+
+
 def test_the_best_grouping_keeps_the_tasks_that_help_each_other_together():
-    assert len(list(partitions(["a", "b", "c", "d"], 2))) == 7  # Stirling S(4, 2)
     tasks = ["a", "b", "c", "d"]
-    help_within = {("a", "b"), ("b", "a"), ("c", "d"), ("d", "c")}
-    matrix = [
-        [None if i == j else (0.3 if (i, j) in help_within else -0.2) for j in tasks] for i in tasks
-    ]
+    pairs = {"ab": 0.3, "cd": 0.3, "ac": -0.2, "ad": -0.2, "bc": -0.2, "bd": -0.2}
+    groups, score = best_groups(tasks, symmetric(tasks, pairs), 2)
+    assert groups == [["a", "b"], ["c", "d"]]
+    assert score == pytest.approx(0.3)  # every task served by its pair
+
+
+def test_tags_network_selection_lets_groups_overlap_and_serves_each_task_by_its_best_group():
+    # The issue's case: TAG picks {a,b},{b,c}: a ← ab 0.5, b ← ab 0.5, c ← bc 0.4 (mean 0.467);
+    # the old disjoint split {a,b},{c} left c alone.
+    tasks = ["a", "b", "c"]
+    matrix = symmetric(tasks, {"ab": 0.5, "bc": 0.4, "ac": -0.2})
     groups, score = best_groups(tasks, matrix, 2)
-    assert sorted(map(sorted, groups)) == [["a", "b"], ["c", "d"]]
-    assert score == pytest.approx(4 * 0.3)
+    assert groups == [["a", "b"], ["b", "c"]]
+    assert score == pytest.approx((0.5 + 0.5 + 0.4) / 3)
+    assert serving_groups(tasks, matrix, groups) == {
+        "a": ["a", "b"],
+        "b": ["a", "b"],
+        "c": ["b", "c"],
+    }
+    # Without overlap, a lone task scores −∞ (TAG's −10⁶): all three together.
+    groups, score = best_groups(tasks, matrix, 2, disjoint=True)
+    assert groups == [["a", "b", "c"]]
+    assert score == pytest.approx(((0.5 - 0.2) / 2 + (0.5 + 0.4) / 2 + (0.4 - 0.2) / 2) / 3)
+
+
+def test_a_task_is_scored_by_the_affinity_onto_it():
+    # Z_{a→b} = 0.6 (a's step helps b), Z_{b→a} = −0.1, Z_{a→c} = Z_{c→a} = 0.2, b,c 0.
+    tasks = ["a", "b", "c"]
+    matrix = [[None, 0.6, 0.2], [-0.1, None, 0.0], [0.2, 0.0, None]]
+    scores = group_scores(tasks, matrix, frozenset(tasks))
+    assert scores == pytest.approx({"a": (-0.1 + 0.2) / 2, "b": 0.6 / 2, "c": 0.2 / 2})
+
+
+def test_the_report_averages_the_matrix_over_training():
+    records = [
+        {"train/affinity/a/b": 0.2, "train/affinity/b/a": -0.4},
+        {"train/affinity/a/b": 0.4, "train/affinity/b/a": 0.0},
+    ]
+    assert training_affinity(records, ["a", "b"]) == [
+        [None, pytest.approx(0.3)],
+        [pytest.approx(-0.2), None],
+    ]
 
 
 THREE_TASKS = [
@@ -96,13 +135,20 @@ def test_a_run_logs_the_affinity_matrix_per_epoch_and_the_report_suggests_groups
     (row,) = json.loads((run_dir / "report.json").read_text())["rows"]
     affinity = row["affinity"]
     assert affinity["tasks"] == ["digit", "parity", "magnitude"]
-    assert sorted(len(group) for group in affinity["groups"]) == [1, 2]
-    groups = "[" + ",".join("[" + ",".join(g) + "]" for g in affinity["groups"]) + "]"
+    # The matrix of the report is the mean of the epochs' (TAG averages over training).
+    epochs = [r for r in records if r["split"] == "train"]
+    expected = training_affinity(epochs, affinity["tasks"])
+    assert affinity["matrix"] == expected
+    assert affinity["matrix"] != training_affinity(epochs[-1:], affinity["tasks"])
+    assert 1 <= len(affinity["groups"]) <= 2
+    assert set(affinity["served_by"]) == set(affinity["tasks"])
+    assert sorted(sum(affinity["disjoint_groups"], [])) == sorted(affinity["tasks"])
+    groups = "[" + ",".join("[" + ",".join(g) + "]" for g in affinity["disjoint_groups"]) + "]"
     assert f"sharing=grouped 'sharing.groups={groups}'" in (run_dir / "report.md").read_text()
 
     # The suggestion trains as it is written.
     grouped = build(compose_config([*THREE_TASKS, "sharing=grouped", f"sharing.groups={groups}"]))
-    assert len(grouped.model.networks) == 2
+    assert len(grouped.model.networks) == len(affinity["disjoint_groups"])
 
 
 def test_grouped_gives_each_group_its_own_network():
@@ -140,3 +186,35 @@ def test_report_groups_needs_a_run_that_measured_affinity(tmp_path):
     result = run_mtlrun(tmp_path, "report", str(run_dir), "groups=2")
     assert result.returncode == 2
     assert "groups=2 splits tasks by their affinity, but no run under" in result.stderr
+
+
+DROPOUT = [*THREE_TASKS, "backbone.dropout=0.5"]
+# A VAE whose reconstruction task reads the sample z (the classifier reads μ).
+VAE_SAMPLE = [
+    *TINY,
+    "backbone=vae",
+    "backbone.hidden_dims=[32]",
+    "+task@tasks.class=classification",
+    "tasks.reconstruction.iw_samples=0",
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "tasks"), [(DROPOUT, 3), (VAE_SAMPLE, 2)], ids=["dropout", "vae_sample"]
+)
+def test_the_lookahead_sees_the_steps_own_random_draws(tmp_path, overrides, tasks):
+    # At a learning rate of ~0 the lookahead is no step: with the step's own dropout masks (or
+    # VAE sample), every L_j after equals L_j before and Z = 0; fresh draws would give noise.
+    train(compose_config([*overrides, "trainer.task_affinity=true", "optim.lr=1e-30"]), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    values = [v for r in records for k, v in r.items() if k.startswith("train/affinity/")]
+    assert len(values) == 2 * tasks * (tasks - 1)  # 2 epochs
+    assert max(abs(v) for v in values) < 1e-6
+
+
+def test_measuring_affinity_leaves_the_training_draws_as_they_were(tmp_path):
+    summaries = [
+        train(compose_config([*DROPOUT, f"trainer.task_affinity={on}"]), tmp_path / on)
+        for on in ("false", "true")
+    ]
+    assert summaries[0]["metrics"] == summaries[1]["metrics"]

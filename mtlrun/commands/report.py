@@ -17,8 +17,8 @@ from mtlrun.runfolder import writable_folder
 USAGE = (
     "usage: mtlrun report DIR [metrics=PATTERN,...] [delta_m=KEY,...] [groups=K] [out=OUT]   "
     "e.g. metrics=test/digit/acc,test/*/nelbo (default: every test metric), "
-    "delta_m=test/digit/nll (default: each task's primary metric), groups=2 (the best split "
-    "of the tasks by the affinity runs measured), out=/tmp/report (default: DIR)"
+    "delta_m=test/digit/nll (default: each task's primary metric), groups=2 (TAG's choice "
+    "of at most 2 groups by the affinity runs measured), out=/tmp/report (default: DIR)"
 )
 
 

@@ -5,7 +5,6 @@ DIR/report.html, with the figures in DIR/report_files/, and the numbers in DIR/r
 import json
 import math
 import os
-import statistics
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +13,7 @@ from urllib.parse import quote
 
 from mtlrun.config import as_override
 from mtlrun.errors import UserError
-from mtlrun.heatmap import affinity_matrix, save_heatmap
+from mtlrun.heatmap import save_heatmap
 from mtlrun.report.collect import Run, find_runs
 from mtlrun.report.compare import (
     Configuration,
@@ -36,7 +35,7 @@ from mtlrun.report.front import (
     scalarization_fronts,
     task_weights,
 )
-from mtlrun.report.grouping import best_groups
+from mtlrun.report.grouping import best_groups, mean_matrix, serving_groups, training_affinity
 from mtlrun.report.inference import TEST, holm, verdict
 from mtlrun.runfolder import write_atomic
 from mtlrun.terminal import format_value
@@ -333,11 +332,13 @@ class Report:
             "rows": rows,
         }
 
-    def suggested_groups(self, index: int) -> tuple[list[list[str]], float] | None:
+    def suggested_groups(self, index: int, disjoint: bool = False):
+        """TAG's choice of at most `groups=k` groups (overlap allowed), or with `disjoint` the
+        best choice that `sharing=grouped` can train; None without groups=k."""
         affinity = self.affinities[index]
         if affinity is None or self.groups is None or self.groups > len(affinity[0]):
             return None
-        return best_groups(*affinity, self.groups)
+        return best_groups(*affinity, self.groups, disjoint=disjoint)
 
     def affinity_json(self, index: int) -> dict[str, Any] | None:
         affinity = self.affinities[index]
@@ -345,11 +346,15 @@ class Report:
             return None
         tasks, matrix = affinity
         suggested = self.suggested_groups(index)
+        disjoint = self.suggested_groups(index, disjoint=True)
         return {
             "tasks": tasks,
             "matrix": matrix,
             "groups": suggested[0] if suggested else None,
             "score": suggested[1] if suggested else None,
+            "served_by": serving_groups(tasks, matrix, suggested[0]) if suggested else None,
+            "disjoint_groups": disjoint[0] if disjoint else None,
+            "disjoint_score": disjoint[1] if disjoint else None,
         }
 
     def front_blocks(self) -> list[Block]:
@@ -392,16 +397,17 @@ class Report:
         return f"{config.name}: {settings}"
 
     def affinity_blocks(self) -> list[Block]:
-        """Per configuration that measured it: the last epoch's affinity matrix (mean over its
-        runs) as a table and a heatmap, and with groups=k the best split into k groups."""
+        """Per configuration that measured it: the affinity matrix averaged over training (and
+        its runs) as a table and a heatmap, and with groups=k TAG's choice of groups."""
         if not any(self.affinities):
             return []
         blocks: list[Block] = [
             Heading("Task affinity"),
             Text(
                 "Z(i→j) = 1 − L_j after a step on task i's loss alone / L_j before (Fifty et "
-                "al. 2021, TAG), on the shared parameters, averaged over the last epoch's steps "
-                "and the configuration's runs; positive: a step on i helps j."
+                "al. 2021, TAG), on the shared parameters, averaged over the measured steps of "
+                "the whole training (their Algorithm 1) and the configuration's runs; positive: "
+                "a step on i helps j."
             ),
         ]
         for index, (config, affinity) in enumerate(zip(self.configs, self.affinities, strict=True)):
@@ -423,17 +429,34 @@ class Report:
             path = self.out / FILES / f"affinity_{config.name}.png"
             save_heatmap(tasks, matrix, f"{config.name}: Z(i→j)", path)
             blocks.append(Images(f"{config.name}: task affinity", [self.url(path)], plots=True))
-            suggested = self.suggested_groups(index)
-            if suggested:
-                groups, score = suggested
-                blocks.append(
-                    Text(
-                        f"{config.name}: the best split into {len(groups)} groups is "
-                        f"{as_override(groups)} (total affinity {score:.3g}); train it with "
-                        f"sharing=grouped 'sharing.groups={as_override(groups)}'."
-                    )
-                )
+            blocks += self.grouping_texts(index, config.name)
         return blocks
+
+    def grouping_texts(self, index: int, name: str) -> list[Block]:
+        """TAG's choice of groups and, when they overlap, the best choice sharing=grouped trains."""
+        suggested = self.suggested_groups(index, disjoint=False)
+        if not suggested:
+            return []
+        tasks, matrix = self.affinities[index]
+        groups, score = suggested
+        served = serving_groups(tasks, matrix, groups)
+        text = (
+            f"{name}: TAG's choice of at most {self.groups} groups is {as_override(groups)} "
+            f"(mean affinity onto each task from the group that serves it: {score:.3g}; "
+        )
+        text += ", ".join(
+            f"{task} ← {as_override([group])[1:-1]}" for task, group in served.items()
+        )
+        disjoint, disjoint_score = self.suggested_groups(index, disjoint=True)
+        if disjoint == groups:
+            text += f"); train it with sharing=grouped 'sharing.groups={as_override(groups)}'."
+            return [Text(text)]
+        text += (
+            "). Its groups overlap, and sharing=grouped trains each task in one group: the best "
+            f"choice without overlap is {as_override(disjoint)} ({disjoint_score:.3g}); train it "
+            f"with sharing=grouped 'sharing.groups={as_override(disjoint)}'."
+        )
+        return [Text(text)]
 
     def blocks(self) -> list[Block]:
         """The report's content; the learning curves are written on the way."""
@@ -479,8 +502,8 @@ class Report:
 
 
 def config_affinity(config: Configuration) -> tuple[list[str], list[list[float | None]]] | None:
-    """The tasks and the mean over a configuration's runs of their last epoch's affinity
-    matrix; None when none of its runs measured it."""
+    """The tasks and the mean over a configuration's runs of their affinity matrices averaged
+    over training; None when none of its runs measured it."""
     matrices, tasks = [], []
     for run in config.runs:
         measured = [r for r in run.records if any(k.startswith(AFFINITY) for k in r)]
@@ -488,14 +511,10 @@ def config_affinity(config: Configuration) -> tuple[list[str], list[list[float |
             continue
         keys = [k for k in measured[-1] if k.startswith(AFFINITY)]
         tasks = list(dict.fromkeys(part for k in keys for part in k.split("/")[2:4]))
-        matrices.append(affinity_matrix(measured[-1], tasks))
+        matrices.append(training_affinity(measured, tasks))
     if not matrices:
         return None
-    mean = [
-        [None if i == j else statistics.fmean(m[i][j] for m in matrices) for j in range(len(tasks))]
-        for i in range(len(tasks))
-    ]
-    return tasks, mean
+    return tasks, mean_matrix(matrices)
 
 
 def write_report(

@@ -57,9 +57,9 @@ class CrossStitchConfig(SharingConfig):
     # α's initial diagonal: how much of its own activations a task keeps; the other 1 - init_self
     # of each row is spread over the other tasks
     init_self: float = 0.9
-    # α's learning rate over optim.lr; null: the paper's 10³ with optim=sgd (§5.2, Table 2), 10²
-    # with adam/adamw (their steps do not grow with the gradient, and 10³ × Adam's lr leaves α
-    # jumping by whole units)
+    # α's learning rate over optim.lr; null: 10² with adam/adamw (the low end of the paper's best
+    # range, §5.2), 1 with sgd (whose step grows with α's gradient: from 10 up it diverged on the
+    # tests' autoencoder); 1000 is the paper's setting
     alpha_lr_scale: float | None = None
 
 

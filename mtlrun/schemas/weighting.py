@@ -122,7 +122,7 @@ SCALE_MODES = ("min", "median", "rmse")
 class AlignedMTLConfig(WeightingConfig):
     """`weighting=aligned_mtl`, Senushkin et al. 2023, Aligned-MTL (torchjd): the task
     gradients made orthogonal and of one norm (the Jacobian's condition number brought to 1),
-    then averaged; on the shared parameters (needs a strategy that shares some)."""
+    then summed; on the shared parameters (needs a strategy that shares some)."""
 
     # the singular value every aligned gradient gets: min (the paper's Algorithm 1) | median |
     # rmse (the mean eigenvalue, as the authors' code)
@@ -186,11 +186,14 @@ class PCDConfig(WeightingConfig):
             )
 
 
+WEIGHT_SUMS = ("one", "tasks")  # what ExcessMTL's weights add up to
+
+
 @dataclass
 class ExcessMTLConfig(WeightingConfig):
-    """`weighting=excess_mtl`, He et al. 2024, ExcessMTL (torchjd): the tasks further from
-    convergence, by an estimate of their excess risk, get the larger weights; on the shared
-    parameters (needs a strategy that shares some)."""
+    """`weighting=excess_mtl`, He et al. 2024, ExcessMTL: loss weights that move toward the
+    tasks further from convergence, by an estimate of their excess risk on the shared
+    parameters (needs a strategy that shares some); the whole loss is weighted."""
 
     # η_α of the exponentiated-gradient step (eq. 9), above 0: LibMTL's default (torchjd's is
     # 1.0, which saturates the weights within a few hundred steps; the authors' NYUv2 script 1e-4)
@@ -198,6 +201,9 @@ class ExcessMTLConfig(WeightingConfig):
     # steps with uniform weights whose mean excess risk is the baseline, at least 1: 1, the
     # first step's, as the authors' code and LibMTL; Appendix C.1 uses 3 epochs' worth
     n_warmup_steps: int = 1
+    # what the weights add up to: one (the paper's simplex, eq. 9) | tasks (T, as the authors'
+    # code and LibMTL, whose weights start at 1: the same direction, a T times larger loss)
+    weights_sum_to: str = "one"
 
 
 @dataclass

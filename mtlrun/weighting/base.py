@@ -118,6 +118,24 @@ def shared_representation(output: ModelOutput, method: str) -> list[Tensor]:
     return output.shared
 
 
+def parameters_behind(representation: list[Tensor]) -> list[Tensor]:
+    """The trainable leaves (the shared parameters) that `representation` is computed from,
+    in the order the autograd graph reaches them: the parameters under the cut."""
+    found: dict[int, Tensor] = {}
+    stack = [f.grad_fn for f in representation if f.grad_fn is not None]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # an AccumulateGrad node holds its leaf
+        if leaf is not None:
+            found.setdefault(id(leaf), leaf)
+        stack.extend(child for child, _ in node.next_functions if child is not None)
+    return list(found.values())
+
+
 def trained(losses: list[Tensor]) -> list[int]:
     """The tasks trained on this step: the loop detaches the losses of the others."""
     return [t for t, loss in enumerate(losses) if loss.requires_grad]

@@ -3,30 +3,53 @@
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from mtlrun.config import check_choice
+from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
-from mtlrun.parts import WEIGHTINGS
-from mtlrun.schemas.weighting import ExcessMTLConfig
-from mtlrun.sharing import MultiTaskModel
+from mtlrun.schemas.weighting import WEIGHT_SUMS, ExcessMTLConfig
+from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.aggregation import GradientAggregation
+from mtlrun.weighting.base import (
+    WEIGHTINGS,
+    TaskIndex,
+    Weighting,
+    parameters_behind,
+    shared_representation,
+    total_loss,
+    trained,
+)
 
 STATE = "aggregator.weighting."  # torchjd's ExcessMTLWeighting, in the state dict
 
 
 @WEIGHTINGS.register("excess_mtl", schema=ExcessMTLConfig)
-class ExcessMTLAggregation(GradientAggregation):
-    """Each step, task i's excess risk is estimated as g_iᵀ H_i⁻¹ g_i (eq. 6), H_i the diagonal
-    AdaGrad estimate √(Σ g_i²) of its Hessian (eq. 7), divided by its mean over the warm-up
-    steps (the scale processing of Section 3.2), in which the weights stay 1/T; then the weights
-    take an exponentiated-gradient step w ← w·exp(η_α Ê) / Σ (eq. 9), and the update is
-    Σ_i w_i g_i (torchjd's `ExcessMTL`). The warm-up is at least the first step: torchjd's
-    n_warmup_steps=0 would take that step with the raw, unscaled excess risks, which the
-    authors' code and LibMTL do not.
-    The weights, the sums of squared gradients, the baseline and the step count are saved in
-    checkpoints, so a resumed run weighs as an uninterrupted one."""
+class ExcessMTLWeighting(Weighting):
+    """L = Σ_i w_i L_i plus the auxiliary loss, backpropagated through the whole network (heads
+    included), with weights w from the excess risks: a loss weighting, as in the authors' code
+    and LibMTL (which weigh the loss, not the shared parameters' gradients alone).
+
+    Each step, with g_i the gradient of task i's loss on the shared parameters (a backward pass
+    per task, as LibMTL's), task i's excess risk is estimated as g_iᵀ H_i⁻¹ g_i (eq. 6), H_i the
+    diagonal AdaGrad estimate √(Σ g_i²) of its Hessian (eq. 7), divided by its mean over the
+    warm-up steps (the scale processing of Section 3.2), in which the weights stay uniform; then
+    the weights take an exponentiated-gradient step w ← w·exp(η_α Ê) / Σ (eq. 9; torchjd's
+    `ExcessMTLWeighting`, in log space). The weights lie on the simplex, as the paper's; with
+    `weights_sum_to=tasks` they are T times those, LibMTL's. The warm-up is at least the first
+    step: torchjd's n_warmup_steps=0 would take that step with the raw, unscaled excess risks,
+    which the authors' code and LibMTL do not.
+
+    Under DDP the per-task gradients are reduced over the ranks before they are measured, so
+    every rank weighs as on the whole batch. With fewer than two tasks trained on, the step is a
+    plain backward. The weights, the sums of squared gradients, the baseline and the step count
+    are saved in checkpoints, so a resumed run weighs as an uninterrupted one. Logged per task:
+    w_i averaged over the epoch's steps."""
+
+    needs_shared_representation = True
 
     def __init__(self, config: ExcessMTLConfig, tasks: list[Task], model: MultiTaskModel) -> None:
+        super().__init__(tasks, model)
         from torchjd.aggregation import ExcessMTL  # imported when chosen: torchjd loads cvxpy
 
         if config.robust_step_size <= 0 or config.n_warmup_steps < 1:
@@ -34,12 +57,58 @@ class ExcessMTLAggregation(GradientAggregation):
                 f"weighting.robust_step_size={config.robust_step_size} must be positive and "
                 f"weighting.n_warmup_steps={config.n_warmup_steps} at least 1"
             )
-        super().__init__(
-            config.name,
-            tasks,
-            model,
-            lambda: ExcessMTL(config.robust_step_size, config.n_warmup_steps),
-        )
+        check_choice("weighting.weights_sum_to", config.weights_sum_to, WEIGHT_SUMS)
+        self.aggregator = ExcessMTL(config.robust_step_size, config.n_warmup_steps)
+        self.weights_sum_to = config.weights_sum_to
+        self.shared_parameters: list[Tensor] | None = None  # found at the first step
+        self.index = TaskIndex()
+        # Summed on the device and read once per epoch; saved in checkpoints.
+        self.register_buffer("weight_sums", torch.zeros(len(tasks)))
+        self.register_buffer("steps", torch.zeros(len(tasks)))
+
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
+        shared = [f for f in shared_representation(output, "excess_mtl") if f.requires_grad]
+        rows = trained(losses)
+        weights = torch.zeros(len(losses), device=self.steps.device)
+        if len(rows) > 1 and shared:
+            index = self.index(rows, self.steps.device)
+            jacobian = self.jacobian([losses[t] for t in rows], shared)
+            shard.reduce_shared([jacobian])  # under DDP: the whole batch's gradients
+            measured = self.aggregator.weighting(jacobian).float()
+            if self.weights_sum_to == "tasks":
+                measured = measured * len(rows)
+            weights.index_copy_(0, index, measured)
+            self.weight_sums.index_add_(0, index, measured)
+            self.steps.index_add_(0, index, torch.ones_like(measured))
+        elif rows:
+            weights.index_fill_(0, self.index(rows, self.steps.device), 1.0)
+        total = total_loss(weights, losses, output)
+        if total.requires_grad:
+            total.backward()
+        return total.detach()
+
+    def jacobian(self, losses: list[Tensor], shared: list[Tensor]) -> Tensor:
+        """One row per loss: its gradient on the shared parameters, flattened."""
+        if self.shared_parameters is None:
+            self.shared_parameters = parameters_behind(shared)
+        rows = []
+        for loss in losses:
+            grads = torch.autograd.grad(
+                loss, self.shared_parameters, retain_graph=True, materialize_grads=True
+            )
+            rows.append(torch.cat([g.flatten() for g in grads]))
+        return torch.stack(rows)
+
+    def logged(self) -> dict[str, float]:
+        steps = self.steps.tolist()
+        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
+        self.weight_sums.zero_()
+        self.steps.zero_()
+        return {
+            f"{name}/weight": weight
+            for name, n, weight in zip(self.task_names, steps, weights, strict=True)
+            if n
+        }
 
     def get_extra_state(self) -> dict[str, int]:
         # torchjd counts the steps in a plain int, outside the state dict; the warm-up needs it.

@@ -43,6 +43,17 @@ class SharedVector(MultiTaskModel):
         return ModelOutput({}, {}, auxiliary_loss, shared=[h] if self.shares else [])
 
 
+class WithHeads(SharedVector):
+    """θ shared, and a scalar head w_t per task: L_t = w_t · (g_t · θ)."""
+
+    def __init__(self, theta: list[float], tasks: int) -> None:
+        super().__init__(theta)
+        self.heads = nn.Parameter(torch.ones(tasks))
+
+    def losses(self, h: torch.Tensor, gradients: list[list[float]]) -> list[torch.Tensor]:
+        return [self.heads[t] * (torch.tensor(g) @ h) for t, g in enumerate(gradients)]
+
+
 def make(name: str, model: nn.Module, tasks: int = 2, **options: object) -> Weighting:
     node = OmegaConf.create({"name": name, **options})
     return WEIGHTINGS.build(
