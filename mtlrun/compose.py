@@ -6,7 +6,7 @@ job, and every check that needs no data made before any run folder exists.
 working; `Preflight`, a Hydra callback, validates what Hydra composed before Hydra makes a
 folder (every job of a sweep, before the first starts). The Python API composes with Hydra's
 compose API and calls `validate` itself. Either way a mistake is one line: Hydra's and
-OmegaConf's errors become mtlrun's (`error_line`). Imports no torch."""
+OmegaConf's errors become mtlrun's (`compose_error_line`). Imports no torch."""
 
 import difflib
 import os
