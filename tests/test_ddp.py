@@ -258,6 +258,41 @@ def test_an_interrupted_ddp_run_resumes_to_the_numbers_of_an_uninterrupted_one(
     assert metrics == expected
 
 
+def test_two_epochs_of_partly_labelled_data_on_two_ranks_end_with_the_numbers_of_one_process(
+    tmp_path,
+):
+    """The issue's case: synthetic_regression (y3 labelled on 20 training rows), UPGrad, SGD
+    at 0.1, two epochs. Weighing each rank's shard by its share of the rows, rather than each
+    task by its labelled rows, put the test mse 54 % (y3) to 75 % (y2) off one process's."""
+    args = [
+        "+experiment=synthetic_regression",
+        "weighting=upgrad",
+        "optim=sgd",
+        "optim.lr=0.1",
+        "trainer.epochs=2",
+        "trainer.deterministic=true",
+        "trainer.progress=false",
+        "device=cpu",
+    ]
+    runs = {}
+    for how, extra in {"one process": [], "two ranks": ["trainer.devices=2"]}.items():
+        run_dir = tmp_path / how.replace(" ", "_")
+        run_mtlrun(tmp_path, "train", *args, *extra, f"hydra.run.dir={run_dir}", check=True)
+        runs[how] = run_dir
+    one, two = (json.loads((runs[how] / "summary.json").read_text())["metrics"] for how in runs)
+    assert {key for key in one if key.endswith("/mse")} == {f"test/y{t}/mse" for t in range(4)}
+    assert two == pytest.approx(one, rel=1e-5)
+    # The epochs' logged training and validation means, per task, too.
+    one_log, two_log = (
+        [json.loads(line) for line in (runs[how] / "metrics.jsonl").open()] for how in runs
+    )
+    assert [r["split"] for r in two_log] == [r["split"] for r in one_log]
+    for one_record, two_record in zip(one_log, two_log, strict=True):
+        for key, value in one_record.items():
+            if "/" in key:
+                assert two_record[key] == pytest.approx(value, rel=1e-5), key
+
+
 def readme_line(start: str, holding: str) -> list[str]:
     """The README's command line that starts so and holds `holding`, split into words."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
