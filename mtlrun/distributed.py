@@ -4,24 +4,26 @@ on CUDA), started by `trainer.devices=N` or by `torchrun --nproc-per-node N -m m
 Every rank holds the whole model and the whole dataset, draws the same shuffled global batches
 (one seed), and trains on its shard of each. What the ranks reduce, and when:
 
+- where some targets may be missing (a regression task's NaNs), at the start of each step,
+  each task's labelled rows (one collective; none where every target is there). Task t's loss
+  on rank r is a mean over its n_t,r labelled rows, so the whole batch's is Σ_r s_t,r · L_t,r
+  with s_t,r = n_t,r / Σ_r' n_t,r': rank r's part of it, not its share of the rows. Each rank
+  multiplies task t's loss by s_t,r / share_r (`Shard.loss_scales`; 0 on a stand-in row, or
+  where no rank has a label) before anything is measured or differentiated. Every reduction
+  below weighs a rank by its share of the rows, which makes it s_t,r for task t's loss, for its
+  gradients, and for the gradient of any sum of the losses with weights that are the same on
+  every rank (the weightings compute theirs from reduced values); a product of two gradients
+  (MGDA-UB's Gramian, GradNorm's norm on the representation) takes the share once more itself.
+  A task's own modules' loss (concat's autoencoders), a mean over every row, stays unscaled.
+  For the epoch's means a rank weighs its scaled loss of task t by share_r · N_t, N_t the
+  task's labelled rows in the batch: over the ranks, one process's N_t · L_t;
 - after each step's backward, the gradients, each rank's weighted by its share of the batch, so
   that with batch-mean losses the update is that of one process on the whole batch;
-- where some targets may be missing (a regression task's NaNs), first each task's labelled
-  rows, counted on every rank (one collective per step, then only): a task's loss is a mean
-  over its labelled rows, so the whole batch's is Σ_r n_t,r · L_t,r / N_t, with n_t,r the task's
-  labelled rows on rank r and N_t = Σ_r n_t,r, and rank r's part in it is s_t,r = n_t,r / N_t,
-  not its share of the rows. Each rank multiplies task t's loss by s_t,r / share_r (0 where the
-  rank has no rows, or no rank a label) before anything is measured or differentiated
-  (`Shard.loss_scales`); every reduction below, which weighs a rank by its share of the rows,
-  then weighs task t's loss by s_t,r, and so does everything linear in it: its value, its
-  gradients (a Jacobian's row, `.grad` after any weighted sum with weights the same on every
-  rank), the Gramians and gradient norms the weightings measure (each scales a rank's part by
-  the share that remains). A task's own modules' loss (concat's autoencoders), a mean over every
-  row, is left unscaled;
 - before a gradient aggregator combines them, the per-task Jacobian on the shared parameters
   (and what other weightings measure: losses, gradient norms, Gramians), so that every rank
   applies the update the method gives on the whole batch, not an average of per-shard ones;
-- the epoch's summed training losses and every evaluation's summed metrics;
+- the epoch's summed training losses and every evaluation's summed metrics, each task's with
+  the count of rows it was summed over;
 - at each step boundary, whether any rank was asked to stop.
 
 PyTorch's `DistributedDataParallel` wrapper is not used: its reducer averages `.grad` inside

@@ -1,8 +1,9 @@
 """DDP on the CPU with gloo and two real processes: `trainer.devices=2` and torchrun give one run
 folder, written by rank 0; a step on two shards of a batch is the step one process takes on the
 whole batch, for every weighting (the aggregators' Jacobian and the other methods' measurements
-are reduced before they weigh); an interrupted run resumes to the numbers of an uninterrupted
-one; an epoch of MNIST ends within 0.5 points of one process."""
+are reduced before they weigh), on partly labelled data too (each task's loss a mean over its
+own labelled rows); an interrupted run resumes to the numbers of an uninterrupted one; an epoch
+of MNIST ends within 0.5 points of one process."""
 
 import json
 import signal
