@@ -120,7 +120,7 @@ class TaskAffinity:
             }
             with torch.no_grad(), experiment.autocast, draws.restored(experiment.device):
                 output = functional_call(experiment.model, stepped, (inputs,))
-                looked = experiment.task_losses(output, batch)
+                looked = experiment.task_losses(output, batch, shard.loss_scales)
             after[i] = torch.stack([value.float() for value in looked])
         shard.reduce_shared([after[i] for i in range(len(losses))])
         self.sums += 1 - after / before

@@ -4,12 +4,26 @@ on CUDA), started by `trainer.devices=N` or by `torchrun --nproc-per-node N -m m
 Every rank holds the whole model and the whole dataset, draws the same shuffled global batches
 (one seed), and trains on its shard of each. What the ranks reduce, and when:
 
+- where some targets may be missing (a regression task's NaNs), at the start of each step,
+  each task's labelled rows (one collective; none where every target is there). Task t's loss
+  on rank r is a mean over its n_t,r labelled rows, so the whole batch's is Σ_r s_t,r · L_t,r
+  with s_t,r = n_t,r / Σ_r' n_t,r': rank r's part of it, not its share of the rows. Each rank
+  multiplies task t's loss by s_t,r / share_r (`Shard.loss_scales`; 0 on a stand-in row, or
+  where no rank has a label) before anything is measured or differentiated. Every reduction
+  below weighs a rank by its share of the rows, which makes it s_t,r for task t's loss, for its
+  gradients, and for the gradient of any sum of the losses with weights that are the same on
+  every rank (the weightings compute theirs from reduced values); a product of two gradients
+  (MGDA-UB's Gramian, GradNorm's norm on the representation) takes the share once more itself.
+  A task's own modules' loss (concat's autoencoders), a mean over every row, stays unscaled.
+  For the epoch's means a rank weighs its scaled loss of task t by share_r · N_t, N_t the
+  task's labelled rows in the batch: over the ranks, one process's N_t · L_t;
 - after each step's backward, the gradients, each rank's weighted by its share of the batch, so
   that with batch-mean losses the update is that of one process on the whole batch;
 - before a gradient aggregator combines them, the per-task Jacobian on the shared parameters
   (and what other weightings measure: losses, gradient norms, Gramians), so that every rank
   applies the update the method gives on the whole batch, not an average of per-shard ones;
-- the epoch's summed training losses and every evaluation's summed metrics;
+- the epoch's summed training losses and every evaluation's summed metrics, each task's with
+  the count of rows it was summed over;
 - at each step boundary, whether any rank was asked to stop.
 
 PyTorch's `DistributedDataParallel` wrapper is not used: its reducer averages `.grad` inside
@@ -17,7 +31,7 @@ the backward pass, after the task gradients are combined, and never sees the Jac
 that an aggregator needs whole. Rank 0 alone writes the run folder, the logs and the trackers.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -160,14 +174,35 @@ class Shard:
     """This process's part of one step's global batch, handed to whatever measures something
     on it (weightings, the affinity measurement): its `share` of the batch's rows (0 for a
     stand-in row) and the reductions that make a value measured on its rows the whole batch's.
-    On one process both reductions leave the tensors as they are."""
+    On one process both reductions leave the tensors as they are.
+
+    `loss_scales`, set by `labelled` under DDP where targets may be missing, holds the factor
+    each task's loss is multiplied by (see the module's docstring), so that those reductions
+    are exact per task; None where every factor is 1."""
 
     share: float = 1.0
     ranks: Ranks = field(default_factory=lambda: SINGLE)
+    loss_scales: Tensor | None = None
 
     @property
     def has_rows(self) -> bool:
         return self.share > 0
+
+    def labelled(self, counts: Tensor | int) -> tuple["Shard", Tensor | int]:
+        """This shard with its tasks' `loss_scales`, from `counts`, the rows of this rank each
+        of the step's losses is a mean over (the total's first, then one per task; a tensor
+        where targets may be missing, on every rank alike); and the counts to weigh the step's
+        losses by in an epoch's means, which summed over the ranks give the whole batch's. On
+        one process, or with every target there, both as they are (no work, no collective)."""
+        if not self.ranks.distributed or not isinstance(counts, Tensor):
+            return self, counts
+        whole = counts.to(torch.float, copy=True)
+        self.ranks.reduce_sum([whole])
+        task_shares = counts[1:] / whole[1:].clamp(min=1)  # s_t,r; 0 where no rank has a label
+        scales = task_shares / self.share if self.has_rows else torch.zeros_like(task_shares)
+        # A rank's scaled loss of task t, weighed by share_r · N_t, sums to N_t · L_t over the
+        # ranks: one process's weight for the whole batch's loss, own modules' losses included.
+        return replace(self, loss_scales=scales), self.share * whole
 
     def reduce_shared(self, tensors: list[Tensor]) -> None:
         """For a batch-mean loss, or a gradient of one: its value on the whole batch."""

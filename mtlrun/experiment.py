@@ -63,24 +63,32 @@ class Experiment:
             inputs = task.corrupt(inputs)
         return inputs
 
-    def task_losses(self, output: ModelOutput, batch: Batch) -> list[torch.Tensor]:
+    def task_losses(
+        self, output: ModelOutput, batch: Batch, scales: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """One loss per task with a loss, each holding everything that belongs to the task:
         its head's loss (a VAE reconstruction's ELBO) and its own modules' (concat's
-        autoencoders)."""
+        autoencoders). `scales` (a DDP rank's `Shard.loss_scales`) multiply the heads'
+        losses, which are means over the rows with a target, not the own modules'."""
         losses = []
-        for task in self.loss_tasks:
+        factors = [None] * len(self.loss_tasks) if scales is None else scales.unbind()
+        for task, factor in zip(self.loss_tasks, factors, strict=True):
             name = task.name
             loss = task.loss(output.predictions[name], output.encodings[name], batch)
+            if factor is not None:
+                loss = loss * factor
             if name in output.own_losses:
                 loss = loss + output.own_losses[name].mean()
             losses.append(loss)
         return losses
 
-    def losses_on(self, inputs: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
+    def losses_on(
+        self, inputs: torch.Tensor, batch: Batch, scales: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """The task losses of the model as it is now, on `inputs` (as the model sees them) and
-        `batch`'s targets."""
+        `batch`'s targets, scaled as `task_losses` scales them."""
         with self.autocast:
-            return self.task_losses(self.forward(inputs), batch)
+            return self.task_losses(self.forward(inputs), batch, scales)
 
     @property
     def reconstruction(self) -> Task | None:

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 @dataclass
 class StepLosses:
     """A step's losses, detached, on the device: `values` the total and each task's loss (in
-    the order of `Experiment.loss_tasks`); `counts` the examples each is a mean over, a number
-    for all of them, or a tensor of one per value where some targets are missing (0 for a
-    rank's stand-in row, which must add nothing to an epoch's means)."""
+    the order of `Experiment.loss_tasks`); `counts` what each weighs in an epoch's means: the
+    examples it is a mean over, a number for all of them, or a tensor of one per value where
+    some targets are missing (0 for a rank's stand-in row, which must add nothing to an epoch's
+    means). Under DDP with missing targets the task losses are scaled (`Shard.labelled`) and
+    the counts with them, so that their products summed over the ranks are the whole batch's."""
 
     values: Tensor
     counts: Tensor | int
@@ -41,9 +43,11 @@ def train_step(
     # The lookahead of a measured step replays the random draws (dropout, a VAE's sample) of
     # this forward pass.
     draws = affinity.draws(step) if affinity is not None else None
+    # Under DDP with missing targets: each task's loss scaled to its part of the whole batch's.
+    shard, counts = shard.labelled(example_counts(tasks, batch, shard))
     with experiment.autocast:
         output = experiment.forward(inputs)
-        losses = experiment.task_losses(output, batch)
+        losses = experiment.task_losses(output, batch, shard.loss_scales)
     # A task not trained on in this epoch (two-stage training) keeps its place in the list,
     # detached, so that weightings and logs see the same tasks every epoch.
     losses = [
@@ -58,23 +62,22 @@ def train_step(
     if experiment.trainer.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), experiment.trainer.grad_clip)
     optimizer.step()
-    weighting.after_step(partial(experiment.losses_on, inputs, batch), shard)
+    weighting.after_step(partial(experiment.losses_on, inputs, batch, shard.loss_scales), shard)
     if experiment.scheduler is not None:
         experiment.scheduler.step()
     with torch.no_grad():
         values = torch.stack([total, *losses]).float()
-    return StepLosses(values, example_counts(tasks, batch, shard))
+    return StepLosses(values, counts)
 
 
 def example_counts(tasks: list["Task"], batch: Batch, shard: Shard) -> Tensor | int:
-    """The examples each of a step's losses is a mean over (`StepLosses.counts`): the batch's
-    rows for the total, each task's rows with a target for the task's loss."""
-    if not shard.has_rows:
-        return 0
+    """The examples each of a step's losses is a mean over: the batch's rows for the total,
+    each task's rows with a target for the task's loss; 0 for a stand-in row, in the same form
+    as on the other ranks (a tensor where targets may be missing)."""
     n = len(batch)
     counts = [task.example_count(batch) for task in tasks]
     if all(not isinstance(count, Tensor) and count == n for count in counts):
-        return n
+        return n if shard.has_rows else 0
     device = batch.inputs.device
     rows = torch.full((), n, device=device)
 
@@ -83,4 +86,5 @@ def example_counts(tasks: list["Task"], batch: Batch, shard: Shard) -> Tensor | 
             return count
         return rows if count == n else torch.full((), count, device=device)
 
-    return torch.stack([rows, *map(as_tensor, counts)])
+    stacked = torch.stack([rows, *map(as_tensor, counts)])
+    return stacked if shard.has_rows else torch.zeros_like(stacked)

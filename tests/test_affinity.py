@@ -45,7 +45,7 @@ def test_affinity_is_the_lookahead_change_of_each_task_loss_after_a_step_on_anot
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
         ranks=Ranks(),
         autocast=nullcontext(),
-        task_losses=lambda output, batch: losses_of(output),
+        task_losses=lambda output, batch, scales: losses_of(output),
     )
     affinity = TaskAffinity(experiment, every=1)
     draws = affinity.draws(0)

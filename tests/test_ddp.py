@@ -1,8 +1,9 @@
 """DDP on the CPU with gloo and two real processes: `trainer.devices=2` and torchrun give one run
 folder, written by rank 0; a step on two shards of a batch is the step one process takes on the
 whole batch, for every weighting (the aggregators' Jacobian and the other methods' measurements
-are reduced before they weigh); an interrupted run resumes to the numbers of an uninterrupted
-one; an epoch of MNIST ends within 0.5 points of one process."""
+are reduced before they weigh), on partly labelled data too (each task's loss a mean over its
+own labelled rows); an interrupted run resumes to the numbers of an uninterrupted one; an epoch
+of MNIST ends within 0.5 points of one process."""
 
 import json
 import signal
@@ -17,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from mtlrun.api import compose
 from mtlrun.checkpoint import Progress
-from mtlrun.data import Batch
+from mtlrun.data import Batch, Split
 from mtlrun.distributed import Ranks, join, leave
 from mtlrun.experiment import build
 from mtlrun.loop import train_epoch
@@ -52,9 +53,55 @@ WEIGHTING_CHOICES = [
 ]
 
 
-def one_step(ranks: Ranks, overrides: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's parameters before and after one training step, flattened."""
-    experiment = build(compose([*ONE_STEP, *overrides]), ranks)
+# Partially labelled data: four regression tasks, y3 labelled on few rows, the experiment's
+# y3.weight of 0.1. An epoch of three global batches (`partly_labelled_split`): 16 rows with 3
+# labelled y3 rows in rank 0's half and 1 in rank 1's; 16 rows with 2 in rank 0's half and none
+# in rank 1's; then one labelled row, which leaves rank 0 a stand-in.
+PARTLY_LABELLED = [
+    "+experiment=synthetic_regression",
+    "dataset.n_train=200",
+    "dataset.val_size=32",
+    "dataset.low_data_examples=12",
+    "optim=sgd",
+    "optim.lr=0.1",
+    "trainer.batch_size=16",
+    "trainer.deterministic=true",
+    "device=cpu",
+]
+LABELLED_Y3_PER_HALF = [(3, 1), (2, 0)]
+# A task's own modules' loss (concat's autoencoders), a mean over every row, beside a loss over
+# the labelled rows.
+OWN_LOSSES = ["sharing=concat", "backbone=dense_ae", "dataset.input_noise=0.1"]
+
+
+def partly_labelled_split(split: Split) -> Split:
+    """A 33-row training split whose epoch, shuffled as `epoch` shuffles it, is the three
+    batches above."""
+    labelled_y3 = split.targets["y3"].isfinite()
+    labelled = labelled_y3.nonzero().flatten().tolist()
+    missing = (~labelled_y3).nonzero().flatten().tolist()
+    rows = []
+    for halves in LABELLED_Y3_PER_HALF:
+        for count in halves:
+            rows += [labelled.pop() for _ in range(count)]
+            rows += [missing.pop() for _ in range(8 - count)]
+    rows.append(labelled.pop())
+    placed = torch.empty(len(rows), dtype=torch.long)
+    placed[torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))] = torch.tensor(
+        rows
+    )
+    return Split(split.inputs[placed], {k: v[placed] for k, v in split.targets.items()})
+
+
+def epoch(
+    ranks: Ranks, overrides: list[str], partly_labelled: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """The model's parameters before and after an epoch, flattened, and the epoch's logged
+    losses (on ONE_STEP an epoch is one step; on PARTLY_LABELLED, three)."""
+    base = PARTLY_LABELLED if partly_labelled else ONE_STEP
+    experiment = build(compose([*base, *overrides]), ranks)
+    if partly_labelled:
+        experiment.data.train = partly_labelled_split(experiment.data.train)
     model = experiment.model
 
     def flat() -> torch.Tensor:
@@ -62,30 +109,41 @@ def one_step(ranks: Ranks, overrides: list[str]) -> tuple[torch.Tensor, torch.Te
 
     before = flat()
     with Reporter(None).progress() as bar:
-        train_epoch(experiment, torch.Generator().manual_seed(0), Progress(), bar, StopSignals())
-    return before, flat()
+        metrics = train_epoch(
+            experiment, torch.Generator().manual_seed(0), Progress(), bar, StopSignals()
+        )
+    losses = {key: value for key, value in metrics.items() if key.endswith("loss")}
+    return before, flat(), losses
 
 
-def step_on_two_ranks(rank: int, folder: str) -> None:
+def epochs_on_two_ranks(rank: int, folder: str, partly_labelled: bool) -> None:
     torch.set_num_threads(1)
     cfg = compose(ONE_STEP)
     ranks = join(cfg, rank, 2, rank, f"file://{folder}/rendezvous")
-    steps = {" ".join(choice): one_step(ranks, choice) for choice in WEIGHTING_CHOICES}
-    torch.save(steps, f"{folder}/rank{rank}.pt")
+    choices = WEIGHTING_CHOICES + ([OWN_LOSSES] if partly_labelled else [])
+    results = {" ".join(choice): epoch(ranks, choice, partly_labelled) for choice in choices}
+    torch.save(results, f"{folder}/rank{rank}.pt")
     leave(ranks)
 
 
-def test_a_step_on_two_ranks_is_the_step_on_the_whole_batch_for_every_weighting(tmp_path):
-    mp.spawn(step_on_two_ranks, args=(str(tmp_path),), nprocs=2)
+@pytest.mark.parametrize("partly_labelled", [False, True], ids=["labelled", "partly_labelled"])
+def test_steps_on_two_ranks_are_the_steps_on_the_whole_batch_for_every_weighting(
+    tmp_path, partly_labelled
+):
+    """Fully labelled: one step. Partly labelled: three steps, whose shards have different
+    numbers of y3 labels (each task's loss is a mean over its own labelled rows), and the
+    epoch's logged mean losses."""
+    mp.spawn(epochs_on_two_ranks, args=(str(tmp_path), partly_labelled), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     torch.set_num_threads(1)
-    for choice in WEIGHTING_CHOICES:
+    choices = WEIGHTING_CHOICES + ([OWN_LOSSES] if partly_labelled else [])
+    for choice in choices:
         key = " ".join(choice)
-        before, after = one_step(Ranks(), choice)
+        before, after, losses = epoch(Ranks(), choice, partly_labelled)
         update = after - before
         assert update.norm() > 1e-3, key  # a real step, so that equality says something
         for rank in ranks:
-            two_before, two_after = rank[key]
+            two_before, two_after, two_losses = rank[key]
             torch.testing.assert_close(two_before, before, rtol=0, atol=0)
             torch.testing.assert_close(
                 two_after - two_before,
@@ -94,6 +152,7 @@ def test_a_step_on_two_ranks_is_the_step_on_the_whole_batch_for_every_weighting(
                 atol=1e-7,
                 msg=lambda message, key=key: f"{key}: {message}",
             )
+            assert two_losses == pytest.approx(losses, rel=1e-5), key
         # Both ranks hold the same weights after the step, to the bit.
         assert torch.equal(ranks[0][key][1], ranks[1][key][1]), key
 
@@ -198,6 +257,41 @@ def test_an_interrupted_ddp_run_resumes_to_the_numbers_of_an_uninterrupted_one(
     metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
     expected = json.loads((two_process_run / "summary.json").read_text())["metrics"]
     assert metrics == expected
+
+
+def test_two_epochs_of_partly_labelled_data_on_two_ranks_end_with_the_numbers_of_one_process(
+    tmp_path,
+):
+    """The issue's case: synthetic_regression (y3 labelled on 20 training rows), UPGrad, SGD
+    at 0.1, two epochs. Weighing each rank's shard by its share of the rows, rather than each
+    task by its labelled rows, put the test mse 54 % (y3) to 75 % (y2) off one process's."""
+    args = [
+        "+experiment=synthetic_regression",
+        "weighting=upgrad",
+        "optim=sgd",
+        "optim.lr=0.1",
+        "trainer.epochs=2",
+        "trainer.deterministic=true",
+        "trainer.progress=false",
+        "device=cpu",
+    ]
+    runs = {}
+    for how, extra in {"one process": [], "two ranks": ["trainer.devices=2"]}.items():
+        run_dir = tmp_path / how.replace(" ", "_")
+        run_mtlrun(tmp_path, "train", *args, *extra, f"hydra.run.dir={run_dir}", check=True)
+        runs[how] = run_dir
+    one, two = (json.loads((runs[how] / "summary.json").read_text())["metrics"] for how in runs)
+    assert {key for key in one if key.endswith("/mse")} == {f"test/y{t}/mse" for t in range(4)}
+    assert two == pytest.approx(one, rel=1e-5)
+    # The epochs' logged training and validation means, per task, too.
+    one_log, two_log = (
+        [json.loads(line) for line in (runs[how] / "metrics.jsonl").open()] for how in runs
+    )
+    assert [r["split"] for r in two_log] == [r["split"] for r in one_log]
+    for one_record, two_record in zip(one_log, two_log, strict=True):
+        for key, value in one_record.items():
+            if "/" in key:
+                assert two_record[key] == pytest.approx(value, rel=1e-5), key
 
 
 def readme_line(start: str, holding: str) -> list[str]:

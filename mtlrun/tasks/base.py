@@ -64,7 +64,9 @@ class Task:
 
     def example_count(self, batch: Batch) -> Tensor | int:
         """How many examples `metric_sums` summed over: the denominator of the means, fewer
-        than the batch's size when some of this task's targets are missing."""
+        than the batch's size when some of this task's targets are missing. A tensor wherever
+        they may be missing (`Batch.may_miss`), an int otherwise: the ranks of a DDP run
+        reduce the counts together when any is a tensor, so all must take the same form."""
         return len(batch)
 
     def final_metric_sums(

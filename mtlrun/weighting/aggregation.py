@@ -53,9 +53,10 @@ class GradientAggregation(Weighting):
     gradient on the shared parameters and the aggregated one, and its aggregation weight, both
     averaged over the steps the task was trained on.
 
-    Under DDP each rank's Jacobian is of its shard; they are reduced (weighted by the shards'
-    sizes) before aggregating, so every rank aggregates the whole batch's Jacobian, as one
-    process would, and applies the same update.
+    Under DDP each rank's Jacobian is of its shard; they are reduced (each row weighted by the
+    rank's part of that task's loss: its share of the rows, or of the task's labelled rows where
+    targets are missing) before aggregating, so every rank aggregates the whole batch's
+    Jacobian, as one process would, and applies the same update.
 
     A `torch.compile`d model (`trainer.compile=true`) is refused: its outputs hide the cut
     that `mtl_backward` differentiates through.
