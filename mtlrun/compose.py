@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import mtlrun.plugins as plugins
-from mtlrun.config import check_choice, check_integer, config_dir, error_line, parse
+from mtlrun.config import check_choice, check_integer, config_dir, parse, refused_value
 from mtlrun.errors import ConfigError, UserError
 from mtlrun.parts import CHOSEN, LOGGERS, TASKS, task_configs
 from mtlrun.runfolder import check_run_name, existing_run_message
@@ -235,9 +235,9 @@ def compose_error_line(error: Exception, overrides: list[str]) -> str:
     missing = re.match(r"Could not override '([^']+)'", str(error))
     if missing:
         return unknown_key(missing.group(1), overrides)
-    cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
-    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        return error_line(cause)
+    refused = refused_value(error)
+    if refused:
+        return refused
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     details = ("full_key", "object_type", "See https://hydra.cc", "Config search path")
     kept = []

@@ -62,6 +62,19 @@ class CrossStitchConfig(SharingConfig):
     # tests' autoencoder); 1000 is the paper's setting
     alpha_lr_scale: float | None = None
 
+    def check(self, key: str) -> None:
+        super().check(key)
+        if self.alpha_lr_scale is not None and self.alpha_lr_scale <= 0:
+            raise ConfigError(
+                f"{key}.alpha_lr_scale={self.alpha_lr_scale} must be positive: it multiplies "
+                "optim.lr for the cross-stitch units' α"
+            )
+        if not 0.0 <= self.init_self <= 1.0:
+            raise ConfigError(
+                f"{key}.init_self={self.init_self} must be in [0, 1]: it is the share of its "
+                "own activations each task keeps at the start"
+            )
+
 
 @dataclass
 class MTANConfig(SharingConfig):

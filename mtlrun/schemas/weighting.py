@@ -4,7 +4,7 @@ torch: composing a config, `--cfg job` and every refusal need only these."""
 from dataclasses import dataclass
 
 import mtlrun.simplex  # noqa: F401  (the `simplex_points` resolver +method=scalarization reads)
-from mtlrun.config import check_range
+from mtlrun.config import check_choice, check_range
 from mtlrun.errors import ConfigError
 
 
@@ -44,6 +44,11 @@ class GradNormConfig(WeightingConfig):
     # share) | representation (the shared representation h)
     gradient_of: str = "last_shared_weights"
 
+    def check(self, key: str) -> None:
+        if self.alpha < 0:
+            raise ConfigError(f"{key}.alpha={self.alpha} must not be negative")
+        check_choice(f"{key}.gradient_of", self.gradient_of, GRADIENTS_OF)
+
 
 @dataclass
 class MGDAConfig(WeightingConfig):
@@ -79,6 +84,14 @@ class MGDAUBConfig(WeightingConfig):
     normalization: str = "none"
     epsilon: float = 0.001  # Frank-Wolfe stops when its step size falls below this
     max_iters: int = 100  # Frank-Wolfe iterations at most
+
+    def check(self, key: str) -> None:
+        check_choice(f"{key}.normalization", self.normalization, NORMALIZATIONS)
+        if self.epsilon <= 0 or self.max_iters < 1:
+            raise ConfigError(
+                f"{key}.epsilon={self.epsilon} and {key}.max_iters={self.max_iters} "
+                "must be positive"
+            )
 
 
 @dataclass
@@ -128,6 +141,9 @@ class AlignedMTLConfig(WeightingConfig):
     # rmse (the mean eigenvalue, as the authors' code)
     scale_mode: str = "min"
 
+    def check(self, key: str) -> None:
+        check_choice(f"{key}.scale_mode", self.scale_mode, SCALE_MODES)
+
 
 @dataclass
 class FairGradConfig(WeightingConfig):
@@ -156,6 +172,13 @@ class FAMOConfig(WeightingConfig):
     w_lr: float = 0.025  # the logits' Adam learning rate (the paper's β)
     epsilon: float = 1e-8  # added to every loss before its log
 
+    def check(self, key: str) -> None:
+        if self.w_lr <= 0 or self.gamma < 0 or self.epsilon <= 0:
+            raise ConfigError(
+                f"{key}.w_lr={self.w_lr} and {key}.epsilon={self.epsilon} must be "
+                f"positive, {key}.gamma={self.gamma} not negative"
+            )
+
 
 @dataclass
 class GradVacConfig(WeightingConfig):
@@ -165,6 +188,13 @@ class GradVacConfig(WeightingConfig):
 
     beta: float = 0.5  # the EMA's rate: φ̂ ← (1 − β) φ̂ + β φ, in [0, 1]
     eps: float = 1e-8  # added to denominators
+
+    def check(self, key: str) -> None:
+        if not 0 <= self.beta <= 1 or self.eps < 0:
+            raise ConfigError(
+                f"{key}.beta={self.beta} must lie in [0, 1] and {key}.eps="
+                f"{self.eps} must not be negative"
+            )
 
 
 @dataclass
@@ -204,6 +234,14 @@ class ExcessMTLConfig(WeightingConfig):
     # what the weights add up to: one (the paper's simplex, eq. 9) | tasks (T, as the authors'
     # code and LibMTL, whose weights start at 1: the same direction, a T times larger loss)
     weights_sum_to: str = "one"
+
+    def check(self, key: str) -> None:
+        if self.robust_step_size <= 0 or self.n_warmup_steps < 1:
+            raise ConfigError(
+                f"{key}.robust_step_size={self.robust_step_size} must be positive and "
+                f"{key}.n_warmup_steps={self.n_warmup_steps} at least 1"
+            )
+        check_choice(f"{key}.weights_sum_to", self.weights_sum_to, WEIGHT_SUMS)
 
 
 @dataclass

@@ -86,16 +86,6 @@ class CrossStitchNetworks(TaskNetworks):
 def cross_stitch(
     cfg: CrossStitchConfig, make_backbone: BackboneFactory, tasks: list[Task]
 ) -> CrossStitchNetworks:
-    if cfg.alpha_lr_scale is not None and cfg.alpha_lr_scale <= 0:
-        raise ConfigError(
-            f"sharing.alpha_lr_scale={cfg.alpha_lr_scale} must be positive: it multiplies "
-            "optim.lr for the cross-stitch units' α"
-        )
-    if not 0.0 <= cfg.init_self <= 1.0:
-        raise ConfigError(
-            f"sharing.init_self={cfg.init_self} must be in [0, 1]: it is the share of its own "
-            "activations each task keeps at the start"
-        )
     networks = own_networks(make_backbone, tasks)
     if len(networks) < 2:
         raise ConfigError(

@@ -1,9 +1,8 @@
 """Aligned-MTL (Senushkin et al., "Independent Component Alignment for Multi-Task Learning",
 CVPR 2023)."""
 
-from mtlrun.config import check_choice
 from mtlrun.parts import WEIGHTINGS
-from mtlrun.schemas.weighting import SCALE_MODES, AlignedMTLConfig
+from mtlrun.schemas.weighting import AlignedMTLConfig
 from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.aggregation import GradientAggregation
@@ -21,8 +20,6 @@ class AlignedMTLAggregation(GradientAggregation):
     def __init__(self, config: AlignedMTLConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         # imported when chosen: torchjd loads cvxpy
         from torchjd.aggregation import AlignedMTL, SumWeighting
-
-        check_choice("weighting.scale_mode", config.scale_mode, SCALE_MODES)
 
         def summing_aligned_mtl() -> AlignedMTL:
             aggregator = AlignedMTL(scale_mode=config.scale_mode)

@@ -153,3 +153,62 @@ class TaskIndex:
         if key not in self._made:
             self._made[key] = torch.tensor(tasks, device=device)
         return self._made[key]
+
+
+def flat_gradients(losses: list[Tensor], inputs: list[Tensor]) -> Tensor:
+    """One row per loss: its gradient on `inputs` (tensors or parameters), flattened; the graph
+    is kept for the step's own backward."""
+    rows = []
+    for loss in losses:
+        grads = torch.autograd.grad(loss, inputs, retain_graph=True, materialize_grads=True)
+        rows.append(torch.cat([g.flatten() for g in grads]))
+    return torch.stack(rows)
+
+
+class MeasuredWeighting(Weighting):
+    """A loss weighting whose weights are measured each step from what the tasks share (MGDA-UB,
+    ExcessMTL): L = Σ_t w_t L_t plus the auxiliary loss, backpropagated through the whole
+    network, heads included. With fewer than two tasks trained on, or nothing shared, the trained
+    tasks get weight 1 and the step is a plain backward. Logged per task: w_t averaged over the
+    epoch's steps (summed on the device, read once per epoch, saved in checkpoints)."""
+
+    needs_shared_representation = True
+    method: ClassVar[str]  # its name in messages: `weighting=<method>`
+
+    def __init__(self, tasks: list[Task], model: MultiTaskModel) -> None:
+        super().__init__(tasks, model)
+        self.index = TaskIndex()
+        self.register_buffer("weight_sums", torch.zeros(len(tasks)))
+        self.register_buffer("steps", torch.zeros(len(tasks)))
+
+    def measure(self, losses: list[Tensor], shared: list[Tensor], shard: Shard) -> Tensor:
+        """The weights of `losses` (the trained tasks'), from their graph down to `shared`."""
+        raise NotImplementedError
+
+    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
+        shared = [f for f in shared_representation(output, self.method) if f.requires_grad]
+        rows = trained(losses)
+        weights = torch.zeros(len(losses), device=self.steps.device)
+        if len(rows) > 1 and shared:
+            index = self.index(rows, self.steps.device)
+            measured = self.measure([losses[t] for t in rows], shared, shard).float()
+            weights.index_copy_(0, index, measured)
+            self.weight_sums.index_add_(0, index, measured)
+            self.steps.index_add_(0, index, torch.ones_like(measured))
+        elif rows:
+            weights.index_fill_(0, self.index(rows, self.steps.device), 1.0)
+        total = total_loss(weights, losses, output)
+        if total.requires_grad:
+            total.backward()
+        return total.detach()
+
+    def logged(self) -> dict[str, float]:
+        steps = self.steps.tolist()
+        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
+        self.weight_sums.zero_()
+        self.steps.zero_()
+        return {
+            f"{name}/weight": weight
+            for name, n, weight in zip(self.task_names, steps, weights, strict=True)
+            if n
+        }

@@ -5,27 +5,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlrun.config import check_choice
-from mtlrun.distributed import WHOLE, Shard
-from mtlrun.errors import ConfigError
-from mtlrun.schemas.weighting import WEIGHT_SUMS, ExcessMTLConfig
-from mtlrun.sharing import ModelOutput, MultiTaskModel
+from mtlrun.distributed import Shard
+from mtlrun.schemas.weighting import ExcessMTLConfig
+from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import (
-    WEIGHTINGS,
-    TaskIndex,
-    Weighting,
-    parameters_behind,
-    shared_representation,
-    total_loss,
-    trained,
-)
+from mtlrun.weighting.base import WEIGHTINGS, MeasuredWeighting, flat_gradients, parameters_behind
 
 STATE = "aggregator.weighting."  # torchjd's ExcessMTLWeighting, in the state dict
 
 
 @WEIGHTINGS.register("excess_mtl", schema=ExcessMTLConfig)
-class ExcessMTLWeighting(Weighting):
+class ExcessMTLWeighting(MeasuredWeighting):
     """L = Σ_i w_i L_i plus the auxiliary loss, backpropagated through the whole network (heads
     included), with weights w from the excess risks: a loss weighting, as in the authors' code
     and LibMTL (which weigh the loss, not the shared parameters' gradients alone).
@@ -46,69 +36,24 @@ class ExcessMTLWeighting(Weighting):
     are saved in checkpoints, so a resumed run weighs as an uninterrupted one. Logged per task:
     w_i averaged over the epoch's steps."""
 
-    needs_shared_representation = True
+    method = "excess_mtl"
 
     def __init__(self, config: ExcessMTLConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
         from torchjd.aggregation import ExcessMTL  # imported when chosen: torchjd loads cvxpy
 
-        if config.robust_step_size <= 0 or config.n_warmup_steps < 1:
-            raise ConfigError(
-                f"weighting.robust_step_size={config.robust_step_size} must be positive and "
-                f"weighting.n_warmup_steps={config.n_warmup_steps} at least 1"
-            )
-        check_choice("weighting.weights_sum_to", config.weights_sum_to, WEIGHT_SUMS)
         self.aggregator = ExcessMTL(config.robust_step_size, config.n_warmup_steps)
         self.weights_sum_to = config.weights_sum_to
         self.shared_parameters: list[Tensor] | None = None  # found at the first step
-        self.index = TaskIndex()
-        # Summed on the device and read once per epoch; saved in checkpoints.
-        self.register_buffer("weight_sums", torch.zeros(len(tasks)))
-        self.register_buffer("steps", torch.zeros(len(tasks)))
 
-    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
-        shared = [f for f in shared_representation(output, "excess_mtl") if f.requires_grad]
-        rows = trained(losses)
-        weights = torch.zeros(len(losses), device=self.steps.device)
-        if len(rows) > 1 and shared:
-            index = self.index(rows, self.steps.device)
-            jacobian = self.jacobian([losses[t] for t in rows], shared)
-            shard.reduce_shared([jacobian])  # under DDP: the whole batch's gradients
-            measured = self.aggregator.weighting(jacobian).float()
-            if self.weights_sum_to == "tasks":
-                measured = measured * len(rows)
-            weights.index_copy_(0, index, measured)
-            self.weight_sums.index_add_(0, index, measured)
-            self.steps.index_add_(0, index, torch.ones_like(measured))
-        elif rows:
-            weights.index_fill_(0, self.index(rows, self.steps.device), 1.0)
-        total = total_loss(weights, losses, output)
-        if total.requires_grad:
-            total.backward()
-        return total.detach()
-
-    def jacobian(self, losses: list[Tensor], shared: list[Tensor]) -> Tensor:
-        """One row per loss: its gradient on the shared parameters, flattened."""
+    def measure(self, losses: list[Tensor], shared: list[Tensor], shard: Shard) -> Tensor:
+        """The excess-risk weights, from the tasks' gradients on the shared parameters."""
         if self.shared_parameters is None:
             self.shared_parameters = parameters_behind(shared)
-        rows = []
-        for loss in losses:
-            grads = torch.autograd.grad(
-                loss, self.shared_parameters, retain_graph=True, materialize_grads=True
-            )
-            rows.append(torch.cat([g.flatten() for g in grads]))
-        return torch.stack(rows)
-
-    def logged(self) -> dict[str, float]:
-        steps = self.steps.tolist()
-        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
-        self.weight_sums.zero_()
-        self.steps.zero_()
-        return {
-            f"{name}/weight": weight
-            for name, n, weight in zip(self.task_names, steps, weights, strict=True)
-            if n
-        }
+        jacobian = flat_gradients(losses, self.shared_parameters)
+        shard.reduce_shared([jacobian])  # under DDP: the whole batch's gradients
+        weights = self.aggregator.weighting(jacobian)
+        return weights * len(losses) if self.weights_sum_to == "tasks" else weights
 
     def get_extra_state(self) -> dict[str, int]:
         # torchjd counts the steps in a plain int, outside the state dict; the warm-up needs it.

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlrun.distributed import WHOLE, Shard
-from mtlrun.errors import ConfigError
 from mtlrun.schemas.weighting import FAMOConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
@@ -39,11 +38,6 @@ class FAMO(Weighting):
 
     def __init__(self, config: FAMOConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        if config.w_lr <= 0 or config.gamma < 0 or config.epsilon <= 0:
-            raise ConfigError(
-                f"weighting.w_lr={config.w_lr} and weighting.epsilon={config.epsilon} must be "
-                f"positive, weighting.gamma={config.gamma} not negative"
-            )
         self.epsilon = config.epsilon
         self.logits = nn.Parameter(torch.zeros(len(tasks)))
         self.logit_optimizer = torch.optim.Adam(

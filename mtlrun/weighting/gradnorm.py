@@ -4,10 +4,9 @@ Deep Multitask Networks", ICML 2018)."""
 import torch
 from torch import Tensor, nn
 
-from mtlrun.config import check_choice
 from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
-from mtlrun.schemas.weighting import GRADIENTS_OF, GradNormConfig
+from mtlrun.schemas.weighting import GradNormConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task
 from mtlrun.weighting.base import (
@@ -49,10 +48,7 @@ class GradNorm(Weighting):
 
     def __init__(self, config: GradNormConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        if config.alpha < 0:
-            raise ConfigError(f"weighting.alpha={config.alpha} must not be negative")
         self.alpha = config.alpha
-        check_choice("weighting.gradient_of", config.gradient_of, GRADIENTS_OF)
         self.gradient_of = config.gradient_of
         # A plain list, not registered: the model's parameters are saved with the model.
         self.last_shared = model.last_shared_parameters()

@@ -3,7 +3,6 @@ Multi-task Optimization in Massively Multilingual Models", ICLR 2021)."""
 
 from typing import Any
 
-from mtlrun.errors import ConfigError
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import GradVacConfig
 from mtlrun.sharing import MultiTaskModel
@@ -31,11 +30,6 @@ class GradVacAggregation(GradientAggregation):
     def __init__(self, config: GradVacConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         from torchjd.aggregation import GradVac  # imported when chosen: torchjd loads cvxpy
 
-        if not 0 <= config.beta <= 1 or config.eps < 0:
-            raise ConfigError(
-                f"weighting.beta={config.beta} must lie in [0, 1] and weighting.eps="
-                f"{config.eps} must not be negative"
-            )
         super().__init__(
             config.name, tasks, model, lambda: GradVac(beta=config.beta, eps=config.eps)
         )

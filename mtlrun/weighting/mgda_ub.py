@@ -5,24 +5,15 @@ experiments. `weighting=mgda` is full MGDA, on the shared parameters."""
 import torch
 from torch import Tensor
 
-from mtlrun.config import check_choice
-from mtlrun.distributed import WHOLE, Shard
-from mtlrun.errors import ConfigError
-from mtlrun.schemas.weighting import NORMALIZATIONS, MGDAUBConfig
-from mtlrun.sharing import ModelOutput, MultiTaskModel
+from mtlrun.distributed import Shard
+from mtlrun.schemas.weighting import MGDAUBConfig
+from mtlrun.sharing import MultiTaskModel
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import (
-    WEIGHTINGS,
-    TaskIndex,
-    Weighting,
-    shared_representation,
-    total_loss,
-    trained,
-)
+from mtlrun.weighting.base import WEIGHTINGS, MeasuredWeighting, flat_gradients
 
 
 @WEIGHTINGS.register("mgda_ub", schema=MGDAUBConfig)
-class MGDAUB(Weighting):
+class MGDAUB(MeasuredWeighting):
     """L = Σ_t α_t L_t + the auxiliary loss, with α the minimum-norm convex combination of the
     task gradients on the shared representation Z, solved anew every step.
 
@@ -57,49 +48,18 @@ class MGDAUB(Weighting):
     `torch.compile`d model is refused: its outputs hide the cut Z.
     """
 
-    needs_shared_representation = True
+    method = "mgda_ub"
 
     def __init__(self, config: MGDAUBConfig, tasks: list[Task], model: MultiTaskModel) -> None:
         super().__init__(tasks, model)
-        check_choice("weighting.normalization", config.normalization, NORMALIZATIONS)
-        if config.epsilon <= 0 or config.max_iters < 1:
-            raise ConfigError(
-                f"weighting.epsilon={config.epsilon} and weighting.max_iters={config.max_iters} "
-                "must be positive"
-            )
         from torchjd.aggregation import MGDAWeighting  # imported when chosen: torchjd loads cvxpy
 
         self.normalization = config.normalization
         self.solver = MGDAWeighting(epsilon=config.epsilon, max_iters=config.max_iters)
-        self.index = TaskIndex()
-        # Saved in checkpoints, so an epoch resumed midway logs the same averages.
-        self.register_buffer("weight_sums", torch.zeros(len(tasks)))
-        self.register_buffer("steps", torch.zeros(len(tasks)))
 
-    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
-        shared = [f for f in shared_representation(output, "mgda_ub") if f.requires_grad]
-        rows = trained(losses)
-        weights = torch.zeros(len(losses), device=self.steps.device)
-        if len(rows) > 1 and shared:
-            index = self.index(rows, self.steps.device)
-            alphas = self.solve([losses[t] for t in rows], shared, shard)
-            weights.index_copy_(0, index, alphas)
-            self.weight_sums.index_add_(0, index, alphas)
-            self.steps.index_add_(0, index, torch.ones_like(alphas))
-        elif rows:
-            weights.index_fill_(0, self.index(rows, self.steps.device), 1.0)
-        total = total_loss(weights, losses, output)
-        if total.requires_grad:
-            total.backward()
-        return total.detach()
-
-    def solve(self, losses: list[Tensor], shared: list[Tensor], shard: Shard) -> Tensor:
+    def measure(self, losses: list[Tensor], shared: list[Tensor], shard: Shard) -> Tensor:
         """The min-norm convex weights of the normalised gradients of `losses` on `shared`."""
-        rows = []
-        for loss in losses:
-            grads = torch.autograd.grad(loss, shared, retain_graph=True, materialize_grads=True)
-            rows.append(torch.cat([g.flatten() for g in grads]).float())
-        gradients = torch.stack(rows)
+        gradients = flat_gradients(losses, shared).float()
         gramian = gradients @ gradients.T
         values = torch.stack([loss.detach().float() for loss in losses])
         # Under DDP each rank holds its shard's rows of Z, and the whole batch's gradient on
@@ -116,14 +76,3 @@ class MGDAUB(Weighting):
         }[self.normalization]
         normalizer = torch.where(normalizer == 0, torch.ones_like(normalizer), normalizer)
         return self.solver(gramian / (normalizer[:, None] * normalizer[None, :]))
-
-    def logged(self) -> dict[str, float]:
-        steps = self.steps.tolist()
-        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
-        self.weight_sums.zero_()
-        self.steps.zero_()
-        return {
-            f"{name}/weight": weight
-            for name, n, weight in zip(self.task_names, steps, weights, strict=True)
-            if n
-        }
