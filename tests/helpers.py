@@ -16,24 +16,31 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+import torch
+
+# The threads torch uses in a new process with this environment, taken before any test sets
+# its own: a run in this process uses as many, so that its sums are a subprocess's, bit for bit.
+PROCESS_THREADS = torch.get_num_threads()
+
 
 def mtlrun_command(*args: str) -> list[str]:
     """The argv of `mtlrun ARGS...` with this interpreter."""
     return [sys.executable, "-m", "mtlrun", *args]
 
 
-def start_mtlrun(cwd: Path, *args: str) -> subprocess.Popen:
+def start_mtlrun(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `mtlrun ARGS...` in `cwd` without waiting, for a test that signals it: stdout and
     stderr are piped as text, output unbuffered, and SIGINT handled as from a terminal (a shell
     without job control, CI's perhaps, starts background commands with SIGINT ignored, and
-    Python keeps it so until mtlrun's loop sets its own handler)."""
+    Python keeps it so until mtlrun's loop sets its own handler). `env` is set on top of this
+    process's environment."""
     return subprocess.Popen(
         mtlrun_command(*args),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
@@ -150,7 +157,7 @@ def as_a_fresh_process(
         if signum not in (signal.SIGKILL, signal.SIGSTOP)
     }
     stdout, stderr = io.StringIO(), io.StringIO()
-    saved_torch = torch_state()  # imports torch first: its loggers are among those saved
+    saved_torch = torch_state()
     saved_loggers = logger_states()
     saved_random = random.getstate()
     GlobalHydra.instance().clear()
@@ -158,6 +165,8 @@ def as_a_fresh_process(
         os.chdir(cwd)
         sys.argv = list(argv)
         os.environ.update(env)
+        torch.set_num_threads(int(env.get("OMP_NUM_THREADS", PROCESS_THREADS)))
+        torch.use_deterministic_algorithms(False)  # as a new process starts, whatever ran before
         with warnings.catch_warnings():
             warnings.resetwarnings()
             for action, category, module in reversed(PROCESS_WARNING_FILTERS):
@@ -215,8 +224,6 @@ def restore_loggers(
 def torch_state() -> dict[str, Any]:
     """The global settings of torch that a run changes: threads, deterministic algorithms,
     cuDNN's autotuner, the default random generator."""
-    import torch
-
     return {
         "threads": torch.get_num_threads(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
@@ -227,8 +234,6 @@ def torch_state() -> dict[str, Any]:
 
 
 def restore_torch(saved: dict[str, Any]) -> None:
-    import torch
-
     torch.set_num_threads(saved["threads"])
     torch.use_deterministic_algorithms(saved["deterministic"], warn_only=saved["warn_only"])
     torch.backends.cudnn.benchmark = saved["benchmark"]

@@ -23,7 +23,7 @@ from mtlrun.loop import Progress, StopSignals, train_epoch
 from mtlrun.terminal import Reporter
 from mtlrun.weighting import WEIGHTINGS
 from tests.conftest import needs_mnist
-from tests.helpers import run_mtlrun, start_mtlrun
+from tests.helpers import run_cli, run_mtlrun, start_mtlrun
 
 # One batch of 256 is the whole training split: an epoch is one step. Three tasks (the default
 # reconstruction, two classifiers) on a shared dense trunk; SGD, whose update is the gradient
@@ -251,7 +251,7 @@ def test_the_readme_ddp_commands_end_an_epoch_of_mnist_within_half_a_point_of_on
     ],
 )
 def test_ddp_mistakes_are_one_line(tmp_path, args, env, message):
-    result = run_mtlrun(tmp_path, *args, env=env)
+    result = run_cli(tmp_path, *args, env=env)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs").exists()

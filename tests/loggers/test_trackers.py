@@ -128,6 +128,7 @@ def test_mlflow_ui_serves_the_local_store(tmp_path, monkeypatch):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its gunicorn workers too, so that they stop with it below
     )
     try:
         client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
@@ -144,7 +145,7 @@ def test_mlflow_ui_serves_the_local_store(tmp_path, monkeypatch):
         assert run.info.status == "FINISHED"
         assert "test/class/acc" in run.data.metrics
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
