@@ -146,6 +146,7 @@ TRAIN = [
 ]
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_is_listed_as_crashed_and_can_be_resumed(tmp_path):
     process = start_mtlrun(tmp_path, "train", *TRAIN, "hydra.run.dir=killed")
     run = tmp_path / "killed"

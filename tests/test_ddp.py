@@ -73,6 +73,7 @@ def step_on_two_ranks(rank: int, folder: str) -> None:
     leave(ranks)
 
 
+@pytest.mark.slow
 def test_a_step_on_two_ranks_is_the_step_on_the_whole_batch_for_every_weighting(tmp_path):
     mp.spawn(step_on_two_ranks, args=(str(tmp_path),), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
@@ -137,6 +138,7 @@ def two_process_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_trainer_devices_writes_one_run_folder_from_rank_zero(two_process_run):
     meta = json.loads((two_process_run / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["ranks"] == 2
@@ -157,6 +159,7 @@ def test_trainer_devices_writes_one_run_folder_from_rank_zero(two_process_run):
     assert [m.step for m in history] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_torchrun_trains_one_run_with_the_numbers_of_trainer_devices(tmp_path, two_process_run):
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2")
     result = run_mtlrun(tmp_path, "train", *SMALL, launcher=torchrun)
@@ -172,6 +175,7 @@ def test_torchrun_trains_one_run_with_the_numbers_of_trainer_devices(tmp_path, t
     assert "devices: 2" in (runs[0] / "config.resolved.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_an_interrupted_ddp_run_resumes_to_the_numbers_of_an_uninterrupted_one(
     tmp_path, two_process_run
 ):

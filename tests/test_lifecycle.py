@@ -109,6 +109,7 @@ def test_bad_run_folders_are_one_line_errors(finished_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "unfinished"]  # no outputs/
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     finished_run, tmp_path, signum
@@ -202,6 +203,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     (tmp_path / "slow_plugin.py").write_text(SLOW_PLUGIN)
     path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]

@@ -341,6 +341,7 @@ def test_report_command_writes_markdown_html_json_and_curves(sweep, tmp_path):
     assert "<script" not in html and 'src="/' not in html and "<style>" in html
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_html_report_loads_in_chromium_with_every_image(sweep, tmp_path):
     write_report(sweep, [])
