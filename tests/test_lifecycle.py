@@ -109,6 +109,38 @@ def test_bad_run_folders_are_one_line_errors(finished_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "unfinished"]  # no outputs/
 
 
+def test_a_run_stopped_inside_an_epoch_resumes_through_the_cli_to_the_same_numbers(
+    finished_run, tmp_path, monkeypatch
+):
+    """The fast tier's stop and `mtlrun resume`, in this process: a SIGINT sent to it after the
+    second step of the second epoch (28 steps an epoch), which the loop's own handler takes;
+    the test below does it to a real process from outside."""
+    from mtlrun.loop import StopSignals
+
+    check, checks = StopSignals.check, []
+
+    def check_after_ctrl_c(stop: StopSignals) -> None:
+        checks.append(1)  # after each step, and after each epoch's checkpoint
+        if len(checks) == 28 + 1 + 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        check(stop)
+
+    monkeypatch.setattr(StopSignals, "check", check_after_ctrl_c)
+    stopped = run_cli(tmp_path, "train", *TINY_ARGS, "trainer.epochs=2")
+    assert stopped.returncode == 130, stopped.stderr
+    run_dir = last_line(stopped)
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "interrupted"
+    assert "SIGINT: stopped; continue with `mtlrun resume" in stopped.stdout
+    monkeypatch.setattr(StopSignals, "check", check)
+
+    resumed = run_cli(tmp_path, "resume", str(run_dir), check=True)
+    assert "resuming at epoch 2, batch 2" in resumed.stdout
+    expected = json.loads((finished_run / "summary.json").read_text())["metrics"]
+    assert json.loads((run_dir / "summary.json").read_text())["metrics"] == expected
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["split"] == "train"] == [1, 2]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
