@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from tests.conftest import TINY
 from tests.helpers import run_cli, run_mtlrun
@@ -19,15 +20,15 @@ def test_two_runs_in_a_row_write_under_their_folder_and_leave_the_process_as_it_
         signal.getsignal(signal.SIGINT),
         signal.getsignal(signal.SIGTERM),
     )
-    args = ["-m", *TINY, "trainer.epochs=1", "backbone.hidden_dims=[32]", "seed=0,1"]
-    for cwd in (tmp_path / "first", tmp_path / "second"):  # Hydra's global state: cleared
+    small = [*TINY, "trainer.epochs=1", "backbone.hidden_dims=[32]"]
+    # A run, then a sweep: Hydra's global state from the first is cleared for the second.
+    for cwd, args in ((tmp_path / "first", small), (tmp_path / "second", ["-m", *small])):
         cwd.mkdir()
         result = run_cli(cwd, "train", *args)
         assert result.returncode == 0, result.stderr
-        assert "[HYDRA] Launching 2 jobs locally" in result.stdout  # Hydra's log, captured
-        sweep = result.stdout.strip().splitlines()[-1]
-        assert sweep.startswith(str(cwd / "outputs" / "multirun"))
-        assert len(list(cwd.glob("outputs/multirun/*/*/*/summary.json"))) == 2
+        assert Path(result.stdout.strip().splitlines()[-1]).is_relative_to(cwd / "outputs")
+        assert len(list(cwd.glob("outputs/**/summary.json"))) == 1
+    assert "[HYDRA] Launching 1 jobs locally" in result.stdout  # Hydra's log, captured
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first", "second"]
     after = (
         os.getcwd(),
@@ -41,13 +42,13 @@ def test_two_runs_in_a_row_write_under_their_folder_and_leave_the_process_as_it_
 
 
 def test_the_same_output_and_status_as_a_process(tmp_path):
-    for args in (["train", "backbone=vea"], ["train", "+experiment=ae_mnist", "--cfg", "job"]):
-        here, there = run_cli(tmp_path, *args), run_mtlrun(tmp_path, *args)
-        assert (here.returncode, here.stdout, here.stderr) == (
-            there.returncode,
-            there.stdout,
-            there.stderr,
-        )
+    args = ["train", "+experiment=ae_mnist", "--cfg", "job"]  # what Hydra itself prints
+    here, there = run_cli(tmp_path, *args), run_mtlrun(tmp_path, *args)
+    assert (here.returncode, here.stdout, here.stderr) == (
+        there.returncode,
+        there.stdout,
+        there.stderr,
+    )
 
 
 def test_an_exception_is_its_traceback_and_status_1_as_in_a_process(tmp_path, monkeypatch):
