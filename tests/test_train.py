@@ -106,6 +106,7 @@ def test_same_seed_same_numbers(tmp_path):
     assert a == b
 
 
+@pytest.mark.slow  # a long training, to show that it learns
 def test_loss_goes_down_on_the_validation_split(run_dir):
     cfg = compose_config(
         [
