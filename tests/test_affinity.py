@@ -15,7 +15,7 @@ from mtlrun.experiment import build
 from mtlrun.lifecycle import train
 from mtlrun.report.grouping import best_groups, group_scores, serving_groups, training_affinity
 from tests.conftest import TINY, compose_config
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 from tests.sharing import config_error
 
 CENTRES = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 3.0]])
@@ -131,7 +131,7 @@ def test_a_run_logs_the_affinity_matrix_per_epoch_and_the_report_suggests_groups
         assert len(keys) == 6  # T(T − 1)
         assert (run_dir / "images" / f"affinity_e{record['epoch']:03d}.png").is_file()
 
-    run_mtlrun(tmp_path, "report", str(run_dir), "groups=2", check=True)
+    run_cli(tmp_path, "report", str(run_dir), "groups=2", check=True)
     (row,) = json.loads((run_dir / "report.json").read_text())["rows"]
     affinity = row["affinity"]
     assert affinity["tasks"] == ["digit", "parity", "magnitude"]
@@ -183,7 +183,7 @@ def test_grouped_refuses_groups_that_do_not_cover_the_tasks_once_in_one_line(gro
 def test_report_groups_needs_a_run_that_measured_affinity(tmp_path):
     run_dir = tmp_path / "run"
     train(compose_config([*TINY, "backbone.hidden_dims=[32]", "trainer.epochs=1"]), run_dir)
-    result = run_mtlrun(tmp_path, "report", str(run_dir), "groups=2")
+    result = run_cli(tmp_path, "report", str(run_dir), "groups=2")
     assert result.returncode == 2
     assert "groups=2 splits tasks by their affinity, but no run under" in result.stderr
 

@@ -12,7 +12,7 @@ from mtlrun.checkpoint import load_checkpoint, save_checkpoint
 from mtlrun.errors import UserError
 from mtlrun.runfolder import write_json
 from tests.conftest import TINY, compose_config
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 
 
 class RunsCode:
@@ -77,7 +77,7 @@ def test_through_the_cli_a_bad_checkpoint_is_one_line_without_torchs_advice(tmp_
     )
     marker = tmp_path / "ran"
     torch.save({"model": RunsCode(marker)}, run / "checkpoints" / "best.pt")
-    result = run_mtlrun(tmp_path, "eval", str(run))
+    result = run_cli(tmp_path, "eval", str(run))
     assert result.returncode == 2
     best = run / "checkpoints" / "best.pt"
     assert result.stderr == (
@@ -87,7 +87,7 @@ def test_through_the_cli_a_bad_checkpoint_is_one_line_without_torchs_advice(tmp_
     )
     assert not marker.exists() and not (run / "eval").exists()
     (run / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
-    result = run_mtlrun(tmp_path, "sample", str(run), "n=4")
+    result = run_cli(tmp_path, "sample", str(run), "n=4")
     assert result.returncode == 2
     assert result.stderr == (
         f"mtlrun: error: checkpoint {best} is corrupt or unreadable (not a PyTorch checkpoint); "

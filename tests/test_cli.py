@@ -1,4 +1,5 @@
-"""The `mtlrun` command in a subprocess, as a user types it."""
+"""The `mtlrun` command as a user types it: in this process (`run_cli`), and the installed
+executable and `python -m mtlrun` in real processes."""
 
 import json
 import subprocess
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY
-from tests.helpers import run_mtlrun
+from tests.helpers import mtlrun_command, run_cli
 
 
 def test_help_lists_the_commands_and_experiments(tmp_path):
-    result = run_mtlrun(tmp_path, "--help")
+    result = run_cli(tmp_path, "--help")
     assert result.returncode == 0
     for word in [
         "train",
@@ -29,8 +30,34 @@ def test_help_lists_the_commands_and_experiments(tmp_path):
         assert word in result.stdout
 
 
+@pytest.mark.parametrize("program", ["mtlrun", "python -m mtlrun"])
+def test_the_installed_command_and_python_m_mtlrun_reach_the_dispatcher(tmp_path, program):
+    """The other tests call `mtlrun.cli.main()` in this process; this one starts the programs a
+    user types: the console script that pip installed, and `python -m mtlrun`."""
+    command = mtlrun_command()
+    if program == "mtlrun":
+        command = [str(Path(sys.executable).with_name("mtlrun"))]
+        if not Path(command[0]).is_file():
+            pytest.skip("mtlrun is not installed beside this Python (pip install -e .)")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+
+    usage = run("--help")
+    assert usage.returncode == 0, usage.stderr
+    assert usage.stdout == run_cli(tmp_path, "--help").stdout
+    wrong = run("frobnicate")
+    assert wrong.returncode == 2
+    assert wrong.stderr == (
+        "mtlrun: error: unknown command 'frobnicate'; choose one of: train, reproduce, resume, "
+        "eval, sample, report, list\n"
+    )
+
+
 def test_train_an_experiment_prints_its_run_folder_last(tmp_path):
-    result = run_mtlrun(
+    result = run_cli(
         tmp_path,
         "train",
         "+experiment=vae_mnist",
@@ -65,7 +92,7 @@ def test_train_an_experiment_prints_its_run_folder_last(tmp_path):
 
 
 def test_multirun_with_two_values_gives_two_folders(tmp_path):
-    result = run_mtlrun(
+    result = run_cli(
         tmp_path,
         "train",
         "-m",
@@ -86,7 +113,7 @@ def test_multirun_with_two_values_gives_two_folders(tmp_path):
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
-    result = run_mtlrun(tmp_path, "train", "+experiment=ae_mnist", "--cfg", "job")
+    result = run_cli(tmp_path, "train", "+experiment=ae_mnist", "--cfg", "job")
     assert result.returncode == 0, result.stderr
     assert "name: ae_mnist" in result.stdout and "dense_ae" in result.stdout
     assert not (tmp_path / "outputs").exists()
@@ -109,7 +136,7 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path):
         ("frobnicate",): "unknown command 'frobnicate'; choose one of: train",
     }
     for args, words in cases.items():
-        result = run_mtlrun(tmp_path, *args)
+        result = run_cli(tmp_path, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert words in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
@@ -126,9 +153,9 @@ def test_the_options_of_a_group_include_the_users_config_folders(tmp_path):
     (mine / "backbone" / "small_vae.yaml").write_text("defaults: [vae]\nhidden_dims: [64]\n")
     choices = "choose one of: cnn, conv_vae, dense_ae, mlp, small_vae, vae"
     for folder in (["--config-dir", str(mine)], [f"hydra.searchpath=[file://{mine}]"]):
-        wrong = run_mtlrun(tmp_path, "train", *folder, "backbone=small_va")
+        wrong = run_cli(tmp_path, "train", *folder, "backbone=small_va")
         assert wrong.stderr == f"mtlrun: error: backbone='small_va' is not known; {choices}\n"
-        right = run_mtlrun(tmp_path, "train", *folder, "backbone=small_vae", "--cfg", "job")
+        right = run_cli(tmp_path, "train", *folder, "backbone=small_vae", "--cfg", "job")
         assert right.returncode == 0, right.stderr
         assert "hidden_dims:\n  - 64\n  latent_dim: 20" in right.stdout
 
@@ -159,7 +186,7 @@ def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(t
         "config (--cfg) or prints information (--info), one at a time; drop one",
     }
     for args, line in cases.items():
-        result = run_mtlrun(tmp_path, "train", *TINY, *args)
+        result = run_cli(tmp_path, "train", *TINY, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr == f"mtlrun: error: {line}\n", args
         assert not (tmp_path / "outputs").exists()
@@ -170,7 +197,7 @@ def folder_contents(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_new_run_never_writes_into_an_existing_run_folder(tmp_path):
-    first = run_mtlrun(tmp_path, "train", *TINY, "trainer.epochs=1", "hydra.run.dir=fixed")
+    first = run_cli(tmp_path, "train", *TINY, "trainer.epochs=1", "hydra.run.dir=fixed")
     assert first.returncode == 0, first.stderr
     before = folder_contents(tmp_path / "fixed")
     for args in (
@@ -178,7 +205,7 @@ def test_a_new_run_never_writes_into_an_existing_run_folder(tmp_path):
         ["hydra.run.dir=fixed", "seed=1", "trainer.epochs=2"],
         [f"hydra.run.dir={tmp_path / 'fixed'}"],
     ):
-        result = run_mtlrun(tmp_path, "train", *TINY, *args)
+        result = run_cli(tmp_path, "train", *TINY, *args)
         folder = args[0].split("=", 1)[1]
         assert result.returncode == 2, result.stderr
         assert result.stderr == (
@@ -188,9 +215,9 @@ def test_a_new_run_never_writes_into_an_existing_run_folder(tmp_path):
         assert folder_contents(tmp_path / "fixed") == before  # .hydra/ included
 
     sweep = ["-m", *TINY, "trainer.epochs=1", "hydra.sweep.dir=sweep", "seed=0,1"]
-    assert run_mtlrun(tmp_path, "train", *sweep).returncode == 0
+    assert run_cli(tmp_path, "train", *sweep).returncode == 0
     before = folder_contents(tmp_path / "sweep")
-    again = run_mtlrun(tmp_path, "train", *sweep)
+    again = run_cli(tmp_path, "train", *sweep)
     assert again.returncode == 2
     assert again.stderr == (
         "mtlrun: error: sweep already holds the runs of a sweep; pass another hydra.sweep.dir, "
@@ -251,7 +278,7 @@ def test_reproduce_never_reuses_a_folder_made_in_the_same_microsecond(tmp_path, 
 def test_missing_data_is_a_one_line_message_naming_the_folder(tmp_path):
     empty = tmp_path / "no_data_here"
     empty.mkdir()
-    result = run_mtlrun(
+    result = run_cli(
         tmp_path,
         "train",
         "dataset=mnist",
@@ -298,7 +325,7 @@ def test_sample_n_is_bounded_so_the_grid_stays_loadable(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     for n in ("0", "1025", "1000000"):
-        result = run_mtlrun(tmp_path, "sample", str(run), f"n={n}")
+        result = run_cli(tmp_path, "sample", str(run), f"n={n}")
         assert result.returncode == 2
         assert result.stderr == (
             f"mtlrun: error: n={n} must be between 1 and 1024: a grid of more images makes a PNG "

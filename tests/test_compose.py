@@ -9,7 +9,7 @@ import pytest
 
 import mtlrun
 from tests.conftest import TINY
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 
 # Each found at a different stage: Hydra's composition, a schema's own check, the data.
 MISTAKES = {
@@ -41,7 +41,7 @@ def test_a_mistake_is_the_same_line_from_the_cli_and_the_api_and_leaves_no_folde
     name, tmp_path, monkeypatch
 ):
     overrides, line = MISTAKES[name]
-    result = run_mtlrun(tmp_path, "train", *TINY, *overrides)
+    result = run_cli(tmp_path, "train", *TINY, *overrides)
     assert result.returncode == 2, result.stderr
     assert result.stderr == f"mtlrun: error: {line}\n"
     assert not (tmp_path / "outputs").exists()
@@ -62,7 +62,7 @@ def test_the_api_refuses_a_string_and_a_sweep_in_one_line():
 
 
 def test_a_bad_value_in_any_job_of_a_sweep_is_refused_before_the_first_job(tmp_path):
-    result = run_mtlrun(tmp_path, "train", "-m", *TINY, "weighting=dwa", "seed=0,1.5")
+    result = run_cli(tmp_path, "train", "-m", *TINY, "weighting=dwa", "seed=0,1.5")
     assert result.returncode == 2, result.stderr
     assert result.stderr == "mtlrun: error: seed=1.5 must be an integer, e.g. seed=0\n"
     assert not (tmp_path / "outputs").exists()

@@ -21,7 +21,7 @@ from mtlrun.runfolder import (
     write_json,
 )
 from tests.fake_runs import make_run
-from tests.helpers import dead_pid, run_mtlrun, start_mtlrun
+from tests.helpers import dead_pid, run_cli, start_mtlrun
 
 DAMAGES = {
     "binary": b"\x00\xff\xfe\x80 not text",
@@ -73,14 +73,14 @@ FILES = ["meta.json", "summary.json", "metrics.jsonl", "config.resolved.yaml"]
 def test_list_and_report_skip_a_damaged_run_with_a_one_line_warning(tmp_path, damaged_file, damage):
     runs = sweep_of_three(tmp_path / "sweep")
     (runs[1] / damaged_file).write_bytes(DAMAGES[damage])
-    listing = run_mtlrun(tmp_path, "list", str(tmp_path / "sweep"), check=True)
+    listing = run_cli(tmp_path, "list", str(tmp_path / "sweep"), check=True)
     warnings = listing.stderr.splitlines()
     assert len(warnings) == 1
     assert warnings[0].startswith(f"mtlrun: warning: skipping {runs[1]}: {runs[1] / damaged_file}")
     assert str(runs[0]) in listing.stdout and str(runs[2]) in listing.stdout
     assert str(runs[1]) not in listing.stdout
 
-    report = run_mtlrun(tmp_path, "report", str(tmp_path / "sweep"), check=True)
+    report = run_cli(tmp_path, "report", str(tmp_path / "sweep"), check=True)
     assert report.stderr.splitlines()[0] == warnings[0]
     assert "Traceback" not in report.stderr
 
@@ -96,7 +96,7 @@ def test_reproduce_and_resume_stop_with_one_line_on_a_damaged_run(tmp_path, dama
     for command in ("reproduce", "resume"):
         if command == "resume" and damaged_file == "summary.json":
             continue  # resume does not read it
-        result = run_mtlrun(tmp_path, command, str(run))
+        result = run_cli(tmp_path, command, str(run))
         assert result.returncode == 2, (command, result.stderr)
         assert result.stderr.startswith(f"mtlrun: error: {path} is damaged (not text:"), command
         assert len(result.stderr.splitlines()) == 1
@@ -111,7 +111,7 @@ def test_resume_stops_on_a_damaged_metrics_log_before_training(tmp_path):
     folder.checkpoint("last").write_bytes(b"")
     folder.metrics_path.write_bytes(b'{"epoch": 1, "split": "tr')
     meta_before = folder.meta_path.read_bytes()
-    result = run_mtlrun(tmp_path, "resume", str(run))
+    result = run_cli(tmp_path, "resume", str(run))
     assert result.returncode == 2
     assert result.stderr == (
         f"mtlrun: error: {folder.metrics_path} is damaged (line 1 is not JSON: Unterminated "
@@ -146,13 +146,14 @@ TRAIN = [
 ]
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_is_listed_as_crashed_and_can_be_resumed(tmp_path):
     process = start_mtlrun(tmp_path, "train", *TRAIN, "hydra.run.dir=killed")
     run = tmp_path / "killed"
     deadline = time.time() + 120
     while not RunFolder(run).checkpoint("last").is_file() and time.time() < deadline:
         time.sleep(0.05)
-    still = run_mtlrun(tmp_path, "resume", str(run))
+    still = run_cli(tmp_path, "resume", str(run))
     assert still.returncode == 2
     assert still.stderr == (
         f"mtlrun: error: {run} is still being trained (pid {process.pid} on {platform.node()}); "
@@ -161,7 +162,7 @@ def test_a_run_killed_with_sigkill_is_listed_as_crashed_and_can_be_resumed(tmp_p
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert read_json(run / "meta.json")["status"] == "running"  # as the killed run left it
-    listing = run_mtlrun(tmp_path, "list", str(tmp_path), check=True)
+    listing = run_cli(tmp_path, "list", str(tmp_path), check=True)
     assert " crashed " in listing.stdout
 
 
@@ -186,7 +187,7 @@ def test_when_every_run_is_damaged_list_says_they_were_skipped(tmp_path):
     for other in ("1", "2"):
         (tmp_path / "sweep" / other / "meta.json").write_bytes(DAMAGES["binary"])
     (run / "meta.json").write_bytes(DAMAGES["a-list"])
-    result = run_mtlrun(tmp_path, "list", str(tmp_path / "sweep"))
+    result = run_cli(tmp_path, "list", str(tmp_path / "sweep"))
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 4  # three warnings, then the error
     assert result.stderr.splitlines()[-1] == (

@@ -26,7 +26,7 @@ from mtlrun.parts import WEIGHTINGS
 from mtlrun.signals import StopSignals
 from mtlrun.terminal import Reporter
 from tests.conftest import needs_mnist
-from tests.helpers import run_mtlrun, start_mtlrun
+from tests.helpers import run_cli, run_mtlrun, start_mtlrun
 
 # One batch of 256 is the whole training split: an epoch is one step. Three tasks (the default
 # reconstruction, two classifiers) on a shared dense trunk; SGD, whose update is the gradient
@@ -126,6 +126,7 @@ def epochs_on_two_ranks(rank: int, folder: str, partly_labelled: bool) -> None:
     leave(ranks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("partly_labelled", [False, True], ids=["labelled", "partly_labelled"])
 def test_steps_on_two_ranks_are_the_steps_on_the_whole_batch_for_every_weighting(
     tmp_path, partly_labelled
@@ -199,6 +200,7 @@ def two_process_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_trainer_devices_writes_one_run_folder_from_rank_zero(two_process_run):
     meta = json.loads((two_process_run / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["ranks"] == 2
@@ -219,6 +221,7 @@ def test_trainer_devices_writes_one_run_folder_from_rank_zero(two_process_run):
     assert [m.step for m in history] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_torchrun_trains_one_run_with_the_numbers_of_trainer_devices(tmp_path, two_process_run):
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2")
     result = run_mtlrun(tmp_path, "train", *SMALL, launcher=torchrun)
@@ -234,6 +237,7 @@ def test_torchrun_trains_one_run_with_the_numbers_of_trainer_devices(tmp_path, t
     assert "devices: 2" in (runs[0] / "config.resolved.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_an_interrupted_ddp_run_resumes_to_the_numbers_of_an_uninterrupted_one(
     tmp_path, two_process_run
 ):
@@ -348,7 +352,7 @@ def test_the_readme_ddp_commands_end_an_epoch_of_mnist_within_half_a_point_of_on
     ],
 )
 def test_ddp_mistakes_are_one_line(tmp_path, args, env, message):
-    result = run_mtlrun(tmp_path, *args, env=env)
+    result = run_cli(tmp_path, *args, env=env)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs").exists()

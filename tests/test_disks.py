@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 
 TINY = [
     "dataset=synthetic",
@@ -50,7 +50,7 @@ def tiny_disk(tmp_path) -> Iterator[Path]:
 
 def test_a_disk_that_fills_up_during_training_is_one_line(tiny_disk):
     run = tiny_disk / "run"
-    result = run_mtlrun(tiny_disk.parent, "train", *TINY, f"hydra.run.dir={run}")
+    result = run_cli(tiny_disk.parent, "train", *TINY, f"hydra.run.dir={run}")
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
         f"mtlrun: error: cannot write in {run / 'checkpoints'}: no space left on the device; "
@@ -66,7 +66,7 @@ def test_a_log_on_a_full_device_fails_the_run_in_one_line(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").symlink_to("/dev/full")  # every write: ENOSPC
-    result = run_mtlrun(tmp_path, "train", *TINY, f"hydra.run.dir={run}")
+    result = run_cli(tmp_path, "train", *TINY, f"hydra.run.dir={run}")
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
         f"mtlrun: error: cannot write in {run}: no space left on the device; free it, then "
@@ -82,7 +82,7 @@ def test_a_log_on_a_full_device_fails_the_run_in_one_line(tmp_path):
 def finished_run(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("trained")
     run = cwd / "run"
-    run_mtlrun(cwd, "train", *TINY, "backbone=vae", f"hydra.run.dir={run}", check=True)
+    run_cli(cwd, "train", *TINY, "backbone=vae", f"hydra.run.dir={run}", check=True)
     return run
 
 
@@ -114,21 +114,21 @@ def test_eval_sample_and_report_on_a_read_only_run_name_it_and_write_elsewhere(
     run = read_only_copy
     why = "the file system is read-only" if os.geteuid() == 0 else "permission denied"
     for command, options in (("eval", []), ("sample", ["n=4"]), ("report", [])):
-        refused = run_mtlrun(tmp_path, command, str(run), *options)
+        refused = run_cli(tmp_path, command, str(run), *options)
         assert refused.returncode == 2, (command, refused.stderr)
         assert refused.stderr == (
             f"mtlrun: error: cannot write in {run}: {why}; pass out=DIR to write elsewhere\n"
         ), command
 
-    run_mtlrun(tmp_path, "eval", str(run), f"out={tmp_path / 'eval'}", check=True)
+    run_cli(tmp_path, "eval", str(run), f"out={tmp_path / 'eval'}", check=True)
     evaluation = json.loads((tmp_path / "eval" / "best.json").read_text())
     assert "test/reconstruction/nelbo" in evaluation["metrics"]
 
-    sample = run_mtlrun(tmp_path, "sample", str(run), "n=4", f"out={tmp_path / 's'}", check=True)
+    sample = run_cli(tmp_path, "sample", str(run), "n=4", f"out={tmp_path / 's'}", check=True)
     assert {Path(line).parent for line in sample.stdout.split()} == {tmp_path / "s"}
     assert (tmp_path / "s" / "recon_best_n4.png").stat().st_size > 0
 
-    run_mtlrun(tmp_path, "report", str(run), f"out={tmp_path / 'r'}", check=True)
+    run_cli(tmp_path, "report", str(run), f"out={tmp_path / 'r'}", check=True)
     html = (tmp_path / "r" / "report.html").read_text()
     # The report's links reach the run's image grids from where the report is.
     assert os.path.relpath(run / "images", tmp_path / "r") in html

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_mtlrun, start_mtlrun
+from tests.helpers import run_cli, start_mtlrun
 
 TINY_ARGS = [
     "dataset=synthetic",
@@ -33,11 +33,11 @@ def last_line(result: subprocess.CompletedProcess) -> Path:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("finished")
-    return last_line(run_mtlrun(cwd, "train", *TINY_ARGS, "trainer.epochs=2", check=True))
+    return last_line(run_cli(cwd, "train", *TINY_ARGS, "trainer.epochs=2", check=True))
 
 
 def test_reproduce_gives_identical_numbers_and_fails_when_they_differ(finished_run, tmp_path):
-    same = run_mtlrun(tmp_path, "reproduce", str(finished_run), check=True)
+    same = run_cli(tmp_path, "reproduce", str(finished_run), check=True)
     assert "reproduced (bit for bit)" in same.stdout
     new_dir = last_line(same)
     assert new_dir != finished_run and new_dir.is_dir()
@@ -48,7 +48,7 @@ def test_reproduce_gives_identical_numbers_and_fails_when_they_differ(finished_r
     summary["metrics"]["test/class/acc"] += 0.01  # as if the original had other numbers
     (finished_run / "summary.json").write_text(json.dumps(summary))
     try:
-        changed = run_mtlrun(tmp_path, "reproduce", str(finished_run))
+        changed = run_cli(tmp_path, "reproduce", str(finished_run))
     finally:
         summary["metrics"]["test/class/acc"] -= 0.01
         (finished_run / "summary.json").write_text(json.dumps(summary))
@@ -69,21 +69,21 @@ def test_a_run_copied_from_another_machine_uses_this_machines_data_root(tmp_path
 
 
 def test_eval_and_sample_write_their_files(finished_run, tmp_path):
-    run_mtlrun(tmp_path, "eval", str(finished_run), "checkpoint=last", check=True)
+    run_cli(tmp_path, "eval", str(finished_run), "checkpoint=last", check=True)
     evaluation = json.loads((finished_run / "eval" / "last.json").read_text())
     summary = json.loads((finished_run / "summary.json").read_text())
     # The last checkpoint is the final model: its test accuracy is the summary's.
     assert evaluation["metrics"]["test/class/acc"] == summary["metrics"]["test/class/acc"]
     assert "val/class/acc" in evaluation["metrics"]
 
-    sample = run_mtlrun(tmp_path, "sample", str(finished_run), "n=16", check=True)
+    sample = run_cli(tmp_path, "sample", str(finished_run), "n=16", check=True)
     files = {Path(line).name for line in sample.stdout.split()}
     assert files == {"recon_best_n16.png", "interpolation_best.png", "prior_best_n16_seed0.png"}
     assert all((finished_run / "samples" / name).stat().st_size > 0 for name in files)
 
 
 def test_bad_run_folders_are_one_line_errors(finished_run, tmp_path):
-    missing = run_mtlrun(tmp_path, "eval", str(tmp_path / "nope"))
+    missing = run_cli(tmp_path, "eval", str(tmp_path / "nope"))
     assert missing.returncode == 2
     assert missing.stderr == (
         f"mtlrun: error: {tmp_path / 'nope'} does not exist; pass a run folder "
@@ -91,7 +91,7 @@ def test_bad_run_folders_are_one_line_errors(finished_run, tmp_path):
     )
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_mtlrun(tmp_path, "reproduce", str(empty))
+    result = run_cli(tmp_path, "reproduce", str(empty))
     assert result.returncode == 2
     assert result.stderr == (
         f"mtlrun: error: {empty} is not a run folder (it has no config.resolved.yaml or "
@@ -100,7 +100,7 @@ def test_bad_run_folders_are_one_line_errors(finished_run, tmp_path):
     unfinished = tmp_path / "unfinished"  # a run's config, but no summary.json
     unfinished.mkdir()
     shutil.copy(finished_run / "config.resolved.yaml", unfinished)
-    result = run_mtlrun(tmp_path, "reproduce", str(unfinished))
+    result = run_cli(tmp_path, "reproduce", str(unfinished))
     assert result.returncode == 2
     assert result.stderr == (
         f"mtlrun: error: {unfinished} has no summary.json: only finished runs can be "
@@ -109,12 +109,45 @@ def test_bad_run_folders_are_one_line_errors(finished_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "unfinished"]  # no outputs/
 
 
+def test_a_run_stopped_inside_an_epoch_resumes_through_the_cli_to_the_same_numbers(
+    finished_run, tmp_path, monkeypatch
+):
+    """The fast tier's stop and `mtlrun resume`, in this process: a SIGINT sent to it after the
+    second step of the second epoch (28 steps an epoch), which the loop's own handler takes;
+    the test below does it to a real process from outside."""
+    from mtlrun.loop import StopSignals
+
+    check, checks = StopSignals.check, []
+
+    def check_after_ctrl_c(stop: StopSignals) -> None:
+        checks.append(1)  # after each step, and after each epoch's checkpoint
+        if len(checks) == 28 + 1 + 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        check(stop)
+
+    monkeypatch.setattr(StopSignals, "check", check_after_ctrl_c)
+    stopped = run_cli(tmp_path, "train", *TINY_ARGS, "trainer.epochs=2")
+    assert stopped.returncode == 130, stopped.stderr
+    run_dir = last_line(stopped)
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "interrupted"
+    assert "SIGINT: stopped; continue with `mtlrun resume" in stopped.stdout
+    monkeypatch.setattr(StopSignals, "check", check)
+
+    resumed = run_cli(tmp_path, "resume", str(run_dir), check=True)
+    assert "resuming at epoch 2, batch 2" in resumed.stdout
+    expected = json.loads((finished_run / "summary.json").read_text())["metrics"]
+    assert json.loads((run_dir / "summary.json").read_text())["metrics"] == expected
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["split"] == "train"] == [1, 2]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     finished_run, tmp_path, signum
 ):
     args = [*TINY_ARGS, "trainer.epochs=4"]
-    reference = last_line(run_mtlrun(tmp_path / ".." / tmp_path.name, "train", *args, check=True))
+    reference = last_line(run_cli(tmp_path / ".." / tmp_path.name, "train", *args, check=True))
     expected = json.loads((reference / "summary.json").read_text())["metrics"]
 
     work = tmp_path / "interrupted"
@@ -122,8 +155,7 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     process = start_mtlrun(work, "train", *args)
     deadline = time.time() + 120
     while not list(work.glob("outputs/runs/*/*/checkpoints/last.pt")) and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # well inside the second epoch
+        time.sleep(0.05)  # the first epoch is done: the signal lands in the second
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -134,7 +166,7 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     assert not (run_dir / "summary.json").exists()
 
     # An override that would change the experiment is refused, and the run is left as it was.
-    refused = run_mtlrun(work, "resume", str(run_dir), "trainer.batch_size=32")
+    refused = run_cli(work, "resume", str(run_dir), "trainer.batch_size=32")
     assert refused.returncode == 2
     assert refused.stderr == (
         "mtlrun: error: trainer.batch_size would change the experiment half-way; resume accepts "
@@ -143,7 +175,7 @@ def test_interrupted_then_resumed_run_ends_with_the_uninterrupted_numbers(
     )
     assert json.loads((run_dir / "meta.json").read_text()) == meta
 
-    run_mtlrun(work, "resume", str(run_dir), "device=cpu", "trainer.progress=false", check=True)
+    run_cli(work, "resume", str(run_dir), "device=cpu", "trainer.progress=false", check=True)
     resumed = json.loads((run_dir / "meta.json").read_text())
     assert resumed["status"] == "completed"
     assert [r["overrides"] for r in resumed["resumes"]] == [
@@ -194,9 +226,25 @@ def test_ctrl_c_during_the_final_test_evaluation_stops_and_resume_finishes(tmp_p
     assert [r["split"] for r in records].count("test") == 1
 
 
+# A plug-in that says it is being imported, then takes its time: a Ctrl-C sent once it has
+# said so lands in mtlrun's start-up, before any training, however fast the machine is.
+SLOW_PLUGIN = """
+import pathlib, time
+pathlib.Path("importing").touch()
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
-    process = start_mtlrun(tmp_path, "train", *TINY_ARGS)
-    time.sleep(1.5)  # importing torch and composing the config: before any training
+    (tmp_path / "slow_plugin.py").write_text(SLOW_PLUGIN)
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {"MTLRUN_PLUGINS": "slow_plugin", "PYTHONPATH": os.pathsep.join(path)}
+    process = start_mtlrun(tmp_path, "train", *TINY_ARGS, env=env)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "importing").exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130

@@ -1,11 +1,11 @@
 """`mtlrun list [DIR]`: one line per run, oldest first; bad input is one line and exit 2."""
 
 from tests.fake_runs import make_run
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 
 
 def mtlrun_list(cwd, *arguments):
-    return run_mtlrun(cwd, "list", *arguments)
+    return run_cli(cwd, "list", *arguments)
 
 
 def test_one_line_per_run_oldest_first(tmp_path):

@@ -109,9 +109,27 @@ BACKBONE_REFUSALS = {
 }
 
 
-@pytest.mark.parametrize("backbone", list(BACKBONES))
-@pytest.mark.parametrize("sharing", SHARING.names)
-@pytest.mark.parametrize("weighting", WEIGHTINGS.names)
+def in_the_fast_tier(weighting: str, sharing: str, backbone: str) -> bool:
+    """`make test` trains every strategy on every backbone with equal weights, and every
+    weighting with hard sharing on a dense and a convolutional backbone; the full tier every
+    combination."""
+    return weighting == "equal" or (sharing == "hard" and backbone in ("dense_ae", "cnn"))
+
+
+COMBINATIONS = [
+    pytest.param(
+        weighting,
+        sharing,
+        backbone,
+        marks=() if in_the_fast_tier(weighting, sharing, backbone) else pytest.mark.slow,
+    )
+    for weighting in WEIGHTINGS.names
+    for sharing in SHARING.names
+    for backbone in BACKBONES
+]
+
+
+@pytest.mark.parametrize(("weighting", "sharing", "backbone"), COMBINATIONS)
 def test_every_combination_trains_or_is_refused_in_one_line(weighting, sharing, backbone):
     try:
         experiment = build(combination_config(weighting, sharing, backbone))

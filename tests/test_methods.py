@@ -10,7 +10,7 @@ from mtlrun.compose import validate
 from mtlrun.config import config_dir
 from mtlrun.parts import SHARING, WEIGHTINGS
 from tests.conftest import compose_config
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 
 METHODS = sorted(path.stem for path in (config_dir() / "method").glob("*.yaml"))
 
@@ -51,7 +51,7 @@ def test_a_method_sets_its_sharing_and_weighting_over_an_experiment(method):
 
 def test_a_sweep_over_methods_reports_one_row_per_method(tmp_path):
     sweep = tmp_path / "sweep"
-    run_mtlrun(
+    run_cli(
         tmp_path,
         "train",
         "-m",
@@ -72,7 +72,7 @@ def test_a_sweep_over_methods_reports_one_row_per_method(tmp_path):
         f"hydra.sweep.dir={sweep}",
         check=True,
     )
-    run_mtlrun(tmp_path, "report", str(sweep), check=True)
+    run_cli(tmp_path, "report", str(sweep), check=True)
     report = json.loads((sweep / "report.json").read_text())
     rows = {row["overrides"]["method"]: row for row in report["rows"]}
     assert set(rows) == {"single_task", "hard_equal", "hard_pcgrad"}

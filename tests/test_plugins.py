@@ -217,6 +217,7 @@ def test_the_plugin_search_path_joins_the_overrides_where_hydra_reads_them(argum
     ]
 
 
+@pytest.mark.slow
 def test_joblib_workers_import_the_plugin_and_every_job_completes(sweep):
     jobs = read_json(sweep / "sweep.json")["jobs"]
     assert [(job["status"], job["overrides"][-1]) for job in jobs] == [
@@ -236,6 +237,7 @@ def expected_delta_m(mtl: dict, stl: dict, directions: dict, keys: list[str]) ->
     return sum(gains) / len(gains)
 
 
+@pytest.mark.slow
 def test_report_computes_delta_m_with_the_plugin_task_direction(sweep, site, work):
     result = mtlrun(work, [site], "report", str(sweep))
     assert result.returncode == 0, result.stderr
@@ -254,6 +256,7 @@ def test_report_computes_delta_m_with_the_plugin_task_direction(sweep, site, wor
     assert hard["delta_m"]["mean"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_a_lower_error_than_the_baseline_counts_as_a_gain(sweep, tmp_path):
     """The sign, on numbers chosen for it: the multi-task run's error half the baseline's and
     the same mse, so Δm = (50 % + 0 %) / 2 = +25 %, read from the plug-in's `min`."""

@@ -21,7 +21,7 @@ from mtlrun.report.inference import holm, paired_p_value, t_interval, verdict
 from mtlrun.terminal import format_value
 from tests.chromium import CHROMIUM, load
 from tests.fake_runs import make_run
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 
 SINGLE_TASK = ["+experiment=vae_mnist", "sharing=single_task"]
 
@@ -369,7 +369,7 @@ def test_report_json_has_every_configuration_and_its_delta_m(sweep):
 
 
 def test_report_command_writes_markdown_html_json_and_curves(sweep, tmp_path):
-    result = run_mtlrun(tmp_path, "report", "sweep", "metrics=test/*/nelbo,test/digit/acc")
+    result = run_cli(tmp_path, "report", "sweep", "metrics=test/*/nelbo,test/digit/acc")
     assert result.returncode == 0, result.stderr
     assert "Δm" in result.stdout and "+5.03 ± 2.55" in result.stdout
     assert "paired t-test over seeds" in result.stdout
@@ -389,6 +389,7 @@ def test_report_command_writes_markdown_html_json_and_curves(sweep, tmp_path):
     assert "<script" not in html and 'src="/' not in html and "<style>" in html
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_html_report_loads_in_chromium_with_every_image(sweep, tmp_path):
     write_report(sweep, [])
@@ -407,7 +408,7 @@ def test_html_report_loads_in_chromium_with_every_image(sweep, tmp_path):
 
 
 def test_missing_folder_is_one_line_and_exit_2(tmp_path):
-    result = run_mtlrun(tmp_path, "report", "missing")
+    result = run_cli(tmp_path, "report", "missing")
     assert result.returncode == 2
     assert (
         result.stderr
@@ -416,7 +417,7 @@ def test_missing_folder_is_one_line_and_exit_2(tmp_path):
 
 
 def test_kl_in_delta_m_is_refused_with_one_line_and_exit_2(sweep, tmp_path):
-    result = run_mtlrun(tmp_path, "report", "sweep", "delta_m=test/reconstruction/kl")
+    result = run_cli(tmp_path, "report", "sweep", "delta_m=test/reconstruction/kl")
     assert result.returncode == 2
     assert result.stderr == (
         "mtlrun: error: delta_m=test/reconstruction/kl: KL never enters Δm (the nelbo already "
@@ -437,7 +438,7 @@ def test_kl_in_delta_m_is_refused_with_one_line_and_exit_2(sweep, tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(sweep, tmp_path, monkeypatch, capsys, arguments, message):
-    # In this process (the subprocess tests above cover the real command line): quicker.
+    # Through `cli.main` in this process, as `run_cli` calls it, with pytest's own fixtures.
     (tmp_path / "empty").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MTLRUN_COMMAND", "")  # the dispatcher sets it; restored afterwards

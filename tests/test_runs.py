@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from mtlrun.errors import UserError
 from mtlrun.rebuild import run_config
 from tests.conftest import TINY, compose_config
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 
 
 def saved_run(folder: Path, **changes: str) -> Path:
@@ -70,7 +70,7 @@ def test_a_saved_config_with_a_path_name_or_an_interpolation_is_refused(tmp_path
     run = saved_run(tmp_path / "theirs" / "run", **{case.strip(): value})
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     for command in commands:
-        result = run_mtlrun(tmp_path, command[0], str(run), *command[1:])
+        result = run_cli(tmp_path, command[0], str(run), *command[1:])
         assert result.returncode == 2, (command, result.stderr)
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith(
@@ -116,7 +116,7 @@ def test_reproduce_refuses_a_name_override_that_is_a_path_before_making_a_folder
             "most 229 bytes",
         ),
     ):
-        result = run_mtlrun(tmp_path, "reproduce", str(run), f"name={name}")
+        result = run_cli(tmp_path, "reproduce", str(run), f"name={name}")
         assert result.returncode == 2
         assert result.stderr.startswith(f"mtlrun: error: {words}"), result.stderr
         assert len(result.stderr.splitlines()) == 1

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.helpers import run_mtlrun, start_mtlrun
 
 ARGS = [
@@ -25,6 +27,7 @@ ARGS = [
 ]
 
 
+@pytest.mark.slow
 def test_a_preempted_submitit_job_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
     reference = tmp_path / "reference"
     one_thread = {"OMP_NUM_THREADS": "1"}  # as the job's cpus_per_task=1: the same sums

@@ -19,7 +19,7 @@ from mtlrun.errors import ConfigError
 from mtlrun.report.build import write_report
 from mtlrun.report.document import Table
 from tests.conftest import TINY, compose_config
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli, run_mtlrun
 
 # Each job: 192 training examples, 2 epochs, a small VAE, no importance-weighted bound.
 SMALL = [
@@ -41,7 +41,7 @@ def read_json(path: Path) -> dict:
 
 
 def test_two_by_two_sweep_writes_four_runs_sweep_json_and_a_report(tmp_path):
-    result = run_mtlrun(
+    result = run_cli(
         tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "seed=0,1", "backbone.latent_dim=4,8"
     )
     assert result.returncode == 0, result.stderr
@@ -64,7 +64,7 @@ def test_two_by_two_sweep_writes_four_runs_sweep_json_and_a_report(tmp_path):
         assert read_json(run / "meta.json")["status"] == "completed"
         assert "test/reconstruction/nelbo" in read_json(run / "summary.json")["metrics"]
 
-    # The report command itself is tested (in a subprocess) in test_report.py.
+    # The report command itself is tested in test_report.py.
     runs_table, configs_table = [b for b in write_report(sweep, []) if isinstance(b, Table)]
     assert sorted((row[1], row[2]) for row in runs_table.rows) == [
         ("0", "4"),
@@ -83,9 +83,7 @@ def test_a_failed_job_does_not_stop_the_sweep_and_the_exit_status_says_so(tmp_pa
     """A job that fails while it runs (here: its data cannot give the validation split it asks
     for) is recorded, and the sweep goes on; a value its schema refuses stops the sweep before
     any job (tests/test_compose.py)."""
-    result = run_mtlrun(
-        tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "dataset.val_size=300,64"
-    )
+    result = run_cli(tmp_path, "train", "-m", *SMALL, "trainer.epochs=1", "dataset.val_size=300,64")
     assert result.returncode == 1
     sweep = the_sweep(tmp_path)
     jobs = read_json(sweep / "sweep.json")["jobs"]
@@ -155,7 +153,7 @@ def test_optuna_search_optimises_the_named_metric_and_keeps_its_study(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
 
     def search(trials: int, where: Path) -> subprocess.CompletedProcess:
-        return run_mtlrun(
+        return run_cli(
             where,
             "train",
             "+experiment=vae_mnist",
@@ -228,7 +226,7 @@ def test_selection_on_the_test_split_is_refused(tmp_path):
                 ]
             )
         )
-    result = run_mtlrun(
+    result = run_cli(
         tmp_path,
         "train",
         *TINY,

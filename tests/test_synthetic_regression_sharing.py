@@ -8,6 +8,8 @@ import pytest
 from mtlrun.lifecycle import train
 from tests.conftest import compose_config
 
+pytestmark = pytest.mark.slow  # long trainings (three seeds each): that sharing pays off
+
 SEEDS = (0, 1, 2)
 SMALL = [
     "+experiment=synthetic_regression",

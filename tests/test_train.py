@@ -106,6 +106,7 @@ def test_same_seed_same_numbers(tmp_path):
     assert a == b
 
 
+@pytest.mark.slow  # a long training, to show that it learns
 def test_loss_goes_down_on_the_validation_split(run_dir):
     cfg = compose_config(
         [
@@ -237,7 +238,7 @@ def test_non_finite_weights_after_the_last_step_fail_the_run_and_keep_best_pt(ru
 
 
 def test_a_diverging_config_fails_through_the_cli_in_one_line(tmp_path):
-    from tests.helpers import run_mtlrun
+    from tests.helpers import run_cli
 
     for lr in ("1e30", "1e6"):
         args = [
@@ -249,7 +250,7 @@ def test_a_diverging_config_fails_through_the_cli_in_one_line(tmp_path):
         ]
         if lr == "1e30":
             args.append("optim=sgd")
-        result = run_mtlrun(tmp_path, "train", *args)
+        result = run_cli(tmp_path, "train", *args)
         assert result.returncode == 2, result.stderr
         line = result.stderr.strip()
         assert line.startswith("mtlrun: error: the training loss became ")

@@ -114,6 +114,7 @@ def test_mlp_code_is_its_last_hidden_layer():
         backbone("mlp", MNIST_LIKE, hidden_dims=[])
 
 
+@pytest.mark.slow  # a long training, to show that it learns
 def test_mlp_mnist_tasks_learns_digit_parity_and_magnitude(run_dir):
     """The experiment's three heads on a shared MLP, on synthetic digit-labelled images."""
     cfg = compose_config(["+experiment=mlp_mnist_tasks", *TINY, "dataset.target_name=digit"])
@@ -122,6 +123,7 @@ def test_mlp_mnist_tasks_learns_digit_parity_and_magnitude(run_dir):
         assert metrics[f"test/{name}/acc"] > 0.8, name
 
 
+@pytest.mark.slow  # a long training, to show that it learns
 @pytest.mark.parametrize("name", ["dense_ae", "vae", "mlp", "cnn", "conv_vae"])
 def test_each_backbone_learns_reconstruction_and_class(name):
     """A few hundred steps on synthetic data: both task losses fall clearly."""

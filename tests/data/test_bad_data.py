@@ -16,7 +16,7 @@ from mtlrun.data.registry import RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo
 from mtlrun.errors import DataError
 from tests.conftest import DATA_ROOT, needs_mnist
-from tests.helpers import run_mtlrun
+from tests.helpers import run_cli
 
 CPU = torch.device("cpu")
 
@@ -218,7 +218,7 @@ def test_a_consistent_dataset_passes():
 def test_bad_data_stops_the_cli_before_the_first_step(tmp_path):
     images = np.zeros((6, 8, 8), np.uint8)
     config = arrays_files(tmp_path, images, np.array([0, 1, 0, 7, 1, -3]))
-    result = run_mtlrun(
+    result = run_cli(
         tmp_path,
         "train",
         "dataset=arrays",

@@ -77,6 +77,7 @@ def test_mlflow_records_params_metrics_images_and_summary_and_resume_continues(
     assert "summary.json" in {f.path for f in client.list_artifacts(first_id)}
 
 
+@pytest.mark.slow
 def test_a_joblib_sweep_puts_its_jobs_in_one_mlflow_experiment(tmp_path):
     result = run_mtlrun(
         tmp_path,
@@ -100,6 +101,7 @@ def test_a_joblib_sweep_puts_its_jobs_in_one_mlflow_experiment(tmp_path):
     assert all(run.info.status == "FINISHED" for run in runs)
 
 
+@pytest.mark.slow
 def test_mlflow_ui_serves_the_local_store(tmp_path, monkeypatch):
     """The README's `mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db`, asked over
     HTTP with MLflow's client, finds the run."""
@@ -128,6 +130,7 @@ def test_mlflow_ui_serves_the_local_store(tmp_path, monkeypatch):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its gunicorn workers too, so that they stop with it below
     )
     try:
         client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
@@ -144,7 +147,7 @@ def test_mlflow_ui_serves_the_local_store(tmp_path, monkeypatch):
         assert run.info.status == "FINISHED"
         assert "test/class/acc" in run.data.metrics
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 

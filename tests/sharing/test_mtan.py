@@ -1,5 +1,6 @@
 """MTAN: a soft attention mask per task over the shared CNN trunk's features at every block."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -58,6 +59,7 @@ def test_the_trunk_is_shared_and_each_task_has_its_own_dense_copy():
     assert len(model.backbone.blocks) == 2  # the conv blocks only
 
 
+@pytest.mark.slow  # a long training, to show that it learns
 def test_mtan_learns(run_dir):
     faster = ["optim.lr=1e-2", "trainer.batch_size=32", "trainer.epochs=4"]
     train(compose_config([*CNN, *faster, "weighting=upgrad"]), run_dir)

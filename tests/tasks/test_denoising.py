@@ -65,6 +65,7 @@ def test_impossible_corruptions_are_config_errors(fields, words):
         denoising(**fields)
 
 
+@pytest.mark.slow  # a long training, to show that it learns
 def test_the_model_learns_to_denoise():
     """Trained on corrupted synthetic images against the clean ones, the model's output is
     much closer to the clean image than its corrupted input was, and the loss falls."""
