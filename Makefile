@@ -21,16 +21,20 @@ install: $(STAMP)
 run: install
 	$(BIN)/mtlrun train +experiment=vae_mnist
 
-# Two tiers: `test` leaves out the tests marked slow (pyproject.toml says which those are);
-# `test-full` runs everything. pytest's exit status 5 (no test collected) fails either.
+# Two tiers: `test` leaves out the tests marked slow (pyproject.toml says which those are), on
+# two worker processes (pytest-xdist); `test-full` runs everything, one test at a time, as CI
+# does (its signal and DDP tests start processes of their own). pytest's exit status 5 (no test
+# collected) fails either.
 test: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2
 
 test-full: install
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python bench/cpu_drift.py
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/step_overhead.py
 	$(BIN)/python bench/vae_speed.py
 	$(BIN)/python bench/vae_step.py
 	$(BIN)/python bench/multimnist_table.py

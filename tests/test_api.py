@@ -30,7 +30,7 @@ PLUGIN = textwrap.dedent(
         def __init__(self, config, tasks, model):
             super().__init__(tasks, model)
             self.factor = config.factor
-        def backward(self, losses, output):
+        def backward(self, losses, output, shard):
             total = total_loss([self.factor] * len(losses), losses, output)
             total.backward()
             return total.detach()

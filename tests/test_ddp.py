@@ -263,6 +263,7 @@ def test_an_interrupted_ddp_run_resumes_to_the_numbers_of_an_uninterrupted_one(
     assert metrics == expected
 
 
+@pytest.mark.slow
 def test_two_epochs_of_partly_labelled_data_on_two_ranks_end_with_the_numbers_of_one_process(
     tmp_path,
 ):

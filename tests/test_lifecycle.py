@@ -115,13 +115,13 @@ def test_a_run_stopped_inside_an_epoch_resumes_through_the_cli_to_the_same_numbe
     """The fast tier's stop and `mtlrun resume`, in this process: a SIGINT sent to it after the
     second step of the second epoch (28 steps an epoch), which the loop's own handler takes;
     the test below does it to a real process from outside."""
-    from mtlrun.loop import StopSignals
+    from mtlrun.signals import StopSignals
 
     check, checks = StopSignals.check, []
 
     def check_after_ctrl_c(stop: StopSignals) -> None:
-        checks.append(1)  # after each step, and after each epoch's checkpoint
-        if len(checks) == 28 + 1 + 2:
+        checks.append(1)  # once built, then after each step and each epoch's checkpoint
+        if len(checks) == 1 + 28 + 1 + 2:
             os.kill(os.getpid(), signal.SIGINT)
         check(stop)
 
