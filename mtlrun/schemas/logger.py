@@ -8,9 +8,9 @@ from mtlrun.config import check_choice
 
 @dataclass
 class LoggerConfig:
-    """A logger's options, under `logger.<name>`; a logger with options subclasses this. The
-    loggers mtlrun ships have none (`logger=[csv]` composes to `logger: {csv: {}}`); each
-    logger's class docstring says what it writes."""
+    """A logger's options, under `logger.<name>`; a logger with options subclasses this (mlflow
+    and wandb, below). jsonl, csv and tensorboard have none (`logger=[csv]` composes to
+    `logger: {csv: {}}`); each logger's class docstring says what it writes."""
 
 
 @dataclass
