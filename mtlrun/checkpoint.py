@@ -99,7 +99,7 @@ def save(
     experiment: "Experiment",
     run: RunFolder,
     name: str,
-    at: Progress,
+    progress: Progress,
     data_order: torch.Generator,
     epoch_data_order: torch.Tensor | None = None,
 ) -> None:
@@ -110,19 +110,19 @@ def save(
     scheduler, ranks = experiment.scheduler, experiment.ranks
     if epoch_data_order is None:
         epoch_data_order = data_order.get_state()
-    progress = asdict(at)
+    record = asdict(progress)
     rng: Any = rng_states(data_order)
     if ranks.distributed:
         rng = ranks.gather(rng)
-        if at.epoch_sums is not None:
-            progress["epoch_sums"] = at.epoch_sums.clone()
-            ranks.reduce_sum([progress["epoch_sums"]])
+        if progress.epoch_sums is not None:
+            record["epoch_sums"] = progress.epoch_sums.clone()
+            ranks.reduce_sum([record["epoch_sums"]])
     state = {
         "model": experiment.model.state_dict(),
         "weighting": experiment.weighting.state_dict(),
         "optimizer": experiment.optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "progress": progress,
+        "progress": record,
         "epoch_data_order": epoch_data_order,
         "rng": rng,
         "affinity": experiment.affinity.state() if experiment.affinity else None,
@@ -143,9 +143,9 @@ def restore(experiment: "Experiment", path: Path, data_order: torch.Generator) -
     # A list holds each rank's states (a DDP run); a run resumed on other ranks reuses them.
     restore_rng_states(rng[ranks.rank % len(rng)] if isinstance(rng, list) else rng, data_order)
     data_order.set_state(checkpoint["epoch_data_order"])
-    at = Progress(**checkpoint["progress"])
+    progress = Progress(**checkpoint["progress"])
     if experiment.affinity is not None and checkpoint.get("affinity") is not None:
         experiment.affinity.restore(checkpoint["affinity"])
     if not ranks.leader:
-        at.epoch_sums = None  # rank 0 carries the ranks' sums so far
-    return at
+        progress.epoch_sums = None  # rank 0 carries the ranks' sums so far
+    return progress

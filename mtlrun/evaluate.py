@@ -83,7 +83,7 @@ def evaluate(
 
 
 # What to do when training diverges.
-CALM = "lower optim.lr, set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
+DIVERGENCE_ADVICE = "lower optim.lr, set trainer.grad_clip (e.g. 1.0) or use trainer.precision=fp32"
 
 
 def check_finite(metrics: dict[str, float], when: str) -> None:
@@ -91,4 +91,4 @@ def check_finite(metrics: dict[str, float], when: str) -> None:
     reach summary.json and compare as a number in reports."""
     for key, value in metrics.items():
         if not math.isfinite(value):
-            raise TrainingDiverged(f"{key} is {value} {when}; {CALM}")
+            raise TrainingDiverged(f"{key} is {value} {when}; {DIVERGENCE_ADVICE}")

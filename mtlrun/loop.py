@@ -15,7 +15,7 @@ from rich.progress import Progress as RichProgress
 from mtlrun.affinity import affinity_records
 from mtlrun.checkpoint import Progress, restore, save
 from mtlrun.errors import TrainingDiverged
-from mtlrun.evaluate import CALM, check_finite, evaluate
+from mtlrun.evaluate import DIVERGENCE_ADVICE, check_finite, evaluate
 from mtlrun.experiment import Experiment
 from mtlrun.heatmap import affinity_matrix, save_heatmap
 from mtlrun.images import save_images, save_interpolation
@@ -51,11 +51,11 @@ def fit(
     )
     loggers.start(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     data_order = torch.Generator().manual_seed(int(cfg.seed))
-    at = Progress()
+    progress = Progress()
     if resume:
-        at = restore(experiment, run.checkpoint("last"), data_order)
-        loggers.resume(at.epoch)
-        reporter.print(f"resuming at epoch {at.epoch}, batch {at.batch}")
+        progress = restore(experiment, run.checkpoint("last"), data_order)
+        loggers.resume(progress.epoch)
+        reporter.print(f"resuming at epoch {progress.epoch}, batch {progress.batch}")
     n_params = sum(p.numel() for p in model.parameters())
     reporter.print(
         f"{cfg.name}: {type(model).__name__} on {experiment.device}, {n_params:,} parameters, "
@@ -68,7 +68,7 @@ def fit(
         loggers.log_metrics(
             {
                 "epoch": epoch,
-                "step": at.step,
+                "step": progress.step,
                 "split": split,
                 **stage,
                 "seconds": round(seconds, 3),
@@ -78,17 +78,17 @@ def fit(
 
     if not resume:
         run.update_meta(startup_seconds=seconds_since_process_start())
-    started = time.perf_counter() - at.seconds
-    epoch = at.epoch
+    started = time.perf_counter() - progress.seconds
+    epoch = progress.epoch
     last_val: dict[str, float] | None = None  # the final model's, which selection may read
     epoch_data_order = data_order.get_state()
     try:
-        for epoch in range(at.epoch, trainer.epochs + 1):
+        for epoch in range(progress.epoch, trainer.epochs + 1):
             epoch_data_order = data_order.get_state()  # replays this epoch's order on resume
             epoch_started = time.perf_counter()
             model.begin_epoch(epoch)
             with reporter.progress() as bar:
-                train_metrics = train_epoch(experiment, data_order, at, bar, stop)
+                train_metrics = train_epoch(experiment, data_order, progress, bar, stop)
             affinity = experiment.affinity.epoch_matrix() if experiment.affinity else None
             if affinity is not None:
                 names = [task.name for task in experiment.loss_tasks]
@@ -102,8 +102,8 @@ def fit(
                     partial(save_heatmap, names, matrix, f"{title}: Z(i→j)"),
                 )
                 loggers.log_image("affinity", heatmap, epoch)
-            at.epoch, at.batch, at.epoch_sums = epoch + 1, 0, None
-            at.seconds = time.perf_counter() - started
+            progress.epoch, progress.batch, progress.epoch_sums = epoch + 1, 0, None
+            progress.seconds = time.perf_counter() - started
             seconds = time.perf_counter() - epoch_started
             # Before anything is saved from this epoch: best.pt and last.pt hold finite weights.
             check_finite_weights(experiment, f"in epoch {epoch}")
@@ -114,19 +114,19 @@ def fit(
                 if len(data.val):
                     val = last_val = evaluate(experiment, data.val, "val")
                     check_finite(val, f"after epoch {epoch}")
-                    log("val", val, at.seconds)
+                    log("val", val, progress.seconds)
                     reporter.print(metrics_table(f"epoch {epoch} · validation", val))
-                    if at.best_val_loss is None or val["val/loss"] < at.best_val_loss:
-                        at.best_val_loss, at.best_epoch = val["val/loss"], epoch
-                        save(experiment, run, "best", at, data_order)
+                    if progress.best_val_loss is None or val["val/loss"] < progress.best_val_loss:
+                        progress.best_val_loss, progress.best_epoch = val["val/loss"], epoch
+                        save(experiment, run, "best", progress, data_order)
                 for tag, path in save_images(experiment, run, f"e{epoch:03d}").items():
                     loggers.log_image(tag, path, epoch)
-            save(experiment, run, "last", at, data_order)
+            save(experiment, run, "last", progress, data_order)
             stop.check()
     except KeyboardInterrupt:
-        at.seconds = time.perf_counter() - started
-        if at.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
-            save(experiment, run, "last", at, data_order, epoch_data_order)
+        progress.seconds = time.perf_counter() - started
+        if progress.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
+            save(experiment, run, "last", progress, data_order, epoch_data_order)
         loggers.close()
         raise
 
@@ -156,10 +156,10 @@ def fit(
             for task in experiment.tasks
             if task.primary_metric is not None
         },
-        "best_epoch": at.best_epoch,
-        "best_val_loss": at.best_val_loss,
+        "best_epoch": progress.best_epoch,
+        "best_val_loss": progress.best_val_loss,
         "epochs": trainer.epochs,
-        "steps": at.step,
+        "steps": progress.step,
         "seconds": round(time.perf_counter() - started, 3),
     }
     run.write_file(run.summary_path, partial(write_json, data=summary))
@@ -171,7 +171,7 @@ def fit(
 def train_epoch(
     experiment: Experiment,
     data_order: torch.Generator,
-    at: Progress,
+    progress: Progress,
     bar: RichProgress,
     stop: StopSignals,
 ) -> dict[str, float]:
@@ -180,35 +180,37 @@ def train_epoch(
     train_split = experiment.data.train
     # Summed losses and example counts (per task: fewer where targets are missing), on the
     # device and read back once per epoch: no host sync per step.
-    sums = at.epoch_sums
+    sums = progress.epoch_sums
     if sums is None:
         sums = torch.zeros(2, 1 + len(loss_tasks), device=experiment.device)
     total_batches = train_split.num_batches(trainer.batch_size)
     bar_task = bar.add_task(
-        f"epoch {at.epoch}/{trainer.epochs}", total=total_batches, completed=at.batch
+        f"epoch {progress.epoch}/{trainer.epochs}", total=total_batches, completed=progress.batch
     )
     experiment.model.train()
     for index, global_batch in enumerate(train_split.batches(trainer.batch_size, data_order)):
-        if index < at.batch:
+        if index < progress.batch:
             continue  # trained on before the interruption
         batch, shard = ranks.shard(global_batch)
-        losses = train_step(experiment, batch, shard, at.step)
+        losses = train_step(experiment, batch, shard, progress.step)
         sums[0] += losses.values * losses.counts
         sums[1] += losses.counts
-        at.batch, at.step, at.epoch_sums = index + 1, at.step + 1, sums
+        progress.batch, progress.step, progress.epoch_sums = index + 1, progress.step + 1, sums
         bar.advance(bar_task)
         stop.check()
     ranks.reduce_sum([sums])
     means = (sums[0] / sums[1].clamp(min=1)).tolist()
     if not all(math.isfinite(value) for value in means):
-        raise TrainingDiverged(f"the training loss became {means[0]} in epoch {at.epoch}; {CALM}")
+        raise TrainingDiverged(
+            f"the training loss became {means[0]} in epoch {progress.epoch}; {DIVERGENCE_ADVICE}"
+        )
     experiment.weighting.end_epoch(means[1:])
     metrics = {"train/loss": means[0]}
     for task, value in zip(loss_tasks, means[1:], strict=True):
         metrics[f"train/{task.name}/loss"] = value
     for key, value in experiment.weighting.logged().items():
         metrics[f"train/{key}"] = value
-    check_finite(metrics, f"in epoch {at.epoch}")
+    check_finite(metrics, f"in epoch {progress.epoch}")
     return metrics
 
 
@@ -221,7 +223,9 @@ def check_finite_weights(experiment: Experiment, when: str) -> None:
     finite = torch.stack([p.detach().isfinite().all() for _, p in named]).tolist()
     for (name, _), ok in zip(named, finite, strict=True):
         if not ok:
-            raise TrainingDiverged(f"the weights became NaN or infinite ({name}) {when}; {CALM}")
+            raise TrainingDiverged(
+                f"the weights became NaN or infinite ({name}) {when}; {DIVERGENCE_ADVICE}"
+            )
 
 
 def metric_directions(tasks: list[Task], keys: list[str]) -> dict[str, str]:

@@ -4,6 +4,7 @@ groups dataset, backbone, sharing, task, weighting, optim and logger) and import
 part's module is imported when a run first builds it. Plug-ins add their own parts with
 `mtlrun.register`."""
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from mtlrun.config import check_choice
@@ -11,6 +12,7 @@ from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry
 from mtlrun.schemas import backbone, dataset, logger, optim, sharing, task, weighting
 from mtlrun.schemas.task import TaskConfig
+from mtlrun.schemas.trainer import TrainerConfig
 
 DATASETS: Registry = Registry("dataset", group="dataset")
 """Datasets, built as `builder(config) -> RawData`."""
@@ -35,6 +37,9 @@ CHOSEN = {
     "weighting": WEIGHTINGS,
     "optim": OPTIMIZERS,
 }
+
+# The trainer is no swappable part: its one option, `trainer: default`, is its schema.
+ConfigStore.instance().store(group="trainer", name="default", node=TrainerConfig)
 
 for name in ("mnist", "fashion_mnist", "cifar10"):
     DATASETS.declare(name, dataset.TorchvisionDatasetConfig, "mtlrun.data.torchvision_sets")

@@ -400,7 +400,7 @@ class RunFolder:
             except OSError:
                 return  # not empty: whatever else it holds stays
 
-    def refused(self, error: str) -> None:
+    def record_refusal(self, error: str) -> None:
         """A sweep's job refused before training started (its config checks come before any
         file): meta.json says failed and why, so that sweep.json does too."""
         if not self.meta_path.is_file():

@@ -315,7 +315,7 @@ def test_the_wheel_ships_the_configs(tmp_path):
     for config in [
         "train.yaml",
         "experiment/vae_mnist.yaml",
-        "trainer/default.yaml",
+        "method/hard_equal.yaml",
         "hparams_search/vae_optuna.yaml",
     ]:
         assert f"mtlrun/configs/{config}" in names, config

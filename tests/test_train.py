@@ -208,9 +208,9 @@ def test_non_finite_weights_after_the_last_step_fail_the_run_and_keep_best_pt(ru
 
     real = train_module.train_epoch
 
-    def train_epoch(experiment, data_order, at, bar, stop):
-        metrics = real(experiment, data_order, at, bar, stop)
-        if at.epoch == 2:  # the second epoch's last step made a weight infinite
+    def train_epoch(experiment, data_order, progress, bar, stop):
+        metrics = real(experiment, data_order, progress, bar, stop)
+        if progress.epoch == 2:  # the second epoch's last step made a weight infinite
             next(experiment.model.parameters()).data[0] = float("inf")
         return metrics
 

@@ -92,7 +92,7 @@ def main(cfg: DictConfig) -> float | None:
             if leader:
                 RunFolder(run_dir).remove_if_unstarted()
             sys.exit(2)
-        RunFolder(run_dir).refused(str(error))
+        RunFolder(run_dir).record_refusal(str(error))
         return None  # the job counts as failed in sweep.json; the sweep goes on
     except Exception as error:
         if not sweeping:

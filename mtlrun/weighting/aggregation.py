@@ -21,7 +21,7 @@ from mtlrun.weighting.base import (
     TaskIndex,
     Weighting,
     shared_representation,
-    trained,
+    trained_tasks,
     unweighted_total,
 )
 
@@ -100,7 +100,7 @@ class GradientAggregation(Weighting):
 
     def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         shared = [f for f in shared_representation(output, self.method) if f.requires_grad]
-        rows = self.row_order(trained(losses))
+        rows = self.row_order(trained_tasks(losses))
         auxiliary = output.auxiliary_loss
         if auxiliary is not None and auxiliary.requires_grad:
             auxiliary.backward(retain_graph=bool(rows))

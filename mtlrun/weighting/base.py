@@ -136,7 +136,7 @@ def parameters_behind(representation: list[Tensor]) -> list[Tensor]:
     return list(found.values())
 
 
-def trained(losses: list[Tensor]) -> list[int]:
+def trained_tasks(losses: list[Tensor]) -> list[int]:
     """The tasks trained on this step: the loop detaches the losses of the others."""
     return [t for t, loss in enumerate(losses) if loss.requires_grad]
 
@@ -187,7 +187,7 @@ class MeasuredWeighting(Weighting):
 
     def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         shared = [f for f in shared_representation(output, self.method) if f.requires_grad]
-        rows = trained(losses)
+        rows = trained_tasks(losses)
         weights = torch.zeros(len(losses), device=self.steps.device)
         if len(rows) > 1 and shared:
             index = self.index(rows, self.steps.device)

@@ -15,7 +15,7 @@ from mtlrun.weighting.base import (
     WeightingConfig,
     parameters_behind,
     shared_representation,
-    trained,
+    trained_tasks,
     unweighted_total,
 )
 
@@ -58,7 +58,7 @@ class GradDrop(Weighting):
 
     def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
         shared = [f for f in shared_representation(output, "graddrop") if f.requires_grad]
-        rows = trained(losses)
+        rows = trained_tasks(losses)
         auxiliary = output.auxiliary_loss
         if auxiliary is not None and auxiliary.requires_grad:
             auxiliary.backward(retain_graph=bool(rows))

@@ -15,7 +15,7 @@ from mtlrun.weighting.base import (
     Weighting,
     shared_representation,
     total_loss,
-    trained,
+    trained_tasks,
 )
 
 
@@ -74,7 +74,7 @@ class GradNorm(Weighting):
         shard.reduce_shared([current])  # under DDP: the whole batch's losses
         unseen = self.initial_losses.isnan()
         self.initial_losses.copy_(torch.where(unseen, current, self.initial_losses))
-        rows = trained(losses)
+        rows = trained_tasks(losses)
         if rows and at:
             index = self.index(rows, self.weights.device)
             of_examples = self.gradient_of == "representation"
