@@ -49,7 +49,6 @@ def test_every_experiment_builds_on_data_of_its_shape(experiment):
 @pytest.mark.parametrize(
     ("override", "words"),
     [
-        ("trainer.batch_size=abc", "trainer.batch_size: Value 'abc'"),
         ("trainer.precision=fp8", "trainer.precision='fp8' is not known; choose one of: fp32"),
         ("optim.name=adagrad", "optim='adagrad' is not known; choose one of: adam, adamw, sgd"),
         ("trainer.epochs=0", "trainer.epochs=0 must be at least 1"),
@@ -133,6 +132,10 @@ def test_values_out_of_range_are_refused_before_training_with_the_allowed_range(
         (
             "dataset.val_size=1.5",
             "dataset.val_size: Value '1.5' of type 'float' could not be converted to Integer",
+        ),
+        (
+            "trainer.batch_size=abc",
+            "trainer.batch_size: Value 'abc' of type 'str' could not be converted to Integer",
         ),
     ],
 )
