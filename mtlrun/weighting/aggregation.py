@@ -20,6 +20,7 @@ from mtlrun.tasks import Task
 from mtlrun.weighting.base import (
     TaskIndex,
     Weighting,
+    epoch_means,
     shared_representation,
     trained_tasks,
     unweighted_total,
@@ -158,15 +159,6 @@ class GradientAggregation(Weighting):
         self.cosine_sums.index_add_(0, self.rows, cosines.float())
 
     def logged(self) -> dict[str, float]:
-        steps = self.steps.tolist()
-        cosines = (self.cosine_sums / self.steps.clamp(min=1)).tolist()
-        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
-        for sums in (self.cosine_sums, self.weight_sums, self.steps):
-            sums.zero_()
-        logged = {}
-        for name, n, cosine, weight in zip(self.task_names, steps, cosines, weights, strict=True):
-            if n:
-                logged[f"{name}/cosine"] = cosine
-            if n and self.gives_weights:
-                logged[f"{name}/weight"] = weight
-        return logged
+        # GradDrop and ConFIG combine the rows without weights: their weight sums stay 0.
+        weights = {"weight": self.weight_sums} if self.gives_weights else {}
+        return epoch_means(self.task_names, self.steps, cosine=self.cosine_sums, **weights)

@@ -155,6 +155,22 @@ class TaskIndex:
         return self._made[key]
 
 
+def epoch_means(tasks: list[str], steps: Tensor, **sums: Tensor) -> dict[str, float]:
+    """Each of `sums` (per task, summed on the device over the epoch's steps) averaged over the
+    steps each task was measured in (`steps`), as `<task>/<name>` for the tasks measured at all;
+    the sums and `steps` are then zeroed for the next epoch."""
+    counts = steps.tolist()
+    means = {name: (total / steps.clamp(min=1)).tolist() for name, total in sums.items()}
+    for total in (*sums.values(), steps):
+        total.zero_()
+    return {
+        f"{task}/{name}": values[t]
+        for t, task in enumerate(tasks)
+        if counts[t]
+        for name, values in means.items()
+    }
+
+
 def flat_gradients(losses: list[Tensor], inputs: list[Tensor]) -> Tensor:
     """One row per loss: its gradient on `inputs` (tensors or parameters), flattened; the graph
     is kept for the step's own backward."""
@@ -203,12 +219,4 @@ class MeasuredWeighting(Weighting):
         return total.detach()
 
     def logged(self) -> dict[str, float]:
-        steps = self.steps.tolist()
-        weights = (self.weight_sums / self.steps.clamp(min=1)).tolist()
-        self.weight_sums.zero_()
-        self.steps.zero_()
-        return {
-            f"{name}/weight": weight
-            for name, n, weight in zip(self.task_names, steps, weights, strict=True)
-            if n
-        }
+        return epoch_means(self.task_names, self.steps, weight=self.weight_sums)

@@ -13,6 +13,7 @@ from mtlrun.weighting.base import (
     TaskIndex,
     Weighting,
     WeightingConfig,
+    epoch_means,
     parameters_behind,
     shared_representation,
     trained_tasks,
@@ -111,12 +112,4 @@ class GradDrop(Weighting):
         self.steps.index_add_(0, index, torch.ones_like(cosines, dtype=torch.float))
 
     def logged(self) -> dict[str, float]:
-        steps = self.steps.tolist()
-        cosines = (self.cosine_sums / self.steps.clamp(min=1)).tolist()
-        self.cosine_sums.zero_()
-        self.steps.zero_()
-        return {
-            f"{name}/cosine": cosine
-            for name, n, cosine in zip(self.task_names, steps, cosines, strict=True)
-            if n
-        }
+        return epoch_means(self.task_names, self.steps, cosine=self.cosine_sums)
