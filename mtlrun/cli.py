@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mtlrun import compose, plugins, torchrun
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError
+from mtlrun.errors import UserError, fail
 from mtlrun.runfolder import disk_fault
 
 # name: (module under mtlrun.commands, one-line help)
@@ -44,11 +44,6 @@ def usage() -> str:
         f"Experiments (+experiment=NAME): {', '.join(experiments)}",
     ]
     return "\n".join(lines)
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"mtlrun: error: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 # Hydra does one of these per command: sweep, print the config, print information.

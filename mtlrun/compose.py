@@ -11,7 +11,6 @@ OmegaConf's errors become mtlrun's (`compose_error_line`). Imports no torch."""
 import difflib
 import os
 import re
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import mtlrun.plugins as plugins
 from mtlrun.config import check_choice, check_integer, config_dir, parse, refused_value
-from mtlrun.errors import ConfigError, UserError
+from mtlrun.errors import ConfigError, UserError, fail
 from mtlrun.parts import CHOSEN, LOGGERS, TASKS, task_configs
 from mtlrun.runfolder import check_run_name, existing_run_message
 from mtlrun.schemas.trainer import TrainerConfig
@@ -180,14 +179,9 @@ def refuse_unless(check: Callable[[], None], config: DictConfig) -> None:
     try:
         check()
     except UserError as error:
-        refuse(str(error))
+        fail(str(error))
     except (HydraException, OmegaConfBaseException) as error:
-        refuse(compose_error_line(error, list(config.hydra.overrides.task)))
-
-
-def refuse(message: str) -> None:
-    print(f"mtlrun: error: {message}", file=sys.stderr)
-    sys.exit(2)
+        fail(compose_error_line(error, list(config.hydra.overrides.task)))
 
 
 def sweep_jobs(config: DictConfig) -> list[DictConfig]:
@@ -239,7 +233,7 @@ def compose_error_line(error: Exception, overrides: list[str]) -> str:
     if refused:
         return refused
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    details = ("full_key", "object_type", "See https://hydra.cc", "Config search path")
+    details = ("full_key", "object_type", "See https://hydra.cc")
     kept = []
     for line in lines:
         if line.startswith("Config search path"):

@@ -1,5 +1,8 @@
 """Errors that are the user's to fix: reported as one line, never as a traceback."""
 
+import sys
+from typing import NoReturn
+
 
 class UserError(Exception):
     """A mistake in the command, config or files: the message names the problem and the fix."""
@@ -20,3 +23,9 @@ class DataError(UserError):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """End the command with its one line, `mtlrun: error: MESSAGE`, on stderr."""
+    print(f"mtlrun: error: {message}", file=sys.stderr)
+    sys.exit(code)
