@@ -31,6 +31,7 @@ the backward pass, after the task gradients are combined, and never sees the Jac
 that an aggregator needs whole. Rank 0 alone writes the run folder, the logs and the trackers.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -97,7 +98,7 @@ class Ranks:
             t.mul_(share)
         self.reduce_sum(tensors)
 
-    def reduce_gradients(self, parameters: list[torch.nn.Parameter], share: float) -> None:
+    def reduce_gradients(self, parameters: Iterable[torch.nn.Parameter], share: float) -> None:
         """The step's `.grad`s, reduced as `reduce_shared` does. A parameter that no rank gave a
         gradient keeps none (the optimiser skips it, as on one process)."""
         if not self.distributed:
@@ -212,8 +213,9 @@ class Shard:
         """Each tensor, in place, its sum over the ranks."""
         self.ranks.reduce_sum(tensors)
 
-    def reduce_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
-        """The `.grad`s of `parameters`: the whole batch's gradient on every rank."""
+    def reduce_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
+        """The `.grad`s of `parameters`: the whole batch's gradient on every rank (on one
+        process `parameters` is not even iterated)."""
         self.ranks.reduce_gradients(parameters, self.share)
 
 

@@ -4,6 +4,7 @@ it is `mtlrun.loop`."""
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from omegaconf import DictConfig
@@ -54,8 +55,10 @@ class Experiment:
         bf16 = self.trainer.precision == "bf16"
         return torch.autocast(self.device.type, torch.bfloat16, enabled=bf16)
 
-    @property
+    @cached_property
     def loss_tasks(self) -> list[Task]:
+        """The tasks with a loss, in the order of the step's losses (made once: every step
+        reads it)."""
         return [task for task in self.tasks if task.has_loss]
 
     def model_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
