@@ -2,20 +2,19 @@
 Optimization Methods in Deep Learning Even Help?", NeurIPS 2022): the front a multi-task
 optimiser has to beat."""
 
-from torch import Tensor
+import torch
 
-from mtlrun.distributed import WHOLE, Shard
 from mtlrun.errors import ConfigError
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import ScalarizationConfig
-from mtlrun.sharing import ModelOutput, MultiTaskModel
+from mtlrun.sharing import MultiTaskModel
 from mtlrun.simplex import lattice_point, lattice_size, middle_point
 from mtlrun.tasks import Task
-from mtlrun.weighting.base import Weighting, total_loss
+from mtlrun.weighting.fixed import FixedWeighting
 
 
 @WEIGHTINGS.register("scalarization", schema=ScalarizationConfig)
-class Scalarization(Weighting):
+class Scalarization(FixedWeighting):
     """Xin et al. 2022 (§3, "scalarization"): one run per fixed weighting of the task losses,
     L = Σ_t w_t L_t, the weights a point of a grid on the simplex. The runs' final metrics
     trace the trade-off that static weights reach; Xin et al. (and Kurin et al., NeurIPS 2022)
@@ -27,7 +26,7 @@ class Scalarization(Weighting):
     def __init__(
         self, config: ScalarizationConfig, tasks: list[Task], model: MultiTaskModel
     ) -> None:
-        super().__init__(tasks, model)
+        super().__init__(config, tasks, model)
         resolution, point = config.resolution, config.point
         size = lattice_size(resolution, len(tasks))
         if point is None:
@@ -37,12 +36,6 @@ class Scalarization(Weighting):
                 f"weighting.point={point} is past the grid: {len(tasks)} tasks with a loss at "
                 f"weighting.resolution={resolution} have {size} points, 0 to {size - 1}"
             )
+        # `weighting=fixed` with the point's weights in place of the tasks' own.
         self.weights = list(lattice_point(resolution, len(tasks), point))
-
-    def backward(self, losses: list[Tensor], output: ModelOutput, shard: Shard = WHOLE) -> Tensor:
-        total = total_loss(self.weights, losses, output)
-        total.backward()
-        return total.detach()
-
-    def logged(self) -> dict[str, float]:
-        return {f"{name}/weight": w for name, w in zip(self.task_names, self.weights, strict=True)}
+        self.weight_vector = torch.tensor(self.weights)
