@@ -4,7 +4,15 @@ import torch
 from omegaconf import DictConfig
 
 from mtlrun.data.registry import RawData
-from mtlrun.data.split import Batch, Data, DatasetInfo, Split, TargetInfo, split_off_validation
+from mtlrun.data.split import (
+    IGNORE_LABEL,
+    Batch,
+    Data,
+    DatasetInfo,
+    Split,
+    TargetInfo,
+    split_off_validation,
+)
 from mtlrun.errors import ConfigError, DataError
 from mtlrun.parts import DATASETS
 
@@ -13,6 +21,7 @@ __all__ = [
     "Batch",
     "Data",
     "DatasetInfo",
+    "IGNORE_LABEL",
     "Split",
     "TargetInfo",
     "check_consistent",
@@ -67,12 +76,17 @@ def check_target(where: str, split_name: str, split: Split, name: str, info: Tar
         )
     if info.num_classes is None:
         return
-    if values.is_floating_point() or values.dim() != 1:
+    dims = 3 if info.per_pixel else 1
+    if values.is_floating_point() or values.dim() != dims:
+        what = "per pixel (N×H×W)" if info.per_pixel else "per example"
         raise DataError(
-            f"{where}: {split_name} labels {name!r} must be one integer per example, "
+            f"{where}: {split_name} labels {name!r} must be one integer {what}, "
             f"not {values.dtype} of shape {tuple(values.shape)}"
         )
-    low, high = int(values.min()), int(values.max())
+    labelled = values[values != IGNORE_LABEL] if info.per_pixel else values
+    if labelled.numel() == 0:
+        return
+    low, high = int(labelled.min()), int(labelled.max())
     if low < 0 or high >= info.num_classes:
         raise DataError(
             f"{where}: {split_name} labels {name!r} run from {low} to {high}; they must lie in "

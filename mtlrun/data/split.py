@@ -6,13 +6,20 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+# A per-pixel class label with this value is ignored by its loss and metrics (LibMTL's convention
+# for NYUv2's and Cityscapes' unlabelled pixels).
+IGNORE_LABEL = -1
+
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """What one target column holds: class indices (`num_classes`) or real values (`dim`)."""
+    """What one target holds: class indices (`num_classes`) or real values (`dim`), one per
+    example, or with `per_pixel` one per pixel of the input image: class indices N×H×W
+    (`IGNORE_LABEL` where unlabelled) or real values N×dim×H×W (dense prediction)."""
 
     num_classes: int | None = None
     dim: int | None = None
+    per_pixel: bool = False
 
     @property
     def is_class(self) -> bool:
