@@ -177,7 +177,7 @@ def train_epoch(
 ) -> dict[str, float]:
     """One pass over the shuffled training split; returns the mean losses and the weights."""
     trainer, ranks, loss_tasks = experiment.trainer, experiment.ranks, experiment.loss_tasks
-    train_split = experiment.data.train
+    train_split, augment = experiment.data.train, experiment.data.augment
     # Summed losses and example counts (per task: fewer where targets are missing), on the
     # device and read back once per epoch: no host sync per step.
     sums = progress.epoch_sums
@@ -191,6 +191,8 @@ def train_epoch(
     for index, global_batch in enumerate(train_split.batches(trainer.batch_size, data_order)):
         if index < progress.batch:
             continue  # trained on before the interruption
+        if augment is not None:  # the whole batch, before sharding: as on one process
+            global_batch = augment(global_batch)
         batch, shard = ranks.shard(global_batch)
         losses = train_step(experiment, batch, shard, progress.step)
         sums[0] += losses.values * losses.counts

@@ -33,13 +33,16 @@ def load_data(node: DictConfig, device: torch.device, seed: int) -> Data:
     """Load `dataset.name`, carve the seeded validation split, and move it all to `device`."""
     raw: RawData = DATASETS.build(node.name, node, "dataset")
     check_consistent(raw)
-    if not 0 <= raw.val_size < len(raw.train):
+    if raw.val is not None:
+        train, val = raw.train, raw.val
+    elif not 0 <= raw.val_size < len(raw.train):
         raise ConfigError(
             f"dataset.val_size={raw.val_size} must be at least 0 and below the "
             f"{len(raw.train)} training examples"
         )
-    train, val = split_off_validation(raw.train, raw.val_size, seed)
-    return Data(raw.info, train.to(device), val.to(device), raw.test.to(device))
+    else:
+        train, val = split_off_validation(raw.train, raw.val_size, seed)
+    return Data(raw.info, train.to(device), val.to(device), raw.test.to(device), raw.augment)
 
 
 def check_consistent(raw: RawData) -> None:
@@ -52,7 +55,10 @@ def check_consistent(raw: RawData) -> None:
         raise DataError(
             f"{where}: images have {info.input_shape[0]} channels; use 1 (grayscale) or 3 (RGB)"
         )
-    for split_name, split in (("train", raw.train), ("test", raw.test)):
+    splits = [("train", raw.train), ("test", raw.test)]
+    if raw.val is not None:
+        splits.append(("validation", raw.val))
+    for split_name, split in splits:
         if len(split) == 0:
             raise DataError(f"{where}: the {split_name} split is empty; it needs examples")
         if tuple(split.inputs.shape[1:]) != info.input_shape:

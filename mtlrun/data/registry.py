@@ -1,8 +1,9 @@
 """The dataset registry: `dataset.name` to a loader returning the train and test splits."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from mtlrun.data.split import DatasetInfo, Split
+from mtlrun.data.split import Batch, DatasetInfo, Split
 
 
 @dataclass
@@ -13,3 +14,8 @@ class RawData:
     train: Split
     test: Split
     val_size: int
+    # A dataset's own validation split (CelebA's official one), used instead of carving
+    # `val_size` examples out of the training split.
+    val: Split | None = None
+    # What training batches go through on the device before each step (`Data.augment`).
+    augment: Callable[[Batch], Batch] | None = None

@@ -1,6 +1,6 @@
 """In-memory splits: whole datasets as tensors, batches by shuffled index slicing."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -132,6 +132,9 @@ class Data:
     train: Split
     val: Split
     test: Split
+    # A random augmentation each training batch goes through (`dataset.augment`), drawn from
+    # torch's random state on the batch's device; None: batches as they are.
+    augment: Callable[[Batch], Batch] | None = None
 
 
 def split_off_validation(train: Split, val_size: int, seed: int) -> tuple[Split, Split]:

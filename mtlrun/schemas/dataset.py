@@ -1,7 +1,10 @@
 """The datasets' schemas (`dataset=NAME`, `dataset.KEY=...`): defaults and checks. Imports no
 torch: composing a config, `--cfg job` and every refusal need only these."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from mtlrun.config import check_each, check_range
+from mtlrun.errors import ConfigError
 
 
 @dataclass
@@ -97,3 +100,80 @@ class ArraysConfig:
     test_file: str = "???"  # required
     val_size: int = 1000
     target_name: str = "class"
+
+
+@dataclass
+class DenseScenesConfig:
+    """`dataset=nyuv2` or `cityscapes`: the `.npy` layout MTAN (Liu et al. 2019) and LibMTL
+    preprocess them into, `root/{train,val}/{image,label,depth,normal}/<i>.npy` (Cityscapes: no
+    normal; MTAN's download keeps its 7-class labels in `label_7`, LibMTL's in `label`). The
+    published tables train on train/ and report val/, which is therefore the test split here."""
+
+    name: str
+    root: str | None = None  # null: $MTLRUN_DATA/<name>, else ./data/<name>
+    # the folder of the class maps under train/ and val/: null is the dataset's usual one
+    # (nyuv2: label; cityscapes: label_7 if it is there, else label)
+    label_folder: str | None = None
+    # carved from train/ with the run's seed; 0 (the papers' setting) trains on all of it
+    val_size: int = 0
+    # The standard augmentation of training batches (MTAN's and LibMTL's RandomScaleCrop, on
+    # the device): each image is cropped to 1/s of its sides at a random place, s drawn from
+    # `augment_scales`, and resized back (depth divided by s), then flipped left-right with
+    # probability 1/2 when `augment_flip` (normals' x negated). Off in the original papers.
+    augment: bool = False
+    augment_scales: list[float] = field(default_factory=lambda: [1.0, 1.2, 1.5])
+    augment_flip: bool = True
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.val_size", self.val_size, 0)
+        if not self.augment_scales:
+            raise ConfigError(f"{key}.augment_scales is empty; give one or more, e.g. [1.0, 1.2]")
+        check_each(f"{key}.augment_scales", self.augment_scales, 1)
+
+
+# The 40 attributes of CelebA's list_attr_celeba.txt, in its order.
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
+    "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup",
+    "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard",
+    "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns",
+    "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
+    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)  # fmt: skip
+
+
+@dataclass
+class CelebAConfig:
+    """`dataset=celeba`: CelebA's aligned faces through torchvision's loader (root/celeba/:
+    img_align_celeba/ and its list files), each attribute a binary target named as in
+    list_attr_celeba.txt; the official partition (list_eval_partition.txt) gives the train,
+    validation and test splits. Images are resized to image_size² as Sener & Koltun (2018) do
+    (64: their configs.json) and held as uint8."""
+
+    name: str
+    root: str | None = None  # the folder holding celeba/; null: $MTLRUN_DATA, else ./data
+    # torchvision downloads the files from Google Drive when missing (needs gdown; the Drive
+    # quota often refuses it): off by default
+    download: bool = False
+    attributes: list[str] | None = None  # null: all 40
+    image_size: int = 64
+    # torchvision's md5 checks of the list files; false reads files that are not the
+    # published ones (a small fixture, a corrected copy)
+    verify_checksums: bool = True
+    # where the decoded, resized images are cached: null = $MTLRUN_CACHE, else ~/.cache/mtlrun
+    cache_dir: str | None = None
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.image_size", self.image_size, 8)
+        if self.attributes is not None:
+            if not self.attributes:
+                raise ConfigError(f"{key}.attributes is empty; name one or more, or null for all")
+            for attribute in self.attributes:
+                if attribute not in CELEBA_ATTRIBUTES:
+                    raise ConfigError(
+                        f"{key}.attributes names {attribute!r}, not one of CelebA's 40: "
+                        f"{', '.join(CELEBA_ATTRIBUTES)}"
+                    )
+            if len(set(self.attributes)) < len(self.attributes):
+                raise ConfigError(f"{key}.attributes={self.attributes} names one twice")
