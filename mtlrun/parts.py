@@ -55,6 +55,7 @@ DATASETS.declare("image_folder", dataset.ImageFolderConfig, "mtlrun.data.files")
 DATASETS.declare("arrays", dataset.ArraysConfig, "mtlrun.data.files")
 for name in ("nyuv2", "cityscapes"):
     DATASETS.declare(name, dataset.DenseScenesConfig, "mtlrun.data.dense_scenes")
+DATASETS.declare("celeba", dataset.CelebAConfig, "mtlrun.data.celeba")
 
 BACKBONES.declare("dense_ae", backbone.DenseAEConfig, "mtlrun.backbones.dense")
 BACKBONES.declare("vae", backbone.VAEConfig, "mtlrun.backbones.dense")

@@ -40,7 +40,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model, name = experiment.model, reconstruction.name
-    inputs = experiment.data.test.inputs[:n]
+    inputs = experiment.data.test.head(n).inputs
     written = [out / f"recon_{checkpoint}_n{n}.png", out / f"interpolation_{checkpoint}.png"]
     with experiment.autocast:
         save_reconstructions(model, name, inputs, written[0])

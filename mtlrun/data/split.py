@@ -64,7 +64,9 @@ class Batch:
 
 @dataclass
 class Split:
-    """One split held as tensors: inputs are float32 (images in [0, 1], N×C×H×W)."""
+    """One split held as tensors: inputs are float32 (images in [0, 1], N×C×H×W), or uint8
+    images (0 to 255) that become float32 in [0, 1] batch by batch, a quarter of the memory
+    for a large image set (CelebA)."""
 
     inputs: Tensor
     targets: dict[str, Tensor]
@@ -109,7 +111,10 @@ class Split:
             rows = matrix[index]
             gathered.update((name, rows[:, column]) for column, name in enumerate(names))
         targets = {k: gathered[k] if k in gathered else v[index] for k, v in self.targets.items()}
-        return Batch(self.inputs[index], targets, self.incomplete)
+        inputs = self.inputs[index]
+        if inputs.dtype == torch.uint8:
+            inputs = inputs.float().div_(255.0)
+        return Batch(inputs, targets, self.incomplete)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Shuffled batches when a generator is given, else in order; the last may be short."""
