@@ -62,6 +62,8 @@ BACKBONES.declare("vae", backbone.VAEConfig, "mtlrun.backbones.dense")
 BACKBONES.declare("mlp", backbone.MLPConfig, "mtlrun.backbones.dense")
 BACKBONES.declare("cnn", backbone.CNNConfig, "mtlrun.backbones.conv")
 BACKBONES.declare("conv_vae", backbone.ConvVAEConfig, "mtlrun.backbones.conv")
+BACKBONES.declare("resnet50_dilated", backbone.ResNetDilatedConfig, "mtlrun.backbones.resnet")
+BACKBONES.declare("cifar_resnet18", backbone.CIFARResNet18Config, "mtlrun.backbones.resnet")
 
 for name, schema in {
     "hard": sharing.SharedLayersConfig,

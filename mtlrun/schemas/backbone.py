@@ -104,3 +104,36 @@ def check_conv_trunk(
     check_each(f"{key}.channels", channels, 1)
     check_range(f"{key}.kernel_size", kernel_size, 1)
     check_each(f"{key}.hidden_dims", hidden_dims, 1)
+
+
+@dataclass
+class ResNetDilatedConfig:
+    """`backbone=resnet50_dilated`: torchvision's ResNet-50 with its last strides replaced by
+    dilations (Yu et al. 2017), LibMTL's `resnet_dilated('resnet50')`: the task heads read the
+    2048-channel map at 1/`dilate_scale` of the input's sides (the dense tasks' `head=aspp` is
+    LibMTL's DeepLab head). ImageNet weights: `pretrained` downloads torchvision's
+    IMAGENET1K_V1 (LibMTL's), `weights_file` reads a local copy of them."""
+
+    name: str
+    pretrained: bool = False
+    weights_file: str | None = None  # a state dict of torchvision's resnet50 (.pth)
+    dilate_scale: int = 8  # 8: layer3 and layer4 dilated (LibMTL's default); 16: layer4 only
+
+    def check(self, key: str) -> None:
+        if self.dilate_scale not in (8, 16):
+            raise ConfigError(f"{key}.dilate_scale={self.dilate_scale} must be 8 or 16")
+        if self.pretrained and self.weights_file:
+            raise ConfigError(
+                f"{key}.pretrained=true downloads the weights that {key}.weights_file reads; "
+                "set one of them"
+            )
+
+
+@dataclass
+class CIFARResNet18Config:
+    """`backbone=cifar_resnet18`: the ResNet-18 of Sener & Koltun's CelebA model (their
+    multi_faces_resnet.py, after kuangliu/pytorch-cifar): a 3×3 stem without max-pooling, four
+    stages of two basic blocks, a 4×4 average pool, flattened (2048 features at 64×64).
+    Trained from scratch, as theirs: ImageNet's weights fit a 7×7 stem."""
+
+    name: str
