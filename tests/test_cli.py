@@ -121,8 +121,8 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 def test_user_mistakes_are_one_line_without_traceback(tmp_path):
     cases = {
-        ("train", "backbone=vea"): "backbone='vea' is not known; choose one of: cnn, conv_vae, "
-        "dense_ae",
+        ("train", "backbone=vea"): "backbone='vea' is not known; choose one of: cifar_resnet18, "
+        "cnn, conv_vae, dense_ae",
         ("train", "+experiment=nope"): "experiment='nope' is not known; choose one of: ae_mnist",
         ("train", "backbone.latnt=3"): "backbone.latnt is not a key of the config; did you mean "
         "backbone.latent_dim?",
@@ -151,7 +151,10 @@ def test_the_options_of_a_group_include_the_users_config_folders(tmp_path):
     (mine / "backbone").mkdir(parents=True)
     # An option of one's own extends a registered schema: its defaults, types and checks.
     (mine / "backbone" / "small_vae.yaml").write_text("defaults: [vae]\nhidden_dims: [64]\n")
-    choices = "choose one of: cnn, conv_vae, dense_ae, mlp, small_vae, vae"
+    choices = (
+        "choose one of: cifar_resnet18, cnn, conv_vae, dense_ae, mlp, resnet50_dilated, "
+        "small_vae, vae"
+    )
     for folder in (["--config-dir", str(mine)], [f"hydra.searchpath=[file://{mine}]"]):
         wrong = run_cli(tmp_path, "train", *folder, "backbone=small_va")
         assert wrong.stderr == f"mtlrun: error: backbone='small_va' is not known; {choices}\n"

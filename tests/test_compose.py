@@ -15,7 +15,8 @@ from tests.helpers import run_cli
 MISTAKES = {
     "an unknown option": (
         ["backbone=vea"],
-        "backbone='vea' is not known; choose one of: cnn, conv_vae, dense_ae, mlp, vae",
+        "backbone='vea' is not known; choose one of: cifar_resnet18, cnn, conv_vae, dense_ae, mlp, "
+        "resnet50_dilated, vae",
     ),
     "a misspelt key": (
         ["trainer.epoch=3"],
