@@ -183,6 +183,7 @@ def test_a_server_that_refuses_is_one_line_within_seconds(tmp_path):
     )
     assert time.monotonic() - started < 30
     assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
+    assert "Connection refused" in failed.stderr
     assert failed.stderr.startswith(
         f"mtlrun: error: logger.mlflow: the MLflow server http://127.0.0.1:{port} failed"
     )
@@ -202,7 +203,8 @@ def test_a_server_that_never_answers_is_one_line_within_seconds(tmp_path, listen
     )
     assert time.monotonic() - started < 40
     assert failed.returncode == 2 and failed.stderr.count("\n") == 1, failed.stderr
-    assert "Read timed out" in failed.stderr
+    assert "(MlflowException: ReadTimeoutError(" in failed.stderr
+    assert "Read timed out. (read timeout=5)" in failed.stderr
     (run_dir,) = (tmp_path / "outputs" / "runs").glob("*/*")
     assert meta(run_dir)["status"] == "failed"
 
