@@ -81,7 +81,8 @@ class MLflowLogger(Logger):
             self.client = None  # nothing more is sent: close() does not wait on it again
             reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
             # A server's error: "API request to URL failed ... (Caused by ReadTimeoutError(...))"
-            reason = reason.split("Caused by ", 1)[-1]
+            head, caused, cause = reason.partition("(Caused by ")
+            reason = cause.removesuffix(")") if caused else head
             where = "server" if local_store_path(self.tracking_uri) is None else "store"
             fix = (
                 "check that the server runs and is reachable"
