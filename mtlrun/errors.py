@@ -21,6 +21,11 @@ class DataError(UserError):
     """Data that is missing, unreadable or of the wrong shape."""
 
 
+class TrackerError(UserError):
+    """A tracker (MLflow, W&B) that cannot be reached or used: its store damaged, its server
+    silent, its key missing."""
+
+
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
 

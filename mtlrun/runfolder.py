@@ -443,6 +443,24 @@ def original_command() -> str:
     return os.environ.get("MTLRUN_COMMAND") or shlex.join(sys.argv)
 
 
+def output_root(run_dir: Path) -> Path:
+    """The output tree a run belongs to, where the trackers' local stores live and outside
+    which a saved run writes nothing unasked: the folder holding runs/ or multirun/ for a run
+    in their layout (outputs/ for `outputs/runs/<date>/<time>_<name>` and
+    `outputs/multirun/<date>/<time>_<name>/<job>`), else the folder of the sweep a job belongs
+    to, else the run folder itself. The same at training and on resume, wherever the command
+    is run from."""
+    run_dir = run_dir.resolve()
+    above = run_dir.parents
+    if len(above) > 2 and above[1].name == "runs":
+        return above[2]
+    if (run_dir.parent / "multirun.yaml").is_file():
+        sweep = run_dir.parent
+        above = sweep.parents
+        return above[2] if len(above) > 2 and above[1].name == "multirun" else sweep
+    return run_dir
+
+
 def new_run_dir(name: str, root: Path = Path("outputs")) -> Path:
     """A fresh folder under `root`/runs named like Hydra's run folders (unique to the
     microsecond): never one that exists, even when another process made it in the same

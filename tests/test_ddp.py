@@ -213,7 +213,7 @@ def test_trainer_devices_writes_one_run_folder_from_rank_zero(two_process_run):
     config = (two_process_run / "config.resolved.yaml").read_text()
     assert "devices: 2" in config
     # One MLflow run, rank 0's, with each epoch's metrics once.
-    store = two_process_run.parent / "outputs" / "mlflow.db"
+    store = two_process_run / "mlflow.db"  # a run folder outside runs/ is its own output tree
     client = MlflowClient(tracking_uri=f"sqlite:///{store}")
     (experiment,) = [e for e in client.search_experiments() if e.name == "ddp"]
     (run,) = client.search_runs([experiment.experiment_id])

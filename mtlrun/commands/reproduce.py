@@ -3,7 +3,9 @@ folder and compare the final metrics side by side.
 
 Agreement means bit-for-bit equality when the original ran on the CPU with
 trainer.deterministic=true, else a relative difference of at most `rtol` (default 0.01).
-Exit status 0 when every metric agrees, 1 when one does not."""
+Exit status 0 when every metric agrees, 1 when one does not. The run's tracker destinations on
+the network or outside the output tree are used when named again or with `--trackers`
+(`mtlrun.trackers`)."""
 
 import sys
 
@@ -16,6 +18,7 @@ from mtlrun.lifecycle import train
 from mtlrun.rebuild import apply_overrides, run_config, split_arguments
 from mtlrun.runfolder import RunFolder, check_run_name, new_run_dir
 from mtlrun.terminal import format_value
+from mtlrun.trackers import leave_out_foreign, split_option
 
 
 def relative_difference(old: float, new: float) -> float:
@@ -53,7 +56,8 @@ def agree(original: dict[str, float], new: dict[str, float], rtol: float) -> boo
 
 
 def main() -> None:
-    run_dir, options, overrides = split_arguments(sys.argv[1:], {"rtol": ""})
+    arguments, trackers_allowed = split_option(sys.argv[1:])
+    run_dir, options, overrides = split_arguments(arguments, {"rtol": ""})
     cfg = apply_overrides(run_config(run_dir), overrides)
     original_run = RunFolder(run_dir)
     if not original_run.summary_path.is_file():
@@ -71,6 +75,8 @@ def main() -> None:
     validate(cfg)  # with the overrides, before the new folder is made
     check_run_name(str(cfg.name), suffix="_reproduce")
     new_dir = new_run_dir(f"{cfg.name}_reproduce").resolve()
+    named = [override.split("=", 1)[0].lstrip("+") for override in overrides]
+    leave_out_foreign(cfg, new_dir, trackers_allowed, named)
     RunFolder(new_dir).record_composition(cfg, [*original_run.overrides(), *overrides])
     try:
         new = train(cfg, new_dir)["metrics"]

@@ -2,7 +2,9 @@
 checkpoints/last.pt (model, optimiser, scheduler, weighting, RNG states, position in the
 epoch); a deterministic CPU run ends with exactly the numbers of an uninterrupted one.
 Overrides are for the machine, not the experiment: only those of `MACHINE_KEYS` are accepted
-(anything else would change what is being trained half-way), and meta.json records them."""
+(anything else would change what is being trained half-way), and meta.json records them.
+`--trackers` lets the run log again to its tracker destinations on the network or outside its
+output tree (`mtlrun.trackers`)."""
 
 import sys
 
@@ -11,6 +13,7 @@ from mtlrun.errors import UserError
 from mtlrun.lifecycle import train
 from mtlrun.rebuild import apply_overrides, run_config, split_arguments
 from mtlrun.runfolder import RunFolder, now, run_status
+from mtlrun.trackers import leave_out_foreign, split_option
 
 # Where the run continues and how it shows progress; the numbers do not depend on them (on the
 # same device type: a CPU run resumed on a GPU continues within floating-point tolerance).
@@ -29,7 +32,8 @@ def check_machine_overrides(overrides: list[str]) -> None:
 
 
 def main() -> None:
-    run_dir, _, overrides = split_arguments(sys.argv[1:], {})
+    arguments, trackers_allowed = split_option(sys.argv[1:])
+    run_dir, _, overrides = split_arguments(arguments, {})
     check_machine_overrides(overrides)
     run = RunFolder(run_dir)
     meta = run.read_meta()
@@ -49,6 +53,7 @@ def main() -> None:
     cfg = apply_overrides(run_config(run_dir), overrides)
     run.read_metrics()  # a damaged metrics.jsonl stops here, not half-way into training
     validate(cfg)
+    leave_out_foreign(cfg, run_dir, trackers_allowed)
     resumes = meta.get("resumes") or []
     run.update_meta(resumes=[*resumes, {"time": now(), "overrides": overrides}])
     try:

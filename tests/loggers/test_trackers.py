@@ -28,8 +28,9 @@ def records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def mlflow_client(cwd: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{cwd / 'outputs' / 'mlflow.db'}")
+def mlflow_client(tree: Path) -> MlflowClient:
+    """The default store of the runs of the output tree `tree` (mtlrun.runfolder.output_root)."""
+    return MlflowClient(tracking_uri=f"sqlite:///{tree / 'mlflow.db'}")
 
 
 def interrupted_in_the_final_evaluation(monkeypatch) -> None:
@@ -54,12 +55,16 @@ def test_mlflow_records_params_metrics_images_and_summary_and_resume_continues(
     with pytest.raises(KeyboardInterrupt):
         train(cfg, run_dir)
     first_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
-    client = mlflow_client(tmp_path)
+    client = mlflow_client(run_dir)  # a run folder outside runs/ is its own output tree
     assert client.get_run(first_id).info.status == "KILLED"
 
     monkeypatch.undo()
-    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"  # resumed from another working folder: the same store
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     summary = train(cfg, run_dir, resume=True)
+    assert sorted(p.name for p in elsewhere.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "run"]  # no ./mlruns
     assert json.loads((run_dir / "mlflow.json").read_text())["run_id"] == first_id
 
     (experiment,) = [e for e in client.search_experiments() if e.name == "tracked"]
@@ -92,7 +97,7 @@ def test_a_joblib_sweep_puts_its_jobs_in_one_mlflow_experiment(tmp_path):
         check=True,
     )
     assert "Traceback" not in result.stderr
-    client = mlflow_client(tmp_path)
+    client = mlflow_client(tmp_path / "sweep")  # a sweep outside multirun/: its own tree
     (experiment,) = [e for e in client.search_experiments() if e.name.startswith("default · ")]
     assert experiment.name == f"default · {tmp_path.name}/sweep"
     runs = client.search_runs([experiment.experiment_id])
@@ -113,7 +118,7 @@ def test_mlflow_ui_serves_the_local_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train(
         compose_config([*SMALL, "trainer.epochs=1", "logger=mlflow", "name=served"]),
-        tmp_path / "run",
+        tmp_path / "outputs" / "runs" / "2026-01-02" / "10-00-00-000000_served",
     )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
