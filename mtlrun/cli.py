@@ -106,5 +106,5 @@ def load_plugins(command: str, arguments: list[str]) -> list[str]:
     if option:
         named = [os.environ.get(plugins.ENVIRONMENT, ""), option]
         os.environ[plugins.ENVIRONMENT] = ",".join(name for name in named if name)
-    plugins.load(plugins.installed())
+    plugins.load_installed()
     return arguments
