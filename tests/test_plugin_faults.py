@@ -5,6 +5,8 @@ point whose module is broken warns and leaves the runs that do not use it alone.
 
 import importlib
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -12,7 +14,9 @@ from pathlib import Path
 import pytest
 
 import mtlrun.plugins as plugins
-from tests.helpers import run_cli
+from tests.helpers import mtlrun_command, run_cli
+
+REPO = Path(__file__).resolve().parent.parent
 
 # A run of a second on vectors: two regression tasks on a small MLP.
 TINY = [
@@ -361,3 +365,100 @@ def test_a_run_whose_plugin_is_not_installed_says_so(tmp_path):
         "the package that provides it (an installed plug-in needs no --plugins), or put its "
         "folder on PYTHONPATH and add --plugins lab_gone.mtl"
     )
+
+
+def test_a_run_whose_installed_plugin_is_skipped_says_so(tmp_path, monkeypatch):
+    site = broken_distribution(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    run = tmp_path / "their_run"
+    run.mkdir()
+    (run / "config.resolved.yaml").write_text("name: theirs\nplugins: [broken_lab]\n")
+    result = run_cli(tmp_path, "eval", str(run), env={"MTLRUN_SKIP_PLUGINS": "broken_lab"})
+    assert one_line(result) == (
+        "this run used the plug-in broken_lab, which MTLRUN_SKIP_PLUGINS leaves out; take it "
+        "out of MTLRUN_SKIP_PLUGINS to rebuild the run"
+    )
+
+
+# An installed plug-in whose module is broken.
+
+
+def broken_distribution(tmp_path: Path) -> Path:
+    """A folder for sys.path holding an installed distribution, `broken-lab`, as pip leaves
+    one (a .dist-info with its entry point), whose module needs a package that is not there."""
+    site = tmp_path / "site"
+    (site / "broken_lab").mkdir(parents=True)
+    (site / "broken_lab" / "__init__.py").write_text("import lab_needs_this_package_xyz\n")
+    info = site / "broken_lab-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-lab\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[mtlrun.plugins]\nbroken = broken_lab\n")
+    return site
+
+
+WARNING = (
+    "mtlrun: warning: plug-in broken_lab needs the package 'lab_needs_this_package_xyz', which "
+    "is not installed: pip install lab_needs_this_package_xyz; its parts are left out: "
+    "uninstall it (pip uninstall broken-lab) or set MTLRUN_SKIP_PLUGINS=broken_lab"
+)
+
+
+def test_a_broken_installed_plugin_warns_and_a_run_without_it_completes(tmp_path):
+    site = broken_distribution(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    env.pop("MTLRUN_PLUGINS", None)
+    result = subprocess.run(
+        mtlrun_command("train", *TINY),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [WARNING]
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert json.loads((run / "meta.json").read_text())["status"] == "completed"
+
+
+def test_the_warning_goes_once_the_plugin_is_left_out(tmp_path, monkeypatch, lab):
+    monkeypatch.syspath_prepend(str(broken_distribution(tmp_path)))
+    warned = run_cli(tmp_path, "train", "--cfg", "job")
+    assert warned.returncode == 0
+    assert warned.stderr.strip().splitlines() == [WARNING]
+    plugins._broken.clear()
+    left_out = run_cli(tmp_path, "train", "--cfg", "job", env={"MTLRUN_SKIP_PLUGINS": "broken_lab"})
+    assert left_out.returncode == 0
+    assert left_out.stderr == ""
+
+
+def test_a_plugin_named_by_the_user_that_is_broken_stops_the_run(tmp_path, monkeypatch, lab):
+    monkeypatch.syspath_prepend(str(broken_distribution(tmp_path)))
+    line = one_line(train(tmp_path, "plugins=[broken_lab]"))
+    assert line == (
+        "plug-in broken_lab needs the package 'lab_needs_this_package_xyz', which is not "
+        "installed: pip install lab_needs_this_package_xyz"
+    )
+
+
+# A plug-in's configs/method/ joins the method catalogue.
+
+
+def test_a_plugins_methods_join_the_catalogue(tmp_path, lab):
+    package = tmp_path / "lab" / "lab_methods"
+    (package / "configs" / "method").mkdir(parents=True)
+    (package / "__init__.py").write_text(textwrap.dedent(IMPORTS + HALF))
+    (package / "configs" / "method" / "hard_half.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n"
+        "  - override /sharing: hard\n"
+        "  - override /weighting: half\n"
+    )
+    importlib.invalidate_caches()
+    result = train(tmp_path, "plugins=[lab_methods]", "+method=glob(*_half)", "-m")
+    assert result.returncode == 0, result.stderr
+    (sweep,) = tmp_path.glob("outputs/multirun/*/*")
+    (job,) = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    assert job["status"] == "completed"
+    assert job["overrides"][-1] == "+method=hard_half"
+    assert "name: half" in (sweep / job["run_dir"] / "config.resolved.yaml").read_text()
