@@ -156,9 +156,13 @@ class Registry(Generic[T]):
         built = builder(config, *args)  # type: ignore[operator]
         module, _, cls = self.builds.rpartition(".")
         if not isinstance(built, getattr(importlib.import_module(module), cls)):
+            what = (
+                f"{builder_name(builder)} is no subclass of it"
+                if isinstance(builder, type)
+                else f"{builder_name(builder)} returned {type(built).__name__}"
+            )
             raise PluginError(
-                f"{self.origin(name, key)}: {builder_name(builder)} returned "
-                f"{type(built).__name__}; a {self.group} must be a {self.builds}"
+                f"{self.origin(name, key)}: a {self.group} is a {self.builds}; {what}"
             )
         return built
 

@@ -194,8 +194,8 @@ def blobs(config):
     )
     line = one_line(run_cli(tmp_path, "train", "plugins=[lab_data]", "dataset=blobs"))
     assert line == (
-        "plug-in lab_data: dataset=blobs: blobs returned dict; a dataset must be a "
-        "mtlrun.data.registry.RawData"
+        "plug-in lab_data: dataset=blobs: a dataset is a mtlrun.data.registry.RawData; blobs "
+        "returned dict"
     )
     assert no_run(tmp_path)
 
@@ -243,9 +243,22 @@ class Score:
     )
     line = one_line(train(tmp_path, "plugins=[lab_task]", "+task@tasks.s=score"))
     assert line == (
-        "plug-in lab_task: tasks.s.type=score: Score returned Score; a task must be a "
-        "mtlrun.tasks.Task"
+        "plug-in lab_task: tasks.s.type=score: a task is a mtlrun.tasks.Task; Score is no "
+        "subclass of it"
     )
+
+
+def test_a_weighting_that_is_not_a_weighting(tmp_path, lab):
+    source = HALF.replace("class Half(Weighting):", "class Half(nn.Module):")
+    lab(
+        "lab_kind", IMPORTS + source.replace("super().__init__(tasks, model)", "super().__init__()")
+    )
+    line = one_line(train(tmp_path, "plugins=[lab_kind]", "weighting=half"))
+    assert line == (
+        "plug-in lab_kind: weighting=half: a weighting is a mtlrun.weighting.Weighting; Half is "
+        "no subclass of it"
+    )
+    assert no_run(tmp_path)
 
 
 def test_a_weighting_with_the_wrong_constructor(tmp_path, lab):

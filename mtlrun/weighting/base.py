@@ -137,7 +137,8 @@ def unweighted_total(losses: list[Tensor], output: ModelOutput) -> Tensor:
 def check_sharing(weighting: DictConfig, sharing: DictConfig, model: MultiTaskModel) -> None:
     """Refuse, before training, a weighting that works on what the tasks share with a model
     whose tasks share nothing (otherwise it would fail at the first step)."""
-    if not WEIGHTINGS.get(weighting.name).needs_shared_representation:
+    # getattr: a plug-in's class that is no Weighting is refused as such when it is built.
+    if not getattr(WEIGHTINGS.get(weighting.name), "needs_shared_representation", False):
         return
     if model.shares_representation:
         return
