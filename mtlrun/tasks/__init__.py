@@ -29,8 +29,8 @@ def build_tasks(node: DictConfig, info: DatasetInfo, backbone: Backbone) -> list
         TASKS.make(config.type, config, f"tasks.{name}", name) for name, config in configs.items()
     ]
     for task in tasks:
-        check_directions(task)
         task.check(info, backbone, tasks)
+        check_directions(task)  # after `check`: a primary metric may depend on the data
     if not any(task.has_loss for task in tasks):
         raise ConfigError(
             "no task has a loss to train on; "
