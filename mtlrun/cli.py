@@ -101,10 +101,11 @@ def load_plugins(command: str, arguments: list[str]) -> list[str]:
     `--plugins` adds to the modules the user allows (`$MTLRUN_PLUGINS`), and the run's own
     list is checked against them when its config is read. Returns the remaining arguments."""
     if command == "train":
-        return compose.load_plugins(arguments)
+        compose.load_plugins(arguments)
+        return arguments
     arguments, option = plugins.split_option(arguments)
     if option:
         named = [os.environ.get(plugins.ENVIRONMENT, ""), option]
         os.environ[plugins.ENVIRONMENT] = ",".join(name for name in named if name)
-    plugins.load(plugins.installed())
+    plugins.load_installed()
     return arguments

@@ -28,12 +28,11 @@ from mtlrun.runfolder import check_run_name, existing_run_message
 from mtlrun.schemas.trainer import TrainerConfig
 
 
-def load_plugins(overrides: list[str]) -> list[str]:
+def load_plugins(overrides: list[str]) -> None:
     """Import the installed and named plug-ins and those a `plugins=[...]` override lists, once,
-    before anything reads a registry; returns the overrides with the plug-ins' `configs/`
-    folders on Hydra's search path."""
+    before anything reads a registry or Hydra starts (which puts their `configs/` folders on
+    its search path: hydra_plugins/mtlrun_plugin_configs)."""
     plugins.load_for_config(listed_plugins(overrides))
-    return with_plugin_configs(overrides)
 
 
 def compose(overrides: list[str], config_folder: str | Path | None = None) -> DictConfig:
@@ -58,7 +57,7 @@ def compose(overrides: list[str], config_folder: str | Path | None = None) -> Di
         if not folder.is_dir():
             raise ConfigError(f"config_dir={config_folder} is not a folder")
         overrides = [*overrides, f"hydra.searchpath=[file://{folder}]"]
-    overrides = load_plugins(list(overrides))
+    load_plugins(list(overrides))
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         try:
             cfg = hydra_compose("train", overrides=overrides)
@@ -334,41 +333,6 @@ def listed_plugins(overrides: list[str]) -> list[str]:
         if key.lstrip("+") == "plugins":
             return [name.strip() for name in value.strip("[]").split(",") if name.strip()]
     return []
-
-
-def with_plugin_configs(overrides: list[str]) -> list[str]:
-    """The overrides with the loaded plug-ins' `configs/` folders on Hydra's search path
-    (after the user's own `hydra.searchpath`, if they gave one)."""
-    folders = [f"file://{folder}" for folder in plugins.config_dirs()]
-    if not folders:
-        return overrides
-    for index, arg in enumerate(overrides):
-        if arg.startswith("hydra.searchpath="):
-            theirs = arg.split("=", 1)[1].strip().strip("[]")
-            merged = ",".join(path for path in [theirs, *folders] if path)
-            return [*overrides[:index], f"hydra.searchpath=[{merged}]", *overrides[index + 1 :]]
-    # Among the user's overrides, not after a flag: Hydra's parser takes the overrides as one
-    # run of arguments only (`a=1 -m b=2` and `a=1 --cfg job b=2` are refused).
-    at = first_override(overrides)
-    return [*overrides[:at], f"hydra.searchpath=[{','.join(folders)}]", *overrides[at:]]
-
-
-# Hydra's flags that take the next argument as their value (`--cfg job`, `-cd DIR`).
-VALUED_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
-VALUED_FLAGS |= {"-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
-
-
-def first_override(arguments: list[str]) -> int:
-    """The index of the first override (key=value) in a Hydra command line, past its flags and
-    their values; the length of the line when it has none."""
-    index = 0
-    while index < len(arguments):
-        arg = arguments[index]
-        if not arg.startswith("-"):
-            return index
-        has_value = index + 1 < len(arguments) and not arguments[index + 1].startswith("-")
-        index += 2 if arg in VALUED_FLAGS and has_value else 1
-    return len(arguments)
 
 
 def config_dir_flag(overrides: list[str]) -> list[str]:

@@ -17,6 +17,11 @@ class DamagedRunFile(UserError):
     kind of value."""
 
 
+class PluginError(UserError):
+    """A plug-in that does not keep mtlrun's interface: it fails to import, registers a name
+    already taken, or one of its parts raises or returns what its part must not."""
+
+
 class DataError(UserError):
     """Data that is missing, unreadable or of the wrong shape."""
 

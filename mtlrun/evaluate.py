@@ -10,6 +10,7 @@ import torch
 from mtlrun.data import Split
 from mtlrun.errors import TrainingDiverged
 from mtlrun.sharing.base import OWN_LOSS
+from mtlrun.tasks import check_metrics
 
 if TYPE_CHECKING:
     from mtlrun.experiment import Experiment
@@ -67,6 +68,10 @@ def evaluate(
         if after_batch is not None:
             after_batch()
     model.train(was_training)
+    for task in tasks:
+        reported = {key.split("/", 1)[1] for key in sums if key.startswith(f"{task.name}/")}
+        if reported - {OWN_LOSS}:  # the tasks the model predicts
+            check_metrics(task, reported - {OWN_LOSS})
     ranks.reduce_sum([*sums.values(), *counts.values(), auxiliary])
     means = {
         key: value

@@ -17,10 +17,12 @@ from mtlrun.devices import resolve_device
 from mtlrun.distributed import SINGLE, Ranks
 from mtlrun.optim import build_optimizer
 from mtlrun.parts import BACKBONES, SHARING, WEIGHTINGS
+from mtlrun.plugin_faults import plugin_fault
 from mtlrun.schemas.trainer import TrainerConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task, build_tasks
 from mtlrun.weighting import Weighting, check_sharing
+from mtlrun.weighting.base import check_backward, check_signatures
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -93,6 +95,14 @@ class Experiment:
         with self.autocast:
             return self.task_losses(self.forward(inputs), batch, scales)
 
+    def check_first_backward(self, losses: list[torch.Tensor], total: object) -> None:
+        """After the run's first `weighting.backward`: a plug-in's weighting kept its contract
+        (`check_backward`); mtlrun's own are tested instead."""
+        name = str(self.cfg.weighting.name)
+        if WEIGHTINGS.plugin_builder(name) is not None:
+            origin = WEIGHTINGS.origin(name, "weighting")
+            check_backward(origin, losses, total, self.model.parameters())
+
     @property
     def reconstruction(self) -> Task | None:
         """The (first) task that reconstructs the input, for image grids."""
@@ -103,7 +113,17 @@ def build(cfg: DictConfig, ranks: Ranks = SINGLE) -> Experiment:
     """Build from a config `mtlrun.compose.validate` passed: the data loaded, the tasks checked
     against it and the backbone, the model, weighting and optimiser made. Every part's config is
     parsed (and so checked) as it is built. Under DDP (`ranks`), each rank builds the same
-    experiment on its own device."""
+    experiment on its own device. A plug-in's part that raises is one line naming it."""
+    try:
+        return assemble(cfg, ranks)
+    except Exception as error:
+        fault = plugin_fault(cfg, error)
+        if fault is None:
+            raise
+        raise fault from error
+
+
+def assemble(cfg: DictConfig, ranks: Ranks) -> Experiment:
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
     device = ranks.device(resolve_device(str(cfg.device)))
     seed_everything(cfg.seed, trainer.deterministic)
@@ -122,6 +142,8 @@ def build(cfg: DictConfig, ranks: Ranks = SINGLE) -> Experiment:
     loss_tasks = [task for task in tasks if task.has_loss]
     check_sharing(cfg.weighting, cfg.sharing, model)
     weighting = WEIGHTINGS.build(cfg.weighting.name, cfg.weighting, "weighting", loss_tasks, model)
+    if WEIGHTINGS.plugin_builder(cfg.weighting.name) is not None:
+        check_signatures(weighting, WEIGHTINGS.origin(cfg.weighting.name, "weighting"))
     weighting = weighting.to(device)
     ranks.same_weights([model, weighting])
     steps_per_epoch = data.train.num_batches(trainer.batch_size)

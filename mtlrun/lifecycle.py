@@ -16,10 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 import mtlrun.plugins as plugins
 from mtlrun.distributed import SINGLE, Ranks, join, leave
-from mtlrun.errors import UserError
+from mtlrun.errors import PluginError, UserError
 from mtlrun.experiment import build
 from mtlrun.loggers import Logger, LoggerConfig, Loggers
 from mtlrun.loop import fit
+from mtlrun.plugin_faults import plugin_fault
 from mtlrun.runfolder import RunFolder, SilentRunFolder, disk_fault, this_process
 from mtlrun.signals import Interrupted, StopSignals, preemption_signal
 from mtlrun.terminal import Reporter
@@ -69,10 +70,12 @@ def train(
             raise
         show_progress = bool(cfg.trainer.get("progress", True))
         reporter = Reporter(run.log_path if ranks.leader else None, show_progress)
-        loggers = (
-            Loggers(run_dir, cfg.get("logger")) if ranks.leader else Logger(LoggerConfig(), run_dir)
-        )
         try:
+            loggers = (
+                Loggers(run_dir, cfg.get("logger"))
+                if ranks.leader
+                else Logger(LoggerConfig(), run_dir)
+            )
             summary = fit(experiment, run, reporter, loggers, stop, resume)
         except KeyboardInterrupt as interrupt:
             run.finish("interrupted")
@@ -81,7 +84,12 @@ def train(
             raise
         except BaseException as error:
             fault = disk_fault(error, run_dir)
-            reason = fault or (str(error).splitlines()[0] if str(error) else repr(error))
+            blamed = None if fault else plugin_fault(cfg, error)
+            if blamed is not None or isinstance(error, PluginError):
+                # A plug-in's fault: one line, its traceback kept with the run.
+                path = run.write_traceback(error)
+                blamed = PluginError(f"{blamed or error}; traceback in {path}")
+            reason = fault or first_line(blamed or error)
             try:
                 run.finish("failed", error=reason)
             except OSError:
@@ -90,6 +98,8 @@ def train(
                 raise UserError(
                     f"{fault}; free it, then continue with `mtlrun resume {run_dir}`"
                 ) from None
+            if blamed is not None:
+                raise blamed from None
             raise
         finally:
             try:
@@ -98,6 +108,10 @@ def train(
                 pass  # train.log's last lines, on a disk that is full
     run.finish("completed", seconds=summary["seconds"])
     return summary
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else repr(error)
 
 
 # Where a worker tells the process that started it how it ended: completed, interrupted, or a

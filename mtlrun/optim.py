@@ -60,7 +60,7 @@ def build_optimizer(
     `optim.lr` times their multiple (`MultiTaskModel.learning_rate_scales`), and its schedule."""
     name = str(node.name)
     cfg: OptimConfig = OPTIMIZERS.config(name, node, "optim")
-    optimizer = OPTIMIZERS.get(name)(cfg, parameter_groups(parameters, cfg.lr, scaled))
+    optimizer = OPTIMIZERS.make(name, cfg, "optim", parameter_groups(parameters, cfg.lr, scaled))
     total_steps = max(1, steps_per_epoch * epochs)
     if cfg.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)

@@ -14,20 +14,45 @@ from mtlrun.schemas import backbone, dataset, logger, optim, sharing, task, weig
 from mtlrun.schemas.task import TaskConfig
 from mtlrun.schemas.trainer import TrainerConfig
 
-DATASETS: Registry = Registry("dataset", group="dataset")
-"""Datasets, built as `builder(config) -> RawData`."""
-BACKBONES: Registry = Registry("backbone", group="backbone")
-"""Backbones, built as `builder(config, dataset_info) -> Backbone`."""
-SHARING: Registry = Registry("sharing", group="sharing")
-"""Sharing strategies, built as `builder(config, make_backbone, tasks) -> MultiTaskModel`."""
-TASKS: Registry = Registry("tasks.<name>.type", group="task", name_key="type")
-"""Task types: `Task` subclasses, built as `cls(config, name)`."""
-WEIGHTINGS: Registry = Registry("weighting", group="weighting")
-"""Weightings: `Weighting` subclasses, built as `cls(config, tasks, model)`."""
-OPTIMIZERS: Registry = Registry("optim", group="optim")
-"""Optimisers, built as `builder(config, parameter_groups)`; the groups carry their own lr."""
-LOGGERS: Registry = Registry("logger", group="logger", keyed=True)
-"""Loggers: `Logger` subclasses, built as `cls(config, run_dir)`."""
+DATASETS: Registry = Registry(
+    "dataset", group="dataset", builds="mtlrun.data.registry.RawData", arguments="config"
+)
+BACKBONES: Registry = Registry(
+    "backbone", group="backbone", builds="mtlrun.backbones.Backbone", arguments="config, info"
+)
+SHARING: Registry = Registry(
+    "sharing",
+    group="sharing",
+    builds="mtlrun.sharing.MultiTaskModel",
+    arguments="config, make_backbone, tasks",
+)
+TASKS: Registry = Registry(
+    "tasks.<name>.type",
+    group="task",
+    name_key="type",
+    builds="mtlrun.tasks.Task",
+    arguments="config, name",
+)
+"""Task types: `Task` subclasses."""
+WEIGHTINGS: Registry = Registry(
+    "weighting",
+    group="weighting",
+    builds="mtlrun.weighting.Weighting",
+    arguments="config, tasks, model",
+)
+"""Weightings: `Weighting` subclasses."""
+OPTIMIZERS: Registry = Registry(
+    "optim", group="optim", builds="torch.optim.Optimizer", arguments="config, parameter_groups"
+)
+"""Optimisers; the parameter groups carry their own lr."""
+LOGGERS: Registry = Registry(
+    "logger",
+    group="logger",
+    keyed=True,
+    builds="mtlrun.loggers.Logger",
+    arguments="config, run_dir",
+)
+"""Loggers: `Logger` subclasses."""
 
 # The parts a run config chooses one of by `<key>.name`, in the order they are checked.
 CHOSEN = {

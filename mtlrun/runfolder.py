@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -311,6 +312,7 @@ class RunFolder:
         self.metrics_path = path / "metrics.jsonl"
         self.config_path = path / "config.resolved.yaml"  # the record: a resolved config
         self.log_path = path / "train.log"
+        self.error_path = path / "error.txt"  # the traceback of a fault that ended the run
         self.hydra = path / ".hydra"  # Hydra's own: config.yaml, overrides.yaml, hydra.yaml
         self.overrides_path = self.hydra / "overrides.yaml"
 
@@ -377,6 +379,12 @@ class RunFolder:
         returns its path. (`SilentRunFolder` writes nothing and returns None.)"""
         write(path)
         return path
+
+    def write_traceback(self, error: BaseException) -> Path | None:
+        """error.txt: the traceback of the fault that ended the run, kept with it while the
+        terminal shows one line; returns its path (None where this process writes nothing)."""
+        text = "".join(traceback.format_exception(error))
+        return self.write_file(self.error_path, lambda path: path.write_text(text))
 
     def write_config(self, cfg: DictConfig) -> None:
         """config.resolved.yaml: the record of what ran, every value resolved."""

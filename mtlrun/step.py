@@ -58,6 +58,8 @@ def train_step(
         affinity.measure(step, losses, inputs, batch, draws, shard)
     optimizer.zero_grad(set_to_none=True)
     total = weighting.backward(losses, output, shard)
+    if step == 0:  # once per run: a plug-in's weighting that breaks its contract is one line
+        experiment.check_first_backward(losses, total)
     shard.reduce_gradients(p for group in optimizer.param_groups for p in group["params"])
     if experiment.trainer.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), experiment.trainer.grad_clip)

@@ -322,6 +322,8 @@ def test_the_wheel_ships_the_configs(tmp_path):
         "hparams_search/vae_optuna.yaml",
     ]:
         assert f"mtlrun/configs/{config}" in names, config
+    # What puts the plug-ins' configs/ on Hydra's search path, where Hydra finds its plug-ins.
+    assert "hydra_plugins/mtlrun_plugin_configs/__init__.py" in names
 
 
 def test_sample_n_is_bounded_so_the_grid_stays_loadable(tmp_path):

@@ -191,32 +191,6 @@ def test_eval_rebuilds_the_plugin_run_without_being_told(run, site, work):
     assert metrics["test/cluster/error"] == pytest.approx(summary["metrics"]["test/cluster/error"])
 
 
-@pytest.mark.parametrize(
-    "arguments",
-    [
-        ["+experiment=x", "-m"],
-        ["-m", "+experiment=x", "seed=0,1"],
-        ["--cfg", "job", "+experiment=x"],
-        ["-cd", "mine", "+experiment=x", "--cfg", "job"],
-        ["--cfg", "job"],
-    ],
-)
-def test_the_plugin_search_path_joins_the_overrides_where_hydra_reads_them(arguments):
-    from hydra._internal.utils import get_args_parser
-
-    from mtlrun import compose, plugins
-
-    folder = Path("/plugin/configs")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plugins, "config_dirs", lambda: [folder])
-        line = compose.with_plugin_configs(arguments)
-    parsed = get_args_parser().parse_args(line)  # exits on "unrecognized arguments"
-    assert parsed.overrides == [
-        f"hydra.searchpath=[file://{folder}]",
-        *(arg for arg in arguments if "=" in arg),
-    ]
-
-
 @pytest.mark.slow
 def test_joblib_workers_import_the_plugin_and_every_job_completes(sweep):
     jobs = read_json(sweep / "sweep.json")["jobs"]

@@ -4,7 +4,6 @@ sweep.json and makes the exit status non-zero."""
 
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +97,10 @@ def main(cfg: DictConfig) -> float | None:
         if not sweeping:
             raise
         # A bug, not a user error: keep its traceback with the run, one line for the terminal.
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        path = RunFolder(run_dir).write_traceback(error)
         reason = str(error).splitlines()[0] if str(error) else ""
         print(
-            f"mtlrun: error: {job}{type(error).__name__}: {reason}; "
-            f"traceback in {run_dir / 'error.txt'}",
+            f"mtlrun: error: {job}{type(error).__name__}: {reason}; traceback in {path}",
             file=sys.stderr,
         )
         return None

@@ -1,6 +1,7 @@
 """The weighting interface: how the task losses become gradients."""
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 import torch
@@ -8,7 +9,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from mtlrun.distributed import WHOLE, Shard
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, PluginError
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import (
     WeightingConfig as WeightingConfig,  # plug-ins subclass it from here
@@ -57,6 +58,53 @@ class Weighting(nn.Module):
         return list(self.parameters())
 
 
+# What the step and the epoch pass to a weighting's methods.
+CALLS = {
+    "backward": ("losses", "output", "shard"),
+    "after_step": ("losses_after", "shard"),
+    "end_epoch": ("mean_losses",),
+    "logged": (),
+}
+
+
+def check_signatures(weighting: Weighting, origin: str) -> None:
+    """A plug-in's weighting takes what the step and the epoch pass its methods (`CALLS`),
+    checked when it is built rather than at its first call (`origin`: the choice in
+    messages, with its plug-in)."""
+    for method, arguments in CALLS.items():
+        try:
+            inspect.signature(getattr(weighting, method)).bind(*arguments)
+        except TypeError as error:
+            raise PluginError(
+                f"{origin}: {type(weighting).__name__}.{method} is called as "
+                f"{method}({', '.join(arguments)}), which its signature does not take "
+                f"({error}); see mtlrun.weighting.Weighting.{method}"
+            ) from None
+
+
+def check_backward(
+    origin: str, losses: list[Tensor], total: object, parameters: Iterable[Tensor]
+) -> None:
+    """What a plug-in's `backward` must have done, checked after its first call: returned the
+    total loss as a scalar tensor, and left gradients on the model's parameters (unless no
+    loss is trained on)."""
+    if not isinstance(total, Tensor) or total.dim() != 0:
+        if isinstance(total, Tensor):
+            got = f"a tensor of shape {tuple(total.shape)}"
+        else:
+            got = "None" if total is None else f"a {type(total).__name__}"
+        raise PluginError(
+            f"{origin}: backward returned {got}; it must return the step's total loss, a "
+            "scalar tensor (e.g. total.detach() after total.backward())"
+        )
+    trained = any(loss.requires_grad for loss in losses)
+    if trained and all(p.grad is None for p in parameters):
+        raise PluginError(
+            f"{origin}: backward left no gradient on the model's parameters; it must call "
+            ".backward() on the weighted loss (or on the losses themselves)"
+        )
+
+
 def total_loss(
     weights: Sequence[float] | Tensor | None, losses: list[Tensor], output: ModelOutput
 ) -> Tensor:
@@ -89,7 +137,8 @@ def unweighted_total(losses: list[Tensor], output: ModelOutput) -> Tensor:
 def check_sharing(weighting: DictConfig, sharing: DictConfig, model: MultiTaskModel) -> None:
     """Refuse, before training, a weighting that works on what the tasks share with a model
     whose tasks share nothing (otherwise it would fail at the first step)."""
-    if not WEIGHTINGS.get(weighting.name).needs_shared_representation:
+    # getattr: a plug-in's class that is no Weighting is refused as such when it is built.
+    if not getattr(WEIGHTINGS.get(weighting.name), "needs_shared_representation", False):
         return
     if model.shares_representation:
         return
