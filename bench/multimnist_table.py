@@ -28,11 +28,15 @@ recorded by the same command on the same machine is read from there instead of t
 the next sitting finishes the table even without the runs. The script refuses to run (unless
 --no-write) from a tree with uncommitted changes or untracked files, and does not record a run
 whose meta.json names an uncommitted tree (`<commit>-dirty`: the tree changed during the
-sitting): a recorded cell is reproducible from its commit alone. The table's caption lists the
-commits its cells ran from. Delete a cell's line to measure it again (as when its method
-changes). A cell whose run shared the machine with other work is marked `"shared_machine": true`
-by hand there: its accuracies count, its seconds only where a method has no other run (then
-marked `*` in the table); one paused part-way has `"epoch_s": null`.
+sitting): a recorded cell is reproducible from its commit alone. The cells are written into the
+record when the sitting ends (or is stopped with Ctrl-C), not as each run finishes: a record
+changed mid-sitting would itself make the tree uncommitted for every later run. A sitting killed
+outright records nothing, and the same command with the same --work records its finished runs.
+The table's caption lists the commits its cells ran from. Delete a cell's line to measure it
+again (as when its method changes). A cell whose run shared the machine with other work is
+marked `"shared_machine": true` by hand there: its accuracies count, its seconds only where a
+method has no other run (then marked `*` in the table); one paused part-way has
+`"epoch_s": null`.
 """
 
 import argparse
@@ -95,6 +99,7 @@ class Record:
         lines = path.read_text().splitlines() if path.exists() else []
         cells = [json.loads(line) for line in lines if line.strip()]
         self.cells = {c["command"]: c for c in cells if c["machine"] == machine()}
+        self.finished: list[dict] = []  # this sitting's cells, written by `save`
 
     def get(self, command: str) -> dict | None:
         return self.cells.get(command)
@@ -112,9 +117,14 @@ class Record:
             **numbers,
         }
         with self.lock:
-            with self.path.open("a") as record:
-                record.write(json.dumps(cell) + "\n")
+            self.finished.append(cell)
             self.cells[command] = cell
+
+    def save(self) -> None:
+        """Append this sitting's cells to the record."""
+        with self.path.open("a") as record:
+            record.writelines(json.dumps(cell) + "\n" for cell in self.finished)
+        self.finished = []
 
 
 def method_overrides(name: str) -> list[str]:
@@ -369,6 +379,7 @@ def main() -> None:
         args.jobs,
         lambda name, seed: run(name, seed, args.overrides, work, env, not args.read_only, record),
     )
+    record.save()
     done = sorted({seed for _, seed in results})
     dates = sorted({cell["date"] for cell in results.values() if "date" in cell})
     recorded = [cell for cell in results.values() if "git_commit" in cell]
