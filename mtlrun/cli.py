@@ -48,15 +48,46 @@ def usage() -> str:
 
 # Hydra does one of these per command: sweep, print the config, print information.
 MODE_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+SHELLS = ("bash", "fish", "zsh")  # Hydra's completion plug-ins
 
 
-def check_one_mode(arguments: list[str]) -> None:
-    modes = [arg for arg in arguments if arg in MODE_FLAGS]
+def train_arguments(arguments: list[str]) -> list[str]:
+    """`mtlrun train`'s arguments as Hydra's parser takes them, its flags first, then the
+    overrides (flags may come anywhere), checked with that parser first: a flag it refuses
+    (argparse's usage and error), a flag that Hydra would end in a traceback (no
+    `--experimental-rerun` file, `--shell-completion` without a shell) or two modes at once
+    are one line."""
+    from hydra._internal.utils import get_args_parser
+
+    flags, overrides = compose.split_flags(arguments)
+    modes = [arg for arg in flags if arg in MODE_FLAGS]
     if len(modes) > 1:
-        fail(
+        raise UserError(
             f"{' and '.join(modes)} cannot go together: Hydra sweeps (-m), prints the config "
             "(--cfg) or prints information (--info), one at a time; drop one"
         )
+    parser = get_args_parser()
+    parser.prog = "mtlrun train"
+
+    def refuse(message: str) -> None:
+        raise UserError(f"{message}; see `mtlrun train --help`")
+
+    parser.error = refuse  # type: ignore[method-assign]  # argparse prints its usage, then exits
+    parsed = parser.parse_args([*flags, *overrides])
+    rerun = parsed.experimental_rerun
+    if rerun is not None and not Path(rerun).is_file():
+        raise UserError(
+            f"--experimental-rerun {rerun}: no such file; pass a run's .hydra/config.pickle"
+        )
+    if parsed.shell_completion:
+        keys = [override.partition("=")[0] for override in overrides]
+        shell = next((o.partition("=")[2] for o in overrides if o.startswith("install")), "bash")
+        if sorted(keys) not in (["install"], ["uninstall"], ["query"]) or shell not in SHELLS:
+            raise UserError(
+                "--shell-completion takes one of install=SHELL, uninstall=SHELL or query=SHELL, "
+                f"SHELL one of: {', '.join(SHELLS)}"
+            )
+    return [*flags, *overrides]
 
 
 def main() -> None:
@@ -74,9 +105,9 @@ def main() -> None:
 
     arguments = args[1:]
     try:
-        arguments = load_plugins(command, arguments)
         if command == "train":
-            check_one_mode(arguments)
+            arguments = train_arguments(arguments)
+        arguments = load_plugins(command, arguments)
         with torchrun.rank_arguments(command, arguments) as arguments:
             sys.argv = [f"mtlrun {command}", *arguments]
             module = importlib.import_module(f"mtlrun.commands.{COMMANDS[command][0]}")

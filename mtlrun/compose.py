@@ -11,6 +11,7 @@ OmegaConf's errors become mtlrun's (`compose_error_line`). Imports no torch."""
 import difflib
 import os
 import re
+import shlex
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -217,13 +218,16 @@ def compose_error_line(error: Exception, overrides: list[str]) -> str:
     """Hydra's or OmegaConf's error of composing a config as mtlrun's one line: an unknown
     option with the valid choices, a misspelt key with the closest real one, a value a schema
     refuses with its key, or Hydra's own first words."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
+    if isinstance(error, OverrideParseException):
+        return unparsable_override(error, overrides)
     if isinstance(error, MissingConfigException) and error.missing_cfg_file:
         group, _, option = str(error.missing_cfg_file).rpartition("/")
         options = error.options or group_options(group, overrides)
+        key = group.rpartition("/")[2] or "--config-name"  # the primary config
         try:
-            check_choice(group.rpartition("/")[2], option, sorted(options))
+            check_choice(key, option, sorted(o for o in options if not o.startswith("_")))
         except ConfigError as choice:
             return str(choice)
     missing = re.match(r"Could not override '([^']+)'", str(error))
@@ -241,6 +245,70 @@ def compose_error_line(error: Exception, overrides: list[str]) -> str:
         if not line.startswith(details):
             kept.append(line.rstrip("."))
     return "; ".join(kept)
+
+
+# Characters Hydra's override grammar takes in a value without quotes (its lexer's ID, numbers
+# and UNQUOTED_CHAR, with ':' and spaces between words); any other needs the value quoted.
+UNQUOTED = re.compile(r"[A-Za-z0-9_\-/\\+.$%*@?|: ]")
+KEY_CHARACTER = re.compile(r"[A-Za-z0-9_\-.@/]")
+GRAMMAR = ",[]{}()="  # the grammar's own: sweeps, lists, dicts, functions
+
+
+def unparsable_override(error: Exception, overrides: list[str]) -> str:
+    """The line for an override Hydra's grammar cannot parse, with the fix: a value holding
+    characters the grammar takes only in quotes (`name=héllo`, `dataset.root=/data/my#1`) is
+    quoted; a word the shell split from the value before it (`name=my run`) is quoted with it;
+    a key is plain ASCII."""
+    override = str(getattr(error, "override", ""))
+    lines = str(getattr(error, "message", error)).splitlines()
+    skipped = ("Error parsing", "Lexer", "See https://hydra.cc")
+    reason = next((line for line in lines if not line.startswith(skipped)), "a syntax error")
+    if "=" not in override:
+        index = overrides.index(override) if override in overrides else -1
+        before = overrides[index - 1] if index > 0 and "=" in overrides[index - 1] else None
+        if before is None:
+            return f"{override!r} is not an override; write key=value, e.g. trainer.epochs=3"
+        key, _, value = before.partition("=")
+        example = shell_quoted(f"{key}={quoted(f'{value} {override}')}")
+        return (
+            f"{override!r} is not an override: if it belongs to the value of {before}, quote "
+            f"the value with its spaces, {example}"
+        )
+    key, _, value = override.partition("=")
+    odd = sorted({char for char in key.lstrip("+~") if not KEY_CHARACTER.fullmatch(char)})
+    if odd:
+        return (
+            f"{override}: the key holds {' '.join(odd)}; a key is ASCII letters, digits, _ and "
+            "-, its parts joined by dots (a group's by / and @)"
+        )
+    odd = sorted({char for char in value if not UNQUOTED.fullmatch(char)} - set(GRAMMAR))
+    if odd and "Lexer" in str(error):
+        what = "non-ASCII characters" if any(not char.isascii() for char in odd) else "characters"
+        # Only the texts that hold them: `é,b` (a sweep over two names) becomes `'é',b`.
+        texts = re.sub(
+            f"[^{re.escape(GRAMMAR)}]+",
+            lambda text: quoted(text[0]) if set(text[0]) & set(odd) else text[0],
+            value,
+        )
+        return (
+            f"{override}: the value holds {what} ({' '.join(odd)}) that Hydra's override "
+            f"grammar takes only in quotes; quote it, {shell_quoted(f'{key}={texts}')}"
+        )
+    example = shell_quoted(f"{key}={quoted(value)}")
+    return f"cannot parse {override} ({reason}); if {value!r} is text, quote it, {example}"
+
+
+def quoted(text: str) -> str:
+    """A text as a quoted value of Hydra's grammar."""
+    return f'"{text}"' if "'" in text else f"'{text}'"
+
+
+def shell_quoted(override: str) -> str:
+    """An override as typed in a shell: inside double quotes, or single ones where the shell
+    would read something in double quotes."""
+    if any(char in override for char in '"$`\\!'):
+        return shlex.quote(override)
+    return f'"{override}"'
 
 
 def group_options(group: str, overrides: list[str]) -> list[str]:
@@ -297,7 +365,7 @@ def first_job(overrides: list[str]) -> list[str]:
     from hydra.core.override_parser.types import IntervalSweep, ValueType
     from hydra.errors import HydraException
 
-    kept = [arg for arg in overrides if not arg.startswith("-")]
+    kept = split_flags(overrides)[1]
     try:
         parsed = OverridesParser.create().parse_overrides(kept)
     except HydraException:
@@ -347,28 +415,42 @@ def with_plugin_configs(overrides: list[str]) -> list[str]:
             theirs = arg.split("=", 1)[1].strip().strip("[]")
             merged = ",".join(path for path in [theirs, *folders] if path)
             return [*overrides[:index], f"hydra.searchpath=[{merged}]", *overrides[index + 1 :]]
-    # Among the user's overrides, not after a flag: Hydra's parser takes the overrides as one
-    # run of arguments only (`a=1 -m b=2` and `a=1 --cfg job b=2` are refused).
-    at = first_override(overrides)
-    return [*overrides[:at], f"hydra.searchpath=[{','.join(folders)}]", *overrides[at:]]
+    flags, rest = split_flags(overrides)
+    return [*flags, f"hydra.searchpath=[{','.join(folders)}]", *rest]
 
 
-# Hydra's flags that take the next argument as their value (`--cfg job`, `-cd DIR`).
+# Hydra's flags that take the next argument as their value (`--cfg job`, `-cd DIR`), and the
+# one whose value is optional (`--info` alone is `--info all`).
 VALUED_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
-VALUED_FLAGS |= {"-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+VALUED_FLAGS |= {"-cn", "--config-dir", "-cd", "--experimental-rerun"}
+INFO_FLAGS = ("--info", "-i")
 
 
-def first_override(arguments: list[str]) -> int:
-    """The index of the first override (key=value) in a Hydra command line, past its flags and
-    their values; the length of the line when it has none."""
+def split_flags(arguments: list[str]) -> tuple[list[str], list[str]]:
+    """A Hydra command line's flags (with their values, `--info` with its topic) and its
+    overrides, each in the order given: Hydra's parser takes the overrides as one run of
+    arguments only (`a=1 -m b=2` and `a=1 --cfg job b=2` are refused), `flags + overrides`
+    in any order."""
+    flags, overrides = [], []
     index = 0
     while index < len(arguments):
         arg = arguments[index]
+        following = arguments[index + 1] if index + 1 < len(arguments) else None
         if not arg.startswith("-"):
-            return index
-        has_value = index + 1 < len(arguments) and not arguments[index + 1].startswith("-")
-        index += 2 if arg in VALUED_FLAGS and has_value else 1
-    return len(arguments)
+            overrides.append(arg)
+        elif arg in INFO_FLAGS:
+            # `--info` then an override: the topic is all; a word alone, the parser checks it.
+            is_topic = following is not None and not following.startswith(("-", "~", "+"))
+            topic = following if is_topic and "=" not in str(following) else None
+            flags += [arg, topic or "all"]
+            index += topic is not None
+        elif arg in VALUED_FLAGS and following is not None and not following.startswith("-"):
+            flags += [arg, following]
+            index += 1
+        else:
+            flags.append(arg)
+        index += 1
+    return flags, overrides
 
 
 def config_dir_flag(overrides: list[str]) -> list[str]:
