@@ -45,14 +45,20 @@ def compose(overrides: list[str], config_folder: str | Path | None = None) -> Di
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
-    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+    if not isinstance(overrides, list | tuple) or not all(isinstance(o, str) for o in overrides):
         raise UserError(
             f"overrides={overrides!r} must be a list of strings, e.g. ['+experiment=vae_mnist']"
         )
-    if any(o in ("-m", "--multirun") or o.startswith("--") for o in overrides):
+    if any(o in ("-m", "--multirun") for o in overrides):
         raise UserError(
             "mtlrun.train runs one config; sweep with `mtlrun train -m ...` on the command line, "
             "or call mtlrun.train once per config"
+        )
+    flag = next((o for o in overrides if o.startswith("-")), None)
+    if flag is not None:
+        raise UserError(
+            f"{flag} is a flag of the command line; mtlrun.train takes overrides (key=value) "
+            "and config_dir= for a folder of your own configs"
         )
     if config_folder is not None:
         folder = Path(config_folder).resolve()
