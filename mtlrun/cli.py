@@ -116,6 +116,11 @@ def main() -> None:
         fail(str(error))
     except (HydraException, OmegaConfBaseException) as error:
         fail(compose.compose_error_line(error, arguments))
+    except ValueError as error:
+        if str(error) != "No trials are completed yet.":
+            raise
+        # Optuna's, when every trial of a search failed: each job has said why already.
+        fail("no trial of the search completed: every job failed, each with its error above", 1)
     except OSError as error:  # eval, sample, report, list: a disk that fills up or refuses
         fault = disk_fault(error, Path.cwd())
         if fault is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 import mtlrun.plugins as plugins
@@ -71,8 +71,32 @@ def compose(overrides: list[str], config_folder: str | Path | None = None) -> Di
             cfg = hydra_compose("train", overrides=overrides)
         except (HydraException, OmegaConfBaseException) as error:
             raise ConfigError(compose_error_line(error, overrides)) from None
+    drop_deleted_task_settings(cfg, overrides)
     validate(cfg)
     return cfg
+
+
+# `~task@tasks.NAME` (or `task@tasks.NAME=null`): a task taken out of the defaults.
+DELETED_TASK = re.compile(r"^(?:~task@tasks\.([\w-]+)(?:=.*)?|\+*task@tasks\.([\w-]+)=null)$")
+
+
+def drop_deleted_task_settings(cfg: DictConfig, overrides: list[str]) -> None:
+    """Remove what is left of a task the command line took out: `~task@tasks.y3` deletes the
+    task from the defaults, but the settings an experiment gives it in its body
+    (`tasks.y3.weight`) stay, a node without a type. Settings the command line gives it
+    itself stay, and are refused as a task without a type."""
+    tasks = cfg.get("tasks")
+    if not isinstance(tasks, DictConfig):
+        return
+    for override in overrides:
+        match = DELETED_TASK.match(override)
+        name = match and (match.group(1) or match.group(2))
+        node = tasks.get(name) if name else None
+        if not isinstance(node, DictConfig) or "type" in node:
+            continue
+        if not any(o.lstrip("+~").startswith(f"tasks.{name}.") for o in overrides):
+            with open_dict(tasks):
+                del tasks[name]
 
 
 def validate(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
@@ -161,6 +185,7 @@ class Preflight(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         def check() -> None:
+            drop_deleted_task_settings(config, list(config.hydra.overrides.task))
             validate(config)
             check_fresh_folder(config, "hydra.run.dir", sweep=False)
 
@@ -170,9 +195,15 @@ class Preflight(Callback):
         def check() -> None:
             if is_basic_sweep(config.hydra):
                 for job in sweep_jobs(config):
+                    drop_deleted_task_settings(job, list(job.hydra.overrides.task))
                     validate(job, sweeper_direction(config.hydra))
             else:
+                # What the search does not draw is checked now, as a run's is: above all what
+                # it optimises, which would otherwise fail every trial.
+                drop_deleted_task_settings(config, list(config.hydra.overrides.task))
                 check_run_keys(config)
+                task_configs(config.tasks)
+                check_optimized_metric(config, sweeper_direction(config.hydra))
             check_fresh_folder(config, "hydra.sweep.dir", sweep=True)
 
         refuse_unless(check, config)

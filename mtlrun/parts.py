@@ -128,9 +128,10 @@ def task_configs(node: DictConfig) -> dict[str, TaskConfig]:
     configs: dict[str, TaskConfig] = {}
     for name, task_node in node.items():
         if not isinstance(task_node, DictConfig) or "type" not in task_node:
+            settings = ", ".join(task_node) if isinstance(task_node, DictConfig) else ""
             raise ConfigError(
-                f"tasks.{name} has no type; add it as +task@tasks.{name}=TYPE, one of: "
-                f"{', '.join(TASKS.names)}"
+                f"tasks.{name} has {f'settings ({settings}) but ' if settings else ''}no type; "
+                f"add it as +task@tasks.{name}=TYPE, one of: {', '.join(TASKS.names)}"
             )
         check_choice(f"tasks.{name}.type", task_node.type, TASKS.names)
         configs[str(name)] = TASKS.config(task_node.type, task_node, f"tasks.{name}")

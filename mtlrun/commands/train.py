@@ -14,7 +14,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import mtlrun.plugins as plugins
-from mtlrun.compose import is_basic_sweep, sweeper_direction, validate
+from mtlrun.compose import (
+    drop_deleted_task_settings,
+    is_basic_sweep,
+    sweeper_direction,
+    validate,
+)
 from mtlrun.config import config_dir
 from mtlrun.errors import UserError
 from mtlrun.runfolder import RunFolder, existing_run_message
@@ -61,6 +66,8 @@ def main(cfg: DictConfig) -> float | None:
     ranks, leader = None, True
     try:
         plugins.load_for_config(cfg.plugins)  # again: a launcher's job may be a new process
+        # A sweep's job is composed again by its launcher, after `Preflight` saw it.
+        drop_deleted_task_settings(cfg, list(hydra_cfg.overrides.task))
         if sweeping and not is_basic_sweep(hydra_cfg):
             # A search (Optuna) draws this job's values: the job checks them itself.
             validate(cfg, sweeper_direction(hydra_cfg))
