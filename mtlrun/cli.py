@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mtlrun import compose, plugins, torchrun
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError, fail
+from mtlrun.errors import UserError, fail, listed
 from mtlrun.runfolder import disk_fault
 
 # name: (module under mtlrun.commands, one-line help)
@@ -97,7 +97,7 @@ def main() -> None:
         sys.exit(0 if args else 2)
     command = args[0]
     if command not in COMMANDS:
-        fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+        fail(f"unknown command {command!r}; choose one of: {listed(list(COMMANDS))}")
     os.environ["MTLRUN_COMMAND"] = shlex.join(["mtlrun", *args])
     # Hydra raises its errors instead of printing several lines: they are printed as one here.
     os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -22,8 +22,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 import mtlrun.plugins as plugins
-from mtlrun.config import check_choice, check_integer, config_dir, parse, refused_value
-from mtlrun.errors import ConfigError, UserError, fail
+from mtlrun.config import (
+    GROUPS_HELP,
+    check_choice,
+    check_integer,
+    config_dir,
+    parse,
+    refused_value,
+)
+from mtlrun.errors import ConfigError, UserError, fail, listed
 from mtlrun.parts import CHOSEN, LOGGERS, TASKS, task_configs
 from mtlrun.runfolder import check_run_name, existing_run_message
 from mtlrun.schemas.trainer import TrainerConfig
@@ -153,7 +160,7 @@ def check_optimized_metric(cfg: DictConfig, sweeper_direction: str | None = None
     if name not in directions:
         raise ConfigError(
             f"optimized_metric={name!r} is not a validation metric of this config; "
-            f"choose one of: {', '.join(directions)}"
+            f"choose one of: {listed(list(directions))}"
         )
     wanted = {"min": "minimize", "max": "maximize"}[directions[name]]
     if sweeper_direction is not None and sweeper_direction != wanted:
@@ -228,14 +235,34 @@ def sweep_jobs(config: DictConfig) -> list[DictConfig]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
 
     loader = GlobalHydra.instance().config_loader()
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     arguments = [f"{key}={value}" for key, value in params.items()]
     arguments += list(config.hydra.overrides.task)
     parser = OverridesParser.create(config_loader=loader)
-    (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+    parsed = parser.parse_overrides(arguments)
+    for override in parsed:
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            check_glob_matches(override, loader)
+    (batch,) = BasicSweeper.split_arguments(parsed, None)
     return [loader.load_sweep_config(config, list(overrides)) for overrides in batch]
+
+
+def check_glob_matches(override: Any, loader: Any) -> None:
+    """A `glob(...)` over a config group's options that matches none would sweep nothing (and
+    the sweep would end at once with no job and no word): refused, with the options."""
+    from hydra.core.object_type import ObjectType
+
+    if next(override.sweep_string_iterator(), None) is not None:
+        return
+    group = override.key_or_group
+    options = loader.get_group_options(group, results_filter=ObjectType.CONFIG)
+    raise ConfigError(
+        f"{override.input_line} matches no option of {group}; its options: "
+        f"{listed(options, GROUPS_HELP)}"
+    )
 
 
 def check_fresh_folder(config: DictConfig, key: str, sweep: bool) -> None:

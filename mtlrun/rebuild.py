@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 import mtlrun.plugins as plugins
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.config import check_choice
-from mtlrun.errors import ConfigError, UserError
+from mtlrun.errors import ConfigError, UserError, listed
 from mtlrun.experiment import Experiment, build
 from mtlrun.runfolder import RunFolder, check_run_name, read_yaml
 
@@ -104,7 +104,7 @@ def split_arguments(
     overrides = []
     for arg in args[1:]:
         if "=" not in arg:
-            raise UserError(f"{arg!r} is not key=value; options: {', '.join(options) or 'none'}")
+            raise UserError(f"{arg!r} is not key=value; options: {listed(list(options))}")
         key, value = arg.split("=", 1)
         if key in options:
             chosen[key] = value

@@ -114,12 +114,14 @@ def test_a_plugin_that_is_not_importable_is_one_line(tmp_path):
 
 
 def test_the_registry_is_the_list_of_choices():
+    from mtlrun.errors import listed
     from mtlrun.parts import WEIGHTINGS
 
     with pytest.raises(ConfigError) as error:
         WEIGHTINGS.get("nope")
     assert str(error.value) == (
-        f"weighting='nope' is not known; choose one of: {', '.join(WEIGHTINGS.names)}"
+        f"weighting='nope' is not known; choose one of: "
+        f"{listed(WEIGHTINGS.names, 'see `mtlrun train --help`')}"
     )
     with pytest.raises(ValueError, match="registered twice"):
         mtlrun.register.weighting("equal", schema=WEIGHTINGS.schema("equal"))(object)

@@ -166,3 +166,34 @@ def test_cfg_job_and_help_run_without_torch(tmp_path):
             [sys.executable, "-c", program, *args], cwd=tmp_path, capture_output=True, text=True
         )
         assert result.stderr.strip().splitlines()[-1] == "False", (args, result.stderr)
+
+
+def test_a_method_glob_that_matches_nothing_is_refused_before_the_sweep(tmp_path):
+    result = run_cli(tmp_path, "train", "-m", *TINY, "+method=glob(nomatch*)", "seed=0,1")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        "mtlrun: error: +method=glob(nomatch*) matches no option of method; its options: "
+        "cross_stitch_equal, hard_aligned_mtl, "
+    )
+    assert result.stderr.endswith(" more; see `mtlrun train --help`)\n")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_message_that_lists_choices_stays_one_short_line():
+    """28 methods, 24 weightings: the list stops after about 200 characters, with how many are
+    left and where all of them are."""
+    from mtlrun.errors import listed
+    from mtlrun.parts import WEIGHTINGS
+
+    for overrides in (["+method=nope"], ["weighting=nope"]):
+        with pytest.raises(mtlrun.UserError) as error:
+            mtlrun.compose.compose(overrides)
+        line = str(error.value)
+        assert len(line) <= 300 and "\n" not in line, line
+        assert line.endswith(" more; see `mtlrun train --help`)")
+    names = WEIGHTINGS.names
+    text = listed(names, "see `mtlrun train --help`")
+    shown = text.split(", ... (")[0].split(", ")
+    assert shown == names[: len(shown)] and len(", ".join(shown)) <= 200
+    assert text.endswith(f"({len(names) - len(shown)} more; see `mtlrun train --help`)")
+    assert listed(["a", "b"]) == "a, b" and listed([]) == "none"

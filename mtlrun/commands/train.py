@@ -21,7 +21,7 @@ from mtlrun.compose import (
     validate,
 )
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError
+from mtlrun.errors import UserError, listed
 from mtlrun.runfolder import RunFolder, existing_run_message
 from mtlrun.signals import preemption_signal
 from mtlrun.torchrun import joined_ranks, rank_zero_folder
@@ -35,7 +35,8 @@ def objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
         return None
     metrics = summary["val_metrics"]
     if name not in metrics:
-        raise UserError(f"optimized_metric={name!r} was not computed; found: {', '.join(metrics)}")
+        found = listed(list(metrics), "see the run's metrics.jsonl")
+        raise UserError(f"optimized_metric={name!r} was not computed; found: {found}")
     return metrics[name]
 
 
