@@ -56,6 +56,22 @@ def test_the_installed_command_and_python_m_mtlrun_reach_the_dispatcher(tmp_path
     )
 
 
+def test_output_its_reader_cuts_short_ends_quietly(tmp_path):
+    """`mtlrun train --help | head -1`: the pipe closes before mtlrun has written, which ends
+    it with the shell's status for SIGPIPE, and no traceback."""
+    process = subprocess.Popen(
+        mtlrun_command("train", "--help"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # before the imports are done: every write fails
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 141
+    assert stderr == ""
+
+
 def test_train_an_experiment_prints_its_run_folder_last(tmp_path):
     result = run_cli(
         tmp_path,
