@@ -9,6 +9,7 @@ compose API and calls `validate` itself. Either way a mistake is one line: Hydra
 OmegaConf's errors become mtlrun's (`compose_error_line`). Imports no torch."""
 
 import difflib
+import itertools
 import os
 import re
 import shlex
@@ -332,8 +333,9 @@ def unparsable_override(error: Exception, overrides: list[str]) -> str:
         before = overrides[index - 1] if index > 0 and "=" in overrides[index - 1] else None
         if before is None:
             return f"{override!r} is not an override; write key=value, e.g. trainer.epochs=3"
+        words = list(itertools.takewhile(lambda arg: "=" not in arg, overrides[index:]))
         key, _, value = before.partition("=")
-        example = shell_quoted(f"{key}={quoted(f'{value} {override}')}")
+        example = shell_quoted(f"{key}={quoted(' '.join([value, *words]))}")
         return (
             f"{override!r} is not an override: if it belongs to the value of {before}, quote "
             f"the value with its spaces, {example}"

@@ -235,6 +235,12 @@ def test_measuring_affinity_leaves_the_training_draws_as_they_were(tmp_path):
             "none; use sharing=hard, or set trainer.task_affinity=false",
         ),
         (
+            [*TINY, "trainer.task_affinity=true", "+task@tasks.class=classification"]
+            + ["sharing=two_stage", "sharing.stage1_epochs=1"],
+            "measures a step on every task's loss, but sharing=two_stage trains some tasks in "
+            "one stage and the others in the next; set trainer.task_affinity=false",
+        ),
+        (
             [*THREE_TASKS, "trainer.task_affinity=true", "sharing.shared_layers=0"],
             "measures a step on the parameters the tasks share, but sharing=hard with "
             "sharing.shared_layers=0 shares none; use sharing=hard, or set "
@@ -243,7 +249,7 @@ def test_measuring_affinity_leaves_the_training_draws_as_they_were(tmp_path):
     ],
 )
 def test_affinity_with_nothing_to_measure_is_refused_before_training(tmp_path, overrides, problem):
-    result = run_cli(tmp_path, "train", *overrides, "trainer.epochs=1")
+    result = run_cli(tmp_path, "train", *overrides)  # refused before the first step
     assert result.returncode == 2, result.stderr
     assert result.stderr == f"mtlrun: error: trainer.task_affinity=true {problem}\n"
     assert not list((tmp_path / "outputs" / "runs").rglob("meta.json"))

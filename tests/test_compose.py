@@ -81,7 +81,7 @@ UNQUOTED_VALUES = {
     "name=my first run": (
         ["name=my", "first", "run"],
         "'first' is not an override: if it belongs to the value of name=my, quote the value "
-        "with its spaces, \"name='my first'\"",
+        "with its spaces, \"name='my first run'\"",
     ),
     "+task@tasks.größe=regression": (
         ["+task@tasks.größe=regression"],
