@@ -146,8 +146,10 @@ def load_run(
 ) -> LoadedRun:
     """A run folder's model with the weights of `checkpoint` (best or last), its data and
     tasks, as `mtlrun eval` rebuilds them; `device` overrides the run's (e.g. "cpu").
-    The plug-ins the run used are imported when installed, already imported, or in
-    `plugins` (as `--plugins`)."""
+    `best` is refused for a run with a validation split that lacks best.pt (its last weights
+    are not the model it selected), and is `last`, with a warning, for a run without one;
+    `.checkpoint` says which was loaded. The plug-ins the run used are imported when
+    installed, already imported, or in `plugins` (as `--plugins`)."""
     from mtlrun.rebuild import load_trained
 
     run_dir = Path(path)

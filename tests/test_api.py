@@ -11,6 +11,7 @@ import torch
 import mtlrun
 from mtlrun.errors import ConfigError
 from tests.conftest import TINY
+from tests.helpers import run_cli
 
 # The README's plug-in example, word for word but for its name (registries are per process).
 PLUGIN = textwrap.dedent(
@@ -178,6 +179,11 @@ def test_load_run_refuses_a_missing_best_pt_instead_of_loading_last_pt(tmp_path,
         "on: it stopped before one (resume it), or the file was removed; pass checkpoint=last "
         "for its last weights"
     )
+    for command in ("eval", "sample"):
+        result = run_cli(tmp_path, command, str(run.path))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == f"mtlrun: error: {error.value}\n"
+    assert not (run.path / "eval").exists() and not (run.path / "samples").exists()
     last = mtlrun.load_run(run.path, "last", device="cpu")
     assert last.checkpoint == "last"
     weights = torch.load(run.path / "checkpoints" / "last.pt", weights_only=True)["model"]
