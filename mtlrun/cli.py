@@ -46,8 +46,9 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-# Hydra does one of these per command: sweep, print the config, print information.
-MODE_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+# Hydra does one of these per command: run, sweep, print the config, print information.
+MODE_FLAGS = ("-r", "--run", "-m", "--multirun", "--cfg", "-c", "--info", "-i")
+MODE_FLAGS += ("--shell-completion", "-sc")
 SHELLS = ("bash", "fish", "zsh")  # Hydra's completion plug-ins
 
 
@@ -63,8 +64,8 @@ def train_arguments(arguments: list[str]) -> list[str]:
     modes = [arg for arg in flags if arg in MODE_FLAGS]
     if len(modes) > 1:
         raise UserError(
-            f"{' and '.join(modes)} cannot go together: Hydra sweeps (-m), prints the config "
-            "(--cfg) or prints information (--info), one at a time; drop one"
+            f"{' and '.join(modes)} cannot go together: Hydra runs (--run), sweeps (-m), "
+            "prints the config (--cfg) or prints information (--info), one at a time; drop one"
         )
     parser = get_args_parser()
     parser.prog = "mtlrun train"

@@ -198,8 +198,11 @@ def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(t
         "e.g. name=vae_small",
         (f"name={long_name}",): f"name='{long_name[:40]}...' is 240 bytes long, too long for "
         "a folder name; use at most 239 bytes",
-        ("-m", "--cfg", "job"): "-m and --cfg cannot go together: Hydra sweeps (-m), prints the "
-        "config (--cfg) or prints information (--info), one at a time; drop one",
+        ("-m", "--cfg", "job"): "-m and --cfg cannot go together: Hydra runs (--run), sweeps "
+        "(-m), prints the config (--cfg) or prints information (--info), one at a time; drop one",
+        ("--run", "--cfg", "job"): "--run and --cfg cannot go together: Hydra runs (--run), "
+        "sweeps (-m), prints the config (--cfg) or prints information (--info), one at a time; "
+        "drop one",
     }
     for args, line in cases.items():
         result = run_cli(tmp_path, "train", *TINY, *args)
