@@ -13,6 +13,7 @@ from torch.func import functional_call
 
 from mtlrun.data import Batch
 from mtlrun.distributed import WHOLE, Shard
+from mtlrun.errors import ConfigError
 
 
 @dataclass
@@ -141,6 +142,35 @@ class TaskAffinity:
     def restore(self, state: dict) -> None:
         self.sums.copy_(state["sums"])
         self.count = state["count"]
+
+
+def check_measurable(experiment: Any) -> None:
+    """Refuse, before training, affinity where there is nothing to measure: a lone task with a
+    loss (no other task to affect), a strategy that trains its tasks in separate stages, or a
+    model whose tasks share no parameters (no step that moves them all); it would train without
+    a word and log no matrix."""
+    tasks = [task.name for task in experiment.loss_tasks]
+    if len(tasks) < 2:
+        raise ConfigError(
+            "trainer.task_affinity=true measures how a step on one task's loss changes another "
+            f"task's, but this run trains one task ({', '.join(tasks)}); add a task, e.g. "
+            "+task@tasks.digit=classification, or set trainer.task_affinity=false"
+        )
+    sharing = experiment.cfg.sharing
+    if experiment.model.stage is not None:
+        raise ConfigError(
+            f"trainer.task_affinity=true measures a step on every task's loss, but "
+            f"sharing={sharing.name} trains some tasks in one stage and the others in the "
+            "next; set trainer.task_affinity=false"
+        )
+    if not experiment.model.shares_representation:
+        chosen = f"sharing={sharing.name}"
+        if sharing.get("shared_layers") == 0:
+            chosen += " with sharing.shared_layers=0"
+        raise ConfigError(
+            "trainer.task_affinity=true measures a step on the parameters the tasks share, but "
+            f"{chosen} shares none; use sharing=hard, or set trainer.task_affinity=false"
+        )
 
 
 def affinity_records(tasks: list[str], matrix: list[list[float]]) -> dict[str, float]:

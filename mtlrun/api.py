@@ -28,7 +28,7 @@ from mtlrun.parts import (
     TASKS,
     WEIGHTINGS,
 )
-from mtlrun.runfolder import RunFolder, new_run_dir
+from mtlrun.runfolder import RunFolder, disk_fault, new_run_dir
 
 if TYPE_CHECKING:
     from mtlrun.data import Data
@@ -123,10 +123,11 @@ def train(
     try:
         root.mkdir(parents=True, exist_ok=True)
         run_dir = new_run_dir(str(cfg.name), root).resolve()
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"output_dir={root} is a file, or inside one; pass a folder") from None
     except OSError as error:
-        raise UserError(
-            f"output_dir={root} cannot be written ({error.strerror}); pass another"
-        ) from None
+        fault = disk_fault(error, root) or f"cannot write in {root}: {error.strerror}"
+        raise UserError(f"output_dir={root}: {fault}; pass another output_dir") from None
     RunFolder(run_dir).record_composition(cfg, list(overrides))
     command = shlex.join(["mtlrun", "train", *map(str, overrides)])
     try:
@@ -145,8 +146,10 @@ def load_run(
 ) -> LoadedRun:
     """A run folder's model with the weights of `checkpoint` (best or last), its data and
     tasks, as `mtlrun eval` rebuilds them; `device` overrides the run's (e.g. "cpu").
-    The plug-ins the run used are imported when installed, already imported, or in
-    `plugins` (as `--plugins`)."""
+    `best` is refused for a run with a validation split that lacks best.pt (its last weights
+    are not the model it selected), and is `last`, with a warning, for a run without one;
+    `.checkpoint` says which was loaded. The plug-ins the run used are imported when
+    installed, already imported, or in `plugins` (as `--plugins`)."""
     from mtlrun.rebuild import load_trained
 
     run_dir = Path(path)

@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mtlrun import compose, plugins, torchrun
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError, fail
+from mtlrun.errors import UserError, fail, listed
 from mtlrun.runfolder import disk_fault
 
 # name: (module under mtlrun.commands, one-line help)
@@ -46,17 +46,49 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-# Hydra does one of these per command: sweep, print the config, print information.
-MODE_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+# Hydra does one of these per command: run, sweep, print the config, print information.
+MODE_FLAGS = ("-r", "--run", "-m", "--multirun", "--cfg", "-c", "--info", "-i")
+MODE_FLAGS += ("--shell-completion", "-sc")
+SHELLS = ("bash", "fish", "zsh")  # Hydra's completion plug-ins
 
 
-def check_one_mode(arguments: list[str]) -> None:
-    modes = [arg for arg in arguments if arg in MODE_FLAGS]
+def train_arguments(arguments: list[str]) -> list[str]:
+    """`mtlrun train`'s arguments as Hydra's parser takes them, its flags first, then the
+    overrides (flags may come anywhere), checked with that parser first: a flag it refuses
+    (argparse's usage and error), a flag that Hydra would end in a traceback (no
+    `--experimental-rerun` file, `--shell-completion` without a shell) or two modes at once
+    are one line."""
+    from hydra._internal.utils import get_args_parser
+
+    flags, overrides = compose.split_flags(arguments)
+    modes = [arg for arg in flags if arg in MODE_FLAGS]
     if len(modes) > 1:
-        fail(
-            f"{' and '.join(modes)} cannot go together: Hydra sweeps (-m), prints the config "
-            "(--cfg) or prints information (--info), one at a time; drop one"
+        raise UserError(
+            f"{' and '.join(modes)} cannot go together: Hydra runs (--run), sweeps (-m), "
+            "prints the config (--cfg) or prints information (--info), one at a time; drop one"
         )
+    parser = get_args_parser()
+    parser.prog = "mtlrun train"
+
+    def refuse(message: str) -> None:
+        raise UserError(f"{message}; see `mtlrun train --help`")
+
+    parser.error = refuse  # type: ignore[method-assign]  # argparse prints its usage, then exits
+    parsed = parser.parse_args([*flags, *overrides])
+    rerun = parsed.experimental_rerun
+    if rerun is not None and not Path(rerun).is_file():
+        raise UserError(
+            f"--experimental-rerun {rerun}: no such file; pass a run's .hydra/config.pickle"
+        )
+    if parsed.shell_completion:
+        keys = [override.partition("=")[0] for override in overrides]
+        shell = next((o.partition("=")[2] for o in overrides if o.startswith("install")), "bash")
+        if sorted(keys) not in (["install"], ["uninstall"], ["query"]) or shell not in SHELLS:
+            raise UserError(
+                "--shell-completion takes one of install=SHELL, uninstall=SHELL or query=SHELL, "
+                f"SHELL one of: {', '.join(SHELLS)}"
+            )
+    return [*flags, *overrides]
 
 
 def main() -> None:
@@ -66,7 +98,7 @@ def main() -> None:
         sys.exit(0 if args else 2)
     command = args[0]
     if command not in COMMANDS:
-        fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+        fail(f"unknown command {command!r}; choose one of: {listed(list(COMMANDS))}")
     os.environ["MTLRUN_COMMAND"] = shlex.join(["mtlrun", *args])
     # Hydra raises its errors instead of printing several lines: they are printed as one here.
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -74,9 +106,9 @@ def main() -> None:
 
     arguments = args[1:]
     try:
-        arguments = load_plugins(command, arguments)
         if command == "train":
-            check_one_mode(arguments)
+            arguments = train_arguments(arguments)
+        arguments = load_plugins(command, arguments)
         with torchrun.rank_arguments(command, arguments) as arguments:
             sys.argv = [f"mtlrun {command}", *arguments]
             module = importlib.import_module(f"mtlrun.commands.{COMMANDS[command][0]}")
@@ -85,6 +117,11 @@ def main() -> None:
         fail(str(error))
     except (HydraException, OmegaConfBaseException) as error:
         fail(compose.compose_error_line(error, arguments))
+    except ValueError as error:
+        if str(error) != "No trials are completed yet.":
+            raise
+        # Optuna's, when every trial of a search failed: each job has said why already.
+        fail("no trial of the search completed: every job failed, each with its error above", 1)
     except OSError as error:  # eval, sample, report, list: a disk that fills up or refuses
         fault = disk_fault(error, Path.cwd())
         if fault is None:

@@ -9,20 +9,29 @@ compose API and calls `validate` itself. Either way a mistake is one line: Hydra
 OmegaConf's errors become mtlrun's (`compose_error_line`). Imports no torch."""
 
 import difflib
+import itertools
 import os
 import re
+import shlex
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 import mtlrun.plugins as plugins
-from mtlrun.config import check_choice, check_integer, config_dir, parse, refused_value
-from mtlrun.errors import ConfigError, UserError, fail
+from mtlrun.config import (
+    GROUPS_HELP,
+    check_choice,
+    check_integer,
+    config_dir,
+    parse,
+    refused_value,
+)
+from mtlrun.errors import ConfigError, UserError, fail, listed
 from mtlrun.parts import CHOSEN, LOGGERS, TASKS, task_configs
 from mtlrun.runfolder import check_run_name, existing_run_message
 from mtlrun.schemas.trainer import TrainerConfig
@@ -43,14 +52,20 @@ def compose(overrides: list[str], config_folder: str | Path | None = None) -> Di
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
-    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+    if not isinstance(overrides, list | tuple) or not all(isinstance(o, str) for o in overrides):
         raise UserError(
             f"overrides={overrides!r} must be a list of strings, e.g. ['+experiment=vae_mnist']"
         )
-    if any(o in ("-m", "--multirun") or o.startswith("--") for o in overrides):
+    if any(o in ("-m", "--multirun") for o in overrides):
         raise UserError(
             "mtlrun.train runs one config; sweep with `mtlrun train -m ...` on the command line, "
             "or call mtlrun.train once per config"
+        )
+    flag = next((o for o in overrides if o.startswith("-")), None)
+    if flag is not None:
+        raise UserError(
+            f"{flag} is a flag of the command line; mtlrun.train takes overrides (key=value) "
+            "and config_dir= for a folder of your own configs"
         )
     if config_folder is not None:
         folder = Path(config_folder).resolve()
@@ -63,8 +78,32 @@ def compose(overrides: list[str], config_folder: str | Path | None = None) -> Di
             cfg = hydra_compose("train", overrides=overrides)
         except (HydraException, OmegaConfBaseException) as error:
             raise ConfigError(compose_error_line(error, overrides)) from None
+    drop_deleted_task_settings(cfg, overrides)
     validate(cfg)
     return cfg
+
+
+# `~task@tasks.NAME` (or `task@tasks.NAME=null`): a task taken out of the defaults.
+DELETED_TASK = re.compile(r"^(?:~task@tasks\.([\w-]+)(?:=.*)?|\+*task@tasks\.([\w-]+)=null)$")
+
+
+def drop_deleted_task_settings(cfg: DictConfig, overrides: list[str]) -> None:
+    """Remove what is left of a task the command line took out: `~task@tasks.y3` deletes the
+    task from the defaults, but the settings an experiment gives it in its body
+    (`tasks.y3.weight`) stay, a node without a type. Settings the command line gives it
+    itself stay, and are refused as a task without a type."""
+    tasks = cfg.get("tasks")
+    if not isinstance(tasks, DictConfig):
+        return
+    for override in overrides:
+        match = DELETED_TASK.match(override)
+        name = match and (match.group(1) or match.group(2))
+        node = tasks.get(name) if name else None
+        if not isinstance(node, DictConfig) or "type" in node:
+            continue
+        if not any(o.lstrip("+~").startswith(f"tasks.{name}.") for o in overrides):
+            with open_dict(tasks):
+                del tasks[name]
 
 
 def validate(cfg: DictConfig, sweeper_direction: str | None = None) -> None:
@@ -121,7 +160,7 @@ def check_optimized_metric(cfg: DictConfig, sweeper_direction: str | None = None
     if name not in directions:
         raise ConfigError(
             f"optimized_metric={name!r} is not a validation metric of this config; "
-            f"choose one of: {', '.join(directions)}"
+            f"choose one of: {listed(list(directions))}"
         )
     wanted = {"min": "minimize", "max": "maximize"}[directions[name]]
     if sweeper_direction is not None and sweeper_direction != wanted:
@@ -153,6 +192,7 @@ class Preflight(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         def check() -> None:
+            drop_deleted_task_settings(config, list(config.hydra.overrides.task))
             validate(config)
             check_fresh_folder(config, "hydra.run.dir", sweep=False)
 
@@ -162,9 +202,15 @@ class Preflight(Callback):
         def check() -> None:
             if is_basic_sweep(config.hydra):
                 for job in sweep_jobs(config):
+                    drop_deleted_task_settings(job, list(job.hydra.overrides.task))
                     validate(job, sweeper_direction(config.hydra))
             else:
+                # What the search does not draw is checked now, as a run's is: above all what
+                # it optimises, which would otherwise fail every trial.
+                drop_deleted_task_settings(config, list(config.hydra.overrides.task))
                 check_run_keys(config)
+                task_configs(config.tasks)
+                check_optimized_metric(config, sweeper_direction(config.hydra))
             check_fresh_folder(config, "hydra.sweep.dir", sweep=True)
 
         refuse_unless(check, config)
@@ -189,14 +235,34 @@ def sweep_jobs(config: DictConfig) -> list[DictConfig]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
 
     loader = GlobalHydra.instance().config_loader()
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     arguments = [f"{key}={value}" for key, value in params.items()]
     arguments += list(config.hydra.overrides.task)
     parser = OverridesParser.create(config_loader=loader)
-    (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+    parsed = parser.parse_overrides(arguments)
+    for override in parsed:
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            check_glob_matches(override, loader)
+    (batch,) = BasicSweeper.split_arguments(parsed, None)
     return [loader.load_sweep_config(config, list(overrides)) for overrides in batch]
+
+
+def check_glob_matches(override: Any, loader: Any) -> None:
+    """A `glob(...)` over a config group's options that matches none would sweep nothing (and
+    the sweep would end at once with no job and no word): refused, with the options."""
+    from hydra.core.object_type import ObjectType
+
+    if next(override.sweep_string_iterator(), None) is not None:
+        return
+    group = override.key_or_group
+    options = loader.get_group_options(group, results_filter=ObjectType.CONFIG)
+    raise ConfigError(
+        f"{override.input_line} matches no option of {group}; its options: "
+        f"{listed(options, GROUPS_HELP)}"
+    )
 
 
 def check_fresh_folder(config: DictConfig, key: str, sweep: bool) -> None:
@@ -216,13 +282,16 @@ def compose_error_line(error: Exception, overrides: list[str]) -> str:
     """Hydra's or OmegaConf's error of composing a config as mtlrun's one line: an unknown
     option with the valid choices, a misspelt key with the closest real one, a value a schema
     refuses with its key, or Hydra's own first words."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
+    if isinstance(error, OverrideParseException):
+        return unparsable_override(error, overrides)
     if isinstance(error, MissingConfigException) and error.missing_cfg_file:
         group, _, option = str(error.missing_cfg_file).rpartition("/")
         options = error.options or group_options(group, overrides)
+        key = group.rpartition("/")[2] or "--config-name"  # the primary config
         try:
-            check_choice(group.rpartition("/")[2], option, sorted(options))
+            check_choice(key, option, sorted(o for o in options if not o.startswith("_")))
         except ConfigError as choice:
             return str(choice)
     missing = re.match(r"Could not override '([^']+)'", str(error))
@@ -240,6 +309,71 @@ def compose_error_line(error: Exception, overrides: list[str]) -> str:
         if not line.startswith(details):
             kept.append(line.rstrip("."))
     return "; ".join(kept)
+
+
+# Characters Hydra's override grammar takes in a value without quotes (its lexer's ID, numbers
+# and UNQUOTED_CHAR, with ':' and spaces between words); any other needs the value quoted.
+UNQUOTED = re.compile(r"[A-Za-z0-9_\-/\\+.$%*@?|: ]")
+KEY_CHARACTER = re.compile(r"[A-Za-z0-9_\-.@/]")
+GRAMMAR = ",[]{}()="  # the grammar's own: sweeps, lists, dicts, functions
+
+
+def unparsable_override(error: Exception, overrides: list[str]) -> str:
+    """The line for an override Hydra's grammar cannot parse, with the fix: a value holding
+    characters the grammar takes only in quotes (`name=héllo`, `dataset.root=/data/my#1`) is
+    quoted; a word the shell split from the value before it (`name=my run`) is quoted with it;
+    a key is plain ASCII."""
+    override = str(getattr(error, "override", ""))
+    lines = str(getattr(error, "message", error)).splitlines()
+    skipped = ("Error parsing", "Lexer", "See https://hydra.cc")
+    reason = next((line for line in lines if not line.startswith(skipped)), "a syntax error")
+    if "=" not in override:
+        index = overrides.index(override) if override in overrides else -1
+        before = overrides[index - 1] if index > 0 and "=" in overrides[index - 1] else None
+        if before is None:
+            return f"{override!r} is not an override; write key=value, e.g. trainer.epochs=3"
+        words = list(itertools.takewhile(lambda arg: "=" not in arg, overrides[index:]))
+        key, _, value = before.partition("=")
+        example = shell_quoted(f"{key}={quoted(' '.join([value, *words]))}")
+        return (
+            f"{override!r} is not an override: if it belongs to the value of {before}, quote "
+            f"the value with its spaces, {example}"
+        )
+    key, _, value = override.partition("=")
+    odd = sorted({char for char in key.lstrip("+~") if not KEY_CHARACTER.fullmatch(char)})
+    if odd:
+        return (
+            f"{override}: the key holds {' '.join(odd)}; a key is ASCII letters, digits, _ and "
+            "-, its parts joined by dots (a group's by / and @)"
+        )
+    odd = sorted({char for char in value if not UNQUOTED.fullmatch(char)} - set(GRAMMAR))
+    if odd and "Lexer" in str(error):
+        what = "non-ASCII characters" if any(not char.isascii() for char in odd) else "characters"
+        # Only the texts that hold them: `é,b` (a sweep over two names) becomes `'é',b`.
+        texts = re.sub(
+            f"[^{re.escape(GRAMMAR)}]+",
+            lambda text: quoted(text[0]) if set(text[0]) & set(odd) else text[0],
+            value,
+        )
+        return (
+            f"{override}: the value holds {what} ({' '.join(odd)}) that Hydra's override "
+            f"grammar takes only in quotes; quote it, {shell_quoted(f'{key}={texts}')}"
+        )
+    example = shell_quoted(f"{key}={quoted(value)}")
+    return f"cannot parse {override} ({reason}); if {value!r} is text, quote it, {example}"
+
+
+def quoted(text: str) -> str:
+    """A text as a quoted value of Hydra's grammar."""
+    return f'"{text}"' if "'" in text else f"'{text}'"
+
+
+def shell_quoted(override: str) -> str:
+    """An override as typed in a shell: inside double quotes, or single ones where the shell
+    would read something in double quotes."""
+    if any(char in override for char in '"$`\\!'):
+        return shlex.quote(override)
+    return f'"{override}"'
 
 
 def group_options(group: str, overrides: list[str]) -> list[str]:
@@ -296,7 +430,7 @@ def first_job(overrides: list[str]) -> list[str]:
     from hydra.core.override_parser.types import IntervalSweep, ValueType
     from hydra.errors import HydraException
 
-    kept = [arg for arg in overrides if not arg.startswith("-")]
+    kept = split_flags(overrides)[1]
     try:
         parsed = OverridesParser.create().parse_overrides(kept)
     except HydraException:
@@ -333,6 +467,40 @@ def listed_plugins(overrides: list[str]) -> list[str]:
         if key.lstrip("+") == "plugins":
             return [name.strip() for name in value.strip("[]").split(",") if name.strip()]
     return []
+
+
+# Hydra's flags that take the next argument as their value (`--cfg job`, `-cd DIR`), and the
+# one whose value is optional (`--info` alone is `--info all`).
+VALUED_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
+VALUED_FLAGS |= {"-cn", "--config-dir", "-cd", "--experimental-rerun"}
+INFO_FLAGS = ("--info", "-i")
+
+
+def split_flags(arguments: list[str]) -> tuple[list[str], list[str]]:
+    """A Hydra command line's flags (with their values, `--info` with its topic) and its
+    overrides, each in the order given: Hydra's parser takes the overrides as one run of
+    arguments only (`a=1 -m b=2` and `a=1 --cfg job b=2` are refused), `flags + overrides`
+    in any order."""
+    flags, overrides = [], []
+    index = 0
+    while index < len(arguments):
+        arg = arguments[index]
+        following = arguments[index + 1] if index + 1 < len(arguments) else None
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        elif arg in INFO_FLAGS:
+            # `--info` then an override: the topic is all; a word alone, the parser checks it.
+            is_topic = following is not None and not following.startswith(("-", "~", "+"))
+            topic = following if is_topic and "=" not in str(following) else None
+            flags += [arg, topic or "all"]
+            index += topic is not None
+        elif arg in VALUED_FLAGS and following is not None and not following.startswith("-"):
+            flags += [arg, following]
+            index += 1
+        else:
+            flags.append(arg)
+        index += 1
+    return flags, overrides
 
 
 def config_dir_flag(overrides: list[str]) -> list[str]:

@@ -11,7 +11,10 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, listed
+
+GROUPS_HELP = "see `mtlrun train --help`"  # lists every config group's options
+KEYS = "see `mtlrun train --cfg job`"
 
 T = TypeVar("T")
 
@@ -43,7 +46,9 @@ def parse(schema: type[T], node: DictConfig | dict[str, Any] | None, key: str) -
             fields = [field.name for field in dataclasses.fields(schema)]  # type: ignore[arg-type]
             match = difflib.get_close_matches(str(error.key), fields, n=1, cutoff=0.8)
             line += (
-                f"; did you mean {key}.{match[0]}?" if match else f"; its keys: {', '.join(fields)}"
+                f"; did you mean {key}.{match[0]}?"
+                if match
+                else f"; its keys: {listed(fields, KEYS)}"
             )
         raise ConfigError(line) from None
     assert dataclasses.is_dataclass(value)
@@ -106,9 +111,11 @@ def check_integer(key: str, value: Any) -> int:
 
 
 def check_choice(key: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
-    """The one message for a name that is not among the choices (a registry's, or a key's)."""
+    """The one message for a name that is not among the choices (a registry's, or a config
+    group's: too many for one line, it points to the help that lists them all)."""
     if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not known; choose one of: {', '.join(choices)}")
+        listing = listed(choices, GROUPS_HELP)
+        raise ConfigError(f"{key}={value!r} is not known; choose one of: {listing}")
 
 
 def as_override(groups: list[list[str]]) -> str:

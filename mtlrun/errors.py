@@ -1,7 +1,10 @@
 """Errors that are the user's to fix: reported as one line, never as a traceback."""
 
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
+
+LISTED_CHARACTERS = 200  # of a list of choices: with the words around it, a line of about 300
 
 
 class UserError(Exception):
@@ -39,3 +42,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """End the command with its one line, `mtlrun: error: MESSAGE`, on stderr."""
     print(f"mtlrun: error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def listed(names: Sequence[str], where: str | None = None) -> str:
+    """`names` joined by commas for a one-line message, cut after about 200 characters, the
+    rest counted and `where` to see them all: `a, b, ... (12 more; see mtlrun train --help)`."""
+    shown: list[str] = []
+    for name in names:
+        if len(", ".join([*shown, name])) > LISTED_CHARACTERS:
+            break
+        shown.append(name)
+    if len(shown) == len(names):
+        return ", ".join(names) or "none"
+    rest = len(names) - len(shown)
+    return f"{', '.join(shown)}, ... ({rest} more{f'; {where}' if where else ''})"

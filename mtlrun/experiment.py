@@ -9,7 +9,7 @@ from functools import cached_property
 import torch
 from omegaconf import DictConfig
 
-from mtlrun.affinity import TaskAffinity
+from mtlrun.affinity import TaskAffinity, check_measurable
 from mtlrun.backbones import Backbone
 from mtlrun.config import parse
 from mtlrun.data import Batch, Data, load_data
@@ -159,5 +159,6 @@ def assemble(cfg: DictConfig, ranks: Ranks) -> Experiment:
         cfg, trainer, device, data, tasks, model, weighting, optimizer, scheduler, ranks
     )
     if trainer.task_affinity:
+        check_measurable(experiment)
         experiment.affinity = TaskAffinity(experiment, trainer.task_affinity_every)
     return experiment

@@ -7,8 +7,8 @@ part's module is imported when a run first builds it. Plug-ins add their own par
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from mtlrun.config import check_choice
-from mtlrun.errors import ConfigError
+from mtlrun.config import GROUPS_HELP, check_choice
+from mtlrun.errors import ConfigError, listed
 from mtlrun.registry import Registry
 from mtlrun.schemas import backbone, dataset, logger, optim, sharing, task, weighting
 from mtlrun.schemas.task import TaskConfig
@@ -158,9 +158,10 @@ def task_configs(node: DictConfig) -> dict[str, TaskConfig]:
     configs: dict[str, TaskConfig] = {}
     for name, task_node in node.items():
         if not isinstance(task_node, DictConfig) or "type" not in task_node:
+            settings = ", ".join(task_node) if isinstance(task_node, DictConfig) else ""
             raise ConfigError(
-                f"tasks.{name} has no type; add it as +task@tasks.{name}=TYPE, one of: "
-                f"{', '.join(TASKS.names)}"
+                f"tasks.{name} has {f'settings ({settings}) but ' if settings else ''}no type; "
+                f"add it as +task@tasks.{name}=TYPE, one of: {listed(TASKS.names, GROUPS_HELP)}"
             )
         check_choice(f"tasks.{name}.type", task_node.type, TASKS.names)
         configs[str(name)] = TASKS.config(task_node.type, task_node, f"tasks.{name}")

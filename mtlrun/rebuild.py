@@ -1,6 +1,7 @@
 """Rebuilding a run from its folder (eval, sample, resume, reproduce): its config as data, the
 plug-ins it may import, its command-line arguments and a checkpoint's weights."""
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 import mtlrun.plugins as plugins
 from mtlrun.checkpoint import load_checkpoint
 from mtlrun.config import check_choice
-from mtlrun.errors import ConfigError, UserError
+from mtlrun.errors import ConfigError, UserError, listed
 from mtlrun.experiment import Experiment, build
 from mtlrun.runfolder import RunFolder, check_run_name, read_yaml
 
@@ -103,7 +104,7 @@ def split_arguments(
     overrides = []
     for arg in args[1:]:
         if "=" not in arg:
-            raise UserError(f"{arg!r} is not key=value; options: {', '.join(options) or 'none'}")
+            raise UserError(f"{arg!r} is not key=value; options: {listed(list(options))}")
         key, value = arg.split("=", 1)
         if key in options:
             chosen[key] = value
@@ -122,14 +123,27 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 def load_trained(
     run_dir: Path, checkpoint: str, overrides: list[str], allow_plugins: Sequence[str] = ()
 ) -> tuple[Experiment, str]:
-    """Rebuild a run's experiment and load the weights of checkpoints/<checkpoint>.pt; `best`
-    falls back to `last` for runs without a validation split (they keep no best.pt). Returns
-    the experiment and the checkpoint used."""
+    """Rebuild a run's experiment and load the weights of checkpoints/<checkpoint>.pt. Returns
+    the experiment and the checkpoint used: `best` is `last`, with a warning, for a run without
+    a validation split (nothing selects a best model, and it keeps no best.pt); a run with one
+    and no best.pt is refused, since its last weights are not the model selected."""
     check_choice("checkpoint", checkpoint, ("best", "last"))
     run = RunFolder(run_dir)
-    if checkpoint == "best" and not run.checkpoint("best").is_file():
-        checkpoint = "last"
     cfg = apply_overrides(run_config(run_dir, allow_plugins), overrides)
+    if checkpoint == "best" and not run.checkpoint("best").is_file():
+        val_size = cfg.dataset.get("val_size") if isinstance(cfg.get("dataset"), DictConfig) else 1
+        if val_size != 0:
+            raise UserError(
+                f"{run_dir} has no checkpoints/best.pt, which a run keeps from its first "
+                "validation on: it stopped before one (resume it), or the file was removed; "
+                "pass checkpoint=last for its last weights"
+            )
+        checkpoint = "last"
+        print(
+            f"mtlrun: warning: {run_dir} has no validation split (dataset.val_size=0), so no "
+            "best.pt: using last.pt, its final weights",
+            file=sys.stderr,
+        )
     path = run.checkpoint(checkpoint)
     state = load_checkpoint(path)
     experiment = build(cfg)

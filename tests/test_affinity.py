@@ -218,3 +218,53 @@ def test_measuring_affinity_leaves_the_training_draws_as_they_were(tmp_path):
         for on in ("false", "true")
     ]
     assert summaries[0]["metrics"] == summaries[1]["metrics"]
+
+
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        (
+            [*TINY, "trainer.task_affinity=true"],
+            "measures how a step on one task's loss changes another task's, but this run trains "
+            "one task (reconstruction); add a task, e.g. +task@tasks.digit=classification, or "
+            "set trainer.task_affinity=false",
+        ),
+        (
+            [*THREE_TASKS, "trainer.task_affinity=true", "sharing=single_task"],
+            "measures a step on the parameters the tasks share, but sharing=single_task shares "
+            "none; use sharing=hard, or set trainer.task_affinity=false",
+        ),
+        (
+            [*TINY, "trainer.task_affinity=true", "+task@tasks.class=classification"]
+            + ["sharing=two_stage", "sharing.stage1_epochs=1"],
+            "measures a step on every task's loss, but sharing=two_stage trains some tasks in "
+            "one stage and the others in the next; set trainer.task_affinity=false",
+        ),
+        (
+            [*THREE_TASKS, "trainer.task_affinity=true", "sharing.shared_layers=0"],
+            "measures a step on the parameters the tasks share, but sharing=hard with "
+            "sharing.shared_layers=0 shares none; use sharing=hard, or set "
+            "trainer.task_affinity=false",
+        ),
+    ],
+)
+def test_affinity_with_nothing_to_measure_is_refused_before_training(tmp_path, overrides, problem):
+    result = run_cli(tmp_path, "train", *overrides)  # refused before the first step
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"mtlrun: error: trainer.task_affinity=true {problem}\n"
+    assert not list((tmp_path / "outputs" / "runs").rglob("meta.json"))
+
+
+def test_report_groups_beyond_the_tasks_says_it_chooses_among_as_many_groups_as_tasks(tmp_path):
+    run_dir = tmp_path / "run"
+    train(compose_config([*THREE_TASKS, "trainer.task_affinity=true"]), run_dir)
+    exact = run_cli(tmp_path, "report", str(run_dir), "groups=3", check=True)
+    chosen = json.loads((run_dir / "report.json").read_text())["rows"][0]["affinity"]
+    beyond = run_cli(tmp_path, "report", str(run_dir), "groups=7", check=True)
+    assert beyond.stderr == (
+        "mtlrun: warning: groups=7 is more than the 3 tasks of c1, and no choice needs more "
+        "groups than tasks: its choice is of at most 3\n"
+    )
+    assert "warning" not in exact.stderr
+    assert json.loads((run_dir / "report.json").read_text())["rows"][0]["affinity"] == chosen
+    assert "TAG's choice of at most 3 groups is" in (run_dir / "report.md").read_text()

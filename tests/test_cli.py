@@ -56,6 +56,22 @@ def test_the_installed_command_and_python_m_mtlrun_reach_the_dispatcher(tmp_path
     )
 
 
+def test_output_its_reader_cuts_short_ends_quietly(tmp_path):
+    """`mtlrun train --help | head -1`: the pipe closes before mtlrun has written, which ends
+    it with the shell's status for SIGPIPE, and no traceback."""
+    process = subprocess.Popen(
+        mtlrun_command("train", "--help"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # before the imports are done: every write fails
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 141
+    assert stderr == ""
+
+
 def test_train_an_experiment_prints_its_run_folder_last(tmp_path):
     result = run_cli(
         tmp_path,
@@ -185,14 +201,63 @@ def test_a_misspelt_key_or_a_bad_top_level_value_is_one_line_before_any_folder(t
         "e.g. name=vae_small",
         (f"name={long_name}",): f"name='{long_name[:40]}...' is 240 bytes long, too long for "
         "a folder name; use at most 239 bytes",
-        ("-m", "--cfg", "job"): "-m and --cfg cannot go together: Hydra sweeps (-m), prints the "
-        "config (--cfg) or prints information (--info), one at a time; drop one",
+        ("-m", "--cfg", "job"): "-m and --cfg cannot go together: Hydra runs (--run), sweeps "
+        "(-m), prints the config (--cfg) or prints information (--info), one at a time; drop one",
+        ("--run", "--cfg", "job"): "--run and --cfg cannot go together: Hydra runs (--run), "
+        "sweeps (-m), prints the config (--cfg) or prints information (--info), one at a time; "
+        "drop one",
     }
     for args, line in cases.items():
         result = run_cli(tmp_path, "train", *TINY, *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr == f"mtlrun: error: {line}\n", args
         assert not (tmp_path / "outputs").exists()
+
+
+def test_hydras_flags_go_through_mtlruns_error_handling(tmp_path):
+    """A wrong flag is one line (not argparse's usage, nor Hydra's traceback), and a bad
+    override is the same line with --cfg job, --info or -p as without."""
+    cases = {
+        ("--cfg", "bogus"): "argument --cfg/-c: invalid choice: 'bogus' (choose from 'job', "
+        "'hydra', 'all'); see `mtlrun train --help`",
+        ("--cfg",): "argument --cfg/-c: expected one argument; see `mtlrun train --help`",
+        ("--info", "bogus"): "argument --info/-i: invalid choice: 'bogus' (choose from 'all', "
+        "'config', 'defaults', 'defaults-tree', 'plugins', 'searchpath'); see `mtlrun train "
+        "--help`",
+        ("--frobnicate",): "unrecognized arguments: --frobnicate; see `mtlrun train --help`",
+        ("--experimental-rerun", "gone.pickle"): "--experimental-rerun gone.pickle: no such "
+        "file; pass a run's .hydra/config.pickle",
+        ("--shell-completion",): "--shell-completion takes one of install=SHELL, "
+        "uninstall=SHELL or query=SHELL, SHELL one of: bash, fish, zsh",
+        ("-cn", "nope"): "--config-name='nope' is not known; choose one of: train",
+        ("--cfg", "job", "trainer.epoch=3"): "trainer.epoch is not a key of the config; did "
+        "you mean trainer.epochs?",
+        ("--cfg", "hydra", "backbone=vea"): "backbone='vea' is not known; choose one of: cnn, "
+        "conv_vae, dense_ae, mlp, vae",
+        ("-p", "backbone", "--cfg", "job", "--resolve", "name=é"): "name=é: the value holds "
+        "non-ASCII characters (é) that Hydra's override grammar takes only in quotes; quote "
+        "it, \"name='é'\"",
+        ("--info", "defaults", "+experiment=nope"): "experiment='nope' is not known; choose one "
+        "of: ae_mnist, ae_two_stage",
+    }
+    for args, line in cases.items():
+        result = run_cli(tmp_path, "train", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"mtlrun: error: {line}"), (args, result.stderr)
+        assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_flags_may_come_between_the_overrides(tmp_path):
+    """Hydra's parser takes the overrides as one run of arguments: `a=1 --cfg job b=2` is
+    handed to it as `--cfg job a=1 b=2`."""
+    result = run_cli(tmp_path, "train", "name=mine", "--cfg", "job", "seed=3", "--resolve")
+    assert result.returncode == 0, result.stderr
+    assert "name: mine\nseed: 3\n" in result.stdout
+    info = run_cli(tmp_path, "train", "seed=3", "--info", "backbone=cnn")
+    assert info.returncode == 0, info.stderr
+    assert "backbone: cnn" in info.stdout.replace("'", "")
 
 
 def folder_contents(folder: Path) -> dict[str, bytes]:

@@ -133,3 +133,22 @@ def test_eval_sample_and_report_on_a_read_only_run_name_it_and_write_elsewhere(
     # The report's links reach the run's image grids from where the report is.
     assert os.path.relpath(run / "images", tmp_path / "r") in html
     assert (tmp_path / "r" / "report.json").is_file()
+
+
+def test_the_api_names_a_read_only_output_dir_before_training(tmp_path):
+    import mtlrun
+    from mtlrun.errors import UserError
+
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() != 0 or not mount(folder, "size=1m,ro"):
+        pytest.skip("a read-only file system needs root to mount (a file is tested in test_api)")
+    try:
+        with pytest.raises(UserError) as error:
+            mtlrun.train(TINY, output_dir=folder)
+        assert str(error.value) == (
+            f"output_dir={folder}: cannot write in {folder}: the file system is read-only; "
+            "pass another output_dir"
+        )
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

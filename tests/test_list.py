@@ -83,13 +83,20 @@ def test_key_metric_is_optimized_metric_else_primary_metric_else_the_last_one(tm
 
 
 def test_missing_folder_and_no_runs_exit_2_with_one_line(tmp_path):
-    missing = mtlrun_list(tmp_path, "nowhere")
-    assert missing.returncode == 2
-    assert (
-        missing.stderr
-        == "mtlrun: error: nowhere is not a folder; pass a run or sweep folder, e.g. outputs\n"
+    """Where no outputs folder exists, it is not suggested: the line says where runs go."""
+    nowhere = (
+        f"does not exist in {tmp_path}; `mtlrun train` writes its runs into the outputs folder "
+        "of the folder it runs in: go there, or pass the folder that holds them\n"
     )
+    for args, name in (((), "outputs"), (("nowhere",), "nowhere")):
+        missing = mtlrun_list(tmp_path, *args)
+        assert missing.returncode == 2
+        assert missing.stderr == f"mtlrun: error: {name} {nowhere}"
     (tmp_path / "outputs").mkdir()
+    missing = mtlrun_list(tmp_path, "nowhere")
+    assert missing.stderr == (
+        "mtlrun: error: nowhere does not exist; pass a run or sweep folder, e.g. outputs\n"
+    )
     empty = mtlrun_list(tmp_path)
     assert empty.returncode == 2
     assert empty.stderr == (

@@ -410,9 +410,10 @@ def test_html_report_loads_in_chromium_with_every_image(sweep, tmp_path):
 def test_missing_folder_is_one_line_and_exit_2(tmp_path):
     result = run_cli(tmp_path, "report", "missing")
     assert result.returncode == 2
-    assert (
-        result.stderr
-        == "mtlrun: error: missing is not a folder; pass a run or sweep folder, e.g. outputs\n"
+    assert result.stderr == (
+        f"mtlrun: error: missing does not exist in {tmp_path}; `mtlrun train` writes its runs "
+        "into the outputs folder of the folder it runs in: go there, or pass the folder that "
+        "holds them\n"
     )
 
 

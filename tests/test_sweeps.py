@@ -239,3 +239,73 @@ def test_selection_on_the_test_split_is_refused(tmp_path):
         "mtlrun: error: optimized_metric=test/class/acc is a test metric; selecting on the test "
         "split biases the test numbers, so optimise the validation metric val/class/acc instead"
     ]
+
+
+def test_an_optuna_search_on_a_test_metric_is_refused_before_its_first_trial(tmp_path):
+    result = run_cli(
+        tmp_path,
+        "train",
+        "-m",
+        *SMALL,
+        "hparams_search=vae_optuna",
+        "optimized_metric=test/reconstruction/nelbo",
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "mtlrun: error: optimized_metric=test/reconstruction/nelbo is a test metric; selecting "
+        "on the test split biases the test numbers, so optimise the validation metric "
+        "val/reconstruction/nelbo instead\n"
+    )
+    assert not (tmp_path / "outputs").exists()  # no trial ran
+
+
+def test_a_search_whose_every_trial_fails_ends_in_one_line(tmp_path):
+    """Optuna ends such a search with "No trials are completed yet" and its traceback; each
+    job has said why it failed, so mtlrun says that no trial completed."""
+    result = run_cli(
+        tmp_path,
+        "train",
+        "-m",
+        *SMALL,
+        "hparams_search=vae_optuna",
+        "hydra.sweeper.n_trials=2",
+        "dataset.val_size=256",  # all 256 training examples: found once the data is loaded
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mtlrun: error:")]
+    assert len(errors) == 3, result.stderr
+    assert all("dataset.val_size=256 must be at least 0 and below" in line for line in errors[:2])
+    assert errors[2] == (
+        "mtlrun: error: no trial of the search completed: every job failed, each with its "
+        "error above"
+    )
+
+
+def test_dropping_a_task_an_experiment_configures_drops_its_settings(tmp_path):
+    """`synthetic_regression` sets `tasks.y3.weight`; `~task@tasks.y3` takes y3 out of the
+    defaults, and the weight it leaves behind goes with it, in a run and in every job."""
+    small = ["dataset.n_train=256", "dataset.n_test=64", "dataset.val_size=64", "device=cpu"]
+    small += ["trainer.epochs=1", "trainer.progress=false"]
+    dropped = ["+experiment=synthetic_regression", "~task@tasks.y3", *small]
+    run = run_cli(tmp_path, "train", *dropped, "hydra.run.dir=run", check=True)
+    sweep = run_cli(tmp_path, "train", "-m", *dropped, "seed=0,1", "hydra.sweep.dir=sweep")
+    assert sweep.returncode == 0, sweep.stderr
+    assert run.returncode == 0
+    for folder in ("run", "sweep/0", "sweep/1"):
+        config = OmegaConf.load(tmp_path / folder / "config.resolved.yaml")
+        assert list(config.tasks) == ["y0", "y1", "y2"], folder
+
+    import mtlrun.compose
+
+    assert list(mtlrun.compose.compose(dropped).tasks) == ["y0", "y1", "y2"]
+    # Settings without a type that no deletion left are the user's: refused, as before.
+    for extra in (["tasks.y3.weight=2"], ["+tasks.y4.weight=2"]):
+        result = run_cli(tmp_path, "train", *dropped, *extra)
+        name = extra[0].split(".")[1]
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (
+            f"mtlrun: error: tasks.{name} has settings (weight) but no type; add it as "
+            f"+task@tasks.{name}=TYPE, one of: classification, denoising, generation, "
+            "reconstruction, regression\n"
+        )

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from mtlrun.errors import UserError
 from mtlrun.report.build import write_report
+from mtlrun.report.collect import check_runs_folder
 from mtlrun.report.document import Table, Text, to_rich
 from mtlrun.runfolder import writable_folder
 
@@ -51,8 +52,7 @@ def main() -> None:
         print(USAGE)
         return
     root, patterns, delta_m_keys, out, groups = parse(args)
-    if not root.is_dir():
-        raise UserError(f"{root} is not a folder; pass a run or sweep folder, e.g. outputs")
+    check_runs_folder(root)
     writable_folder(out)  # before the work
     blocks = write_report(root, patterns, delta_m_keys, out, groups)
     # Piped into a file or a pager, the tables keep their natural width instead of 80 columns.

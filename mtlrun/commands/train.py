@@ -13,9 +13,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import mtlrun.plugins as plugins
-from mtlrun.compose import is_basic_sweep, sweeper_direction, validate
+from mtlrun.compose import (
+    drop_deleted_task_settings,
+    is_basic_sweep,
+    sweeper_direction,
+    validate,
+)
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError
+from mtlrun.errors import UserError, listed
 from mtlrun.runfolder import RunFolder, existing_run_message
 from mtlrun.signals import preemption_signal
 from mtlrun.torchrun import joined_ranks, rank_zero_folder
@@ -29,7 +34,8 @@ def objective(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
         return None
     metrics = summary["val_metrics"]
     if name not in metrics:
-        raise UserError(f"optimized_metric={name!r} was not computed; found: {', '.join(metrics)}")
+        found = listed(list(metrics), "see the run's metrics.jsonl")
+        raise UserError(f"optimized_metric={name!r} was not computed; found: {found}")
     return metrics[name]
 
 
@@ -60,6 +66,8 @@ def main(cfg: DictConfig) -> float | None:
     ranks, leader = None, True
     try:
         plugins.load_for_config(cfg.plugins)  # again: a launcher's job may be a new process
+        # A sweep's job is composed again by its launcher, after `Preflight` saw it.
+        drop_deleted_task_settings(cfg, list(hydra_cfg.overrides.task))
         if sweeping and not is_basic_sweep(hydra_cfg):
             # A search (Optuna) draws this job's values: the job checks them itself.
             validate(cfg, sweeper_direction(hydra_cfg))

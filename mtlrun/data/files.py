@@ -1,5 +1,6 @@
 """Researchers' own images: a torchvision ImageFolder tree, or .npz arrays."""
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,13 @@ def image_folder(cfg: ImageFolderConfig) -> RawData:
             )
         test = Split(images_to_float(test_images), {cfg.target_name: test_labels})
     else:
+        if not 0 < cfg.test_size < len(train):
+            raise DataError(
+                f"dataset.test_size={cfg.test_size} would leave the "
+                f"{'test' if cfg.test_size <= 0 else 'training'} split empty: dataset.train_dir "
+                f"holds {len(train)} images; hold out between 1 and {len(train) - 1}, or give "
+                "dataset.test_dir"
+            )
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
         train, test = train.subset(order[cfg.test_size :]), train.subset(order[: cfg.test_size])
     info = DatasetInfo(
@@ -73,18 +81,43 @@ def image_folder(cfg: ImageFolderConfig) -> RawData:
     return RawData(info, train, test, cfg.val_size)
 
 
-def read_arrays(path: Path) -> tuple[Tensor, Tensor]:
+SAVE_ARRAYS = "numpy.savez(path, images=..., labels=...) writes one"
+
+
+def read_arrays(key: str, path: Path) -> tuple[Tensor, Tensor]:
+    """`images` and `labels` of the .npz archive `dataset.KEY`. What is not one is named for
+    what it is (numpy's own message for any other file speaks of pickled data and allow_pickle,
+    which mtlrun never sets: a pickle can run code)."""
     try:
-        with np.load(path) as arrays:
-            images, labels = arrays["images"], arrays["labels"]
+        with path.open("rb") as file:
+            start = file.read(6)
     except FileNotFoundError:
         raise DataError(
             f"{path} does not exist; set dataset.train_file / dataset.test_file"
         ) from None
+    except OSError as error:
+        raise DataError(f"{path} cannot be read ({error.strerror})") from None
+    if start == b"\x93NUMPY":
+        raise DataError(
+            f"{path} is a .npy file, a single array; mtlrun reads a .npz archive of 'images' "
+            f"and 'labels': {SAVE_ARRAYS}"
+        )
+    if not start.startswith(b"PK"):
+        raise DataError(f"{path} is not a .npz archive (a zip of arrays); {SAVE_ARRAYS}")
+    try:
+        with np.load(path) as arrays:
+            images, labels = arrays["images"], arrays["labels"]
     except KeyError as missing:
         raise DataError(f"{path} has no array {missing}; it needs 'images' and 'labels'") from None
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path} is not a readable .npz file ({error})") from None
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise DataError(f"{path} is a damaged .npz archive ({error})") from None
+        raise DataError(
+            f"{path} holds Python objects (an object array), which mtlrun does not load since "
+            "unpickling can run code; save uint8 'images' and integer 'labels'"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:  # a cut-off or corrupted zip
+        raise DataError(f"{path} is a damaged .npz archive ({error})") from None
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise DataError(
             f"{path}: 'images' must be uint8 N×H×W×C or N×C×H×W, "
@@ -97,13 +130,15 @@ def read_arrays(path: Path) -> tuple[Tensor, Tensor]:
         )
     if not np.issubdtype(labels.dtype, np.integer) or labels.shape != images.shape[:1]:
         raise DataError(f"{path}: 'labels' must be N integers, not {labels.dtype} {labels.shape}")
+    if not len(images):
+        raise DataError(f"dataset.{key}={path} holds no examples; its split would be empty")
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
 
 @DATASETS.register("arrays", schema=ArraysConfig)
 def arrays(cfg: ArraysConfig) -> RawData:
-    train_images, train_labels = read_arrays(Path(cfg.train_file).expanduser())
-    test_images, test_labels = read_arrays(Path(cfg.test_file).expanduser())
+    train_images, train_labels = read_arrays("train_file", Path(cfg.train_file).expanduser())
+    test_images, test_labels = read_arrays("test_file", Path(cfg.test_file).expanduser())
     train = Split(images_to_float(train_images), {cfg.target_name: train_labels})
     test = Split(images_to_float(test_images), {cfg.target_name: test_labels})
     if train.inputs.shape[1:] != test.inputs.shape[1:]:
@@ -112,7 +147,7 @@ def arrays(cfg: ArraysConfig) -> RawData:
             f"{tuple(test.inputs.shape[1:])}; both files need the same image shape"
         )
     labels = torch.cat([train_labels, test_labels])
-    num_classes = int(labels.max()) + 1 if len(labels) else 1  # an empty split: refused later
+    num_classes = int(labels.max()) + 1
     info = DatasetInfo(
         cfg.name, tuple(train.inputs.shape[1:]), {cfg.target_name: TargetInfo(num_classes)}
     )

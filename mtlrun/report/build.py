@@ -5,6 +5,7 @@ DIR/report.html, with the figures in DIR/report_files/, and the numbers in DIR/r
 import json
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -148,6 +149,14 @@ class Report:
                 f"groups={groups} splits tasks by their affinity, but no run under {root} "
                 "measured it; train with trainer.task_affinity=true"
             )
+        for config, affinity in zip(self.configs, self.affinities, strict=True):
+            if groups is not None and affinity is not None and groups > len(affinity[0]):
+                print(
+                    f"mtlrun: warning: groups={groups} is more than the {len(affinity[0])} "
+                    f"tasks of {config.name}, and no choice needs more groups than tasks: "
+                    f"its choice is of at most {len(affinity[0])}",
+                    file=sys.stderr,
+                )
 
     def rank_configurations(self) -> list[int | None]:
         """1 = best: by Δm (higher first) when there are single-task baselines, the baselines
@@ -336,9 +345,14 @@ class Report:
         """TAG's choice of at most `groups=k` groups (overlap allowed), or with `disjoint` the
         best choice that `sharing=grouped` can train; None without groups=k."""
         affinity = self.affinities[index]
-        if affinity is None or self.groups is None or self.groups > len(affinity[0]):
+        if affinity is None or self.groups is None:
             return None
-        return best_groups(*affinity, self.groups, disjoint=disjoint)
+        return best_groups(*affinity, self.most_groups(index), disjoint=disjoint)
+
+    def most_groups(self, index: int) -> int:
+        """`groups=k`, or the number of tasks where k is more (the choice is the same)."""
+        assert self.groups is not None
+        return min(self.groups, len(self.affinities[index][0]))
 
     def affinity_json(self, index: int) -> dict[str, Any] | None:
         affinity = self.affinities[index]
@@ -441,7 +455,8 @@ class Report:
         groups, score = suggested
         served = serving_groups(tasks, matrix, groups)
         text = (
-            f"{name}: TAG's choice of at most {self.groups} groups is {as_override(groups)} "
+            f"{name}: TAG's choice of at most {self.most_groups(index)} groups is "
+            f"{as_override(groups)} "
             f"(mean affinity onto each task from the group that serves it: {score:.3g}; "
         )
         text += ", ".join(

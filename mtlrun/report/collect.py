@@ -135,12 +135,26 @@ def natural_order(path: Path) -> list[str | int]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
 
 
+def check_runs_folder(root: Path) -> None:
+    """Refuse a folder of runs that is not there, suggesting one that is: `./outputs` (where
+    `mtlrun train` writes) only where it exists and was not the folder asked for."""
+    if root.is_dir():
+        return
+    if root.exists():
+        raise UserError(f"{root} is a file; pass a run or sweep folder")
+    if Path("outputs").is_dir() and root.resolve() != Path("outputs").resolve():
+        raise UserError(f"{root} does not exist; pass a run or sweep folder, e.g. outputs")
+    raise UserError(
+        f"{root} does not exist in {Path.cwd()}; `mtlrun train` writes its runs into the "
+        "outputs folder of the folder it runs in: go there, or pass the folder that holds them"
+    )
+
+
 def find_runs(root: Path) -> list[Run]:
     """Every run folder under `root` (or `root` itself), in path order. An unreadable folder (a
     damaged meta.json, summary.json, metrics.jsonl or config) is skipped with a one-line
     warning, so one broken run does not hide the others."""
-    if not root.is_dir():
-        raise UserError(f"{root} is not a folder; pass a run or sweep folder, e.g. outputs")
+    check_runs_folder(root)
     runs, skipped = [], 0
     for meta in sorted(root.rglob(RunFolder.META), key=natural_order):
         try:

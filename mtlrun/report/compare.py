@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Any
 
-from mtlrun.errors import UserError
+from mtlrun.errors import UserError, listed
 from mtlrun.report.collect import Run
 from mtlrun.report.inference import t_interval
 
@@ -32,9 +32,7 @@ def choose_metrics(runs: list[Run], patterns: list[str]) -> list[str]:
     for pattern in patterns:
         matched = [key for key in present if fnmatch(key, pattern)]
         if not matched:
-            raise UserError(
-                f"metrics={pattern!r} matches no metric; found: {', '.join(present) or 'none'}"
-            )
+            raise UserError(f"metrics={pattern!r} matches no metric; found: {listed(present)}")
         chosen += [key for key in matched if key not in chosen]
     return chosen
 

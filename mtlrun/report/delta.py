@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtlrun.errors import UserError
+from mtlrun.errors import UserError, listed
 from mtlrun.report.collect import Run
 from mtlrun.report.compare import (
     COMPARED_KEYS,
@@ -57,9 +57,7 @@ def check_delta_m_keys(keys: list[str], runs: list[Run]) -> None:
         if len(parts) != 3 or parts[0] != "test":
             raise UserError(f"delta_m={key} is not a task's test metric; name test/<task>/<metric>")
         if key not in reported:
-            raise UserError(
-                f"delta_m={key} is reported by no run; found: {', '.join(usable) or 'none'}"
-            )
+            raise UserError(f"delta_m={key} is reported by no run; found: {listed(usable)}")
         if key not in with_direction:
             raise UserError(
                 f"delta_m={key} has no direction in any summary.json (written by an older "

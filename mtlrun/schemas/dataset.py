@@ -52,6 +52,15 @@ class SyntheticImagesConfig:
     # so the MNIST experiments run on this data unchanged.
     target_name: str = "class"
 
+    def check(self, key: str) -> None:
+        check_split_sizes(key, self.n_train, self.n_test)
+
+
+def check_split_sizes(key: str, n_train: int, n_test: int) -> None:
+    """A generated dataset's sizes: an empty split is named by the key that made it so."""
+    check_range(f"{key}.n_train", n_train, 1)
+    check_range(f"{key}.n_test", n_test, 1)
+
 
 @dataclass
 class SyntheticRegressionConfig:
@@ -72,6 +81,9 @@ class SyntheticRegressionConfig:
     # null: inputs x ~ N(0, I_D); a number σ: inputs near the k-dim subspace, x = sBᵀ + σε
     input_noise: float | None = None
     seed: int = 0
+
+    def check(self, key: str) -> None:
+        check_split_sizes(key, self.n_train, self.n_test)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.backbones.base import activation
 from mtlrun.data import Batch, DatasetInfo
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, listed
 from mtlrun.parts import TASKS
 from mtlrun.schemas.task import ClassificationConfig
 from mtlrun.tasks.base import Task
@@ -45,7 +45,7 @@ class Classification(Task):
         if self.target not in labels:
             raise ConfigError(
                 f"tasks.{self.name}: dataset={info.name} has no label {self.target!r}; "
-                f"its labels are: {', '.join(labels) or 'none'}"
+                f"its labels are: {listed(labels)}"
             )
         self.num_classes = info.targets[self.target].num_classes
 

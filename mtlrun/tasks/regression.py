@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.data import Batch, DatasetInfo
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, listed
 from mtlrun.parts import TASKS
 from mtlrun.schemas.task import RegressionConfig
 from mtlrun.tasks.base import Task
@@ -36,7 +36,7 @@ class Regression(Task):
         if self.target not in values:
             raise ConfigError(
                 f"tasks.{self.name}: dataset={info.name} has no real-valued target "
-                f"{self.target!r}; its real-valued targets are: {', '.join(values) or 'none'}"
+                f"{self.target!r}; its real-valued targets are: {listed(values)}"
             )
         self.dim = info.targets[self.target].dim
 

@@ -3,7 +3,7 @@ Priority-Constrained Descent for Hierarchical Multi-Objective Optimization", TML
 
 from typing import Any
 
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, listed
 from mtlrun.parts import WEIGHTINGS
 from mtlrun.schemas.weighting import PCDConfig
 from mtlrun.sharing import MultiTaskModel
@@ -29,7 +29,7 @@ class PCDAggregation(GradientAggregation):
         if config.primary is not None and config.primary not in names:
             raise ConfigError(
                 f"weighting.primary={config.primary!r} is not a task; choose one of: "
-                f"{', '.join(names)}"
+                f"{listed(names)}"
             )
         super().__init__(
             config.name,

@@ -127,7 +127,11 @@ def arrays_files(tmp_path: Path, images: np.ndarray, labels: np.ndarray) -> dict
     ("images", "labels", "words"),
     [
         (np.zeros((6, 8, 8), np.uint8), np.array([0, 1, 0, -1, 1, 0]), "run from -1 to 1"),
-        (np.zeros((0, 8, 8), np.uint8), np.zeros(0, np.int64), "the train split is empty"),
+        (
+            np.zeros((0, 8, 8), np.uint8),
+            np.zeros(0, np.int64),
+            "train.npz holds no examples; its split would be empty",
+        ),
         (np.zeros((6, 8, 8, 5), np.uint8), np.zeros(6, np.int64), "no channel axis of 1"),
         (np.zeros((6, 8, 8), np.uint8), np.zeros(5, np.int64), "'labels' must be N integers"),
         (np.zeros((6, 8, 8), np.uint8), np.zeros(6, np.float32), "'labels' must be N integers"),
@@ -236,3 +240,62 @@ def test_bad_data_stops_the_cli_before_the_first_step(tmp_path):
     )
     assert not list((tmp_path / "run").glob("*.pt"))
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_file_that_is_not_an_npz_archive_is_named_for_what_it_is(tmp_path):
+    """numpy's own message for such a file speaks of pickled data and allow_pickle=True, which
+    would have the user load a pickle (it can run code)."""
+    import pickle
+
+    good = arrays_files(tmp_path, np.zeros((4, 8, 8), np.uint8), np.arange(4) % 2)
+    saves = "numpy.savez(path, images=..., labels=...) writes one"
+    wrong = tmp_path / "wrong.npz"
+    cases = {
+        "a pickle": (
+            lambda: wrong.write_bytes(pickle.dumps({"images": 1})),
+            f"{wrong} is not a .npz archive (a zip of arrays); {saves}",
+        ),
+        "text": (
+            lambda: wrong.write_text("images,labels\n"),
+            f"{wrong} is not a .npz archive (a zip of arrays); {saves}",
+        ),
+        "a .npy array": (
+            lambda: np.save(wrong.open("wb"), np.zeros((4, 8, 8), np.uint8)),
+            f"{wrong} is a .npy file, a single array; mtlrun reads a .npz archive of 'images' "
+            f"and 'labels': {saves}",
+        ),
+        "object arrays": (
+            lambda: np.savez(wrong, images=np.array([None]), labels=np.arange(1)),
+            f"{wrong} holds Python objects (an object array), which mtlrun does not load since "
+            "unpickling can run code; save uint8 'images' and integer 'labels'",
+        ),
+        "a cut-off archive": (
+            lambda: wrong.write_bytes(Path(good["test_file"]).read_bytes()[:300]),
+            f"{wrong} is a damaged .npz archive (File is not a zip file)",
+        ),
+    }
+    for name, (write, message) in cases.items():
+        write()
+        line = refusal(**{**good, "test_file": str(wrong)})
+        assert line == message, name
+        assert "pickle" not in line.replace("unpickling", ""), name
+
+
+def test_an_empty_split_names_the_setting_that_made_it_empty(tmp_path):
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for n in range(2):
+            Image.new("L", (8, 8)).save(folder / label / f"{n}.png")
+    for test_size, empty in ((4, "training"), (0, "test")):
+        line = refusal(name="image_folder", train_dir=str(folder), test_size=test_size)
+        assert line == (
+            f"dataset.test_size={test_size} would leave the {empty} split empty: "
+            "dataset.train_dir holds 4 images; hold out between 1 and 3, or give dataset.test_dir"
+        )
+    for dataset in ("synthetic", "synthetic_regression"):
+        for key in ("n_train", "n_test"):
+            result = run_cli(tmp_path, "train", f"dataset={dataset}", f"dataset.{key}=0")
+            assert result.returncode == 2, result.stderr
+            assert result.stderr == f"mtlrun: error: dataset.{key}=0 must be at least 1\n"
+    assert not (tmp_path / "outputs").exists()
