@@ -26,7 +26,7 @@ from mtlrun.runfolder import (
     write_json,
 )
 from mtlrun.sharing.base import OWN_LOSS
-from mtlrun.signals import StopSignals
+from mtlrun.signals import StoppedMidway, StopSignals
 from mtlrun.step import train_step
 from mtlrun.tasks import Task
 from mtlrun.terminal import Reporter, metrics_table
@@ -123,9 +123,11 @@ def fit(
                     loggers.log_image(tag, path, epoch)
             save(experiment, run, "last", progress, data_order)
             stop.check()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         progress.seconds = time.perf_counter() - started
-        if progress.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
+        # Stopped at a step boundary inside an epoch: the checkpoint replays that epoch's order.
+        # Stopped midway (a second Ctrl-C), the weights may be half a step on: last.pt stays.
+        if progress.batch and not isinstance(interrupt, StoppedMidway):
             save(experiment, run, "last", progress, data_order, epoch_data_order)
         loggers.close()
         raise

@@ -141,11 +141,27 @@ def writable_folder(folder: Path) -> Path:
 
 def remove_orphans(path: Path) -> None:
     """Remove the temporary files of `path` left by writers on this host that are gone."""
-    start = f".{path.name}.{platform.node()}."
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(start) :].split(".", 1)[0] if tmp.name.startswith(start) else ""
-        if pid.isdigit() and not process_alive(int(pid)):
+        if orphaned(tmp):
             tmp.unlink(missing_ok=True)
+
+
+def remove_orphans_under(folder: Path) -> None:
+    """Remove every temporary file under `folder` whose writer on this host is gone (a rank
+    killed while it wrote a checkpoint or meta.json)."""
+    for tmp in folder.rglob(".*.tmp"):
+        if orphaned(tmp):
+            tmp.unlink(missing_ok=True)
+
+
+def orphaned(tmp: Path) -> bool:
+    """Whether `tmp`, named by `write_atomic` (.NAME.HOST.PID.RANDOM.tmp), was being written by
+    a process of this host that is gone."""
+    parts = tmp.name.removesuffix(".tmp").rsplit(".", 2)
+    if len(parts) != 3:
+        return False
+    writer, pid, _ = parts
+    return writer.endswith(f".{platform.node()}") and pid.isdigit() and not process_alive(int(pid))
 
 
 def process_alive(pid: int, start_ticks: int | None = None) -> bool:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 import mtlrun.plugins as plugins
 from mtlrun.compose import is_basic_sweep, sweeper_direction, validate
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError
+from mtlrun.errors import LostRank, UserError
 from mtlrun.runfolder import RunFolder, existing_run_message
 from mtlrun.signals import preemption_signal
 from mtlrun.torchrun import joined_ranks, rank_zero_folder
@@ -80,13 +80,15 @@ def main(cfg: DictConfig) -> float | None:
             raise
         preemption = preemption_signal()
         if preemption is not None and interrupt.args[:1] == (preemption.name,):
-            # last.pt is written: hand the signal on to submitit, which requeues this job.
-            RunFolder(run_dir).update_meta(preempted=True)
+            # last.pt is written, meta.json says pre-empted: hand the signal on to submitit,
+            # which requeues this job.
             os.kill(os.getpid(), preemption)
         print(run_dir)
         sys.exit(130)  # stops a sweep too: Ctrl-C means the user wants to stop
     except UserError as error:
-        if leader:  # the other ranks of a torchrun run met the same error
+        # The other ranks of a torchrun run met the same error, but only the survivors know
+        # that a rank is gone.
+        if leader or isinstance(error, LostRank):
             print(f"mtlrun: error: {job}{error}", file=sys.stderr)
         if not sweeping:
             if leader:
