@@ -31,19 +31,23 @@ the backward pass, after the task gradients are combined, and never sees the Jac
 that an aggregator needs whole. Rank 0 alone writes the run folder, the logs and the trackers.
 """
 
+import os
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 from torch import Tensor
+from torch.distributed.constants import default_pg_timeout
 
 from mtlrun.data import Batch
 from mtlrun.devices import resolve_device
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, UserError
 
 
 @dataclass
@@ -242,6 +246,39 @@ def join(
     )
     flags = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
     return Ranks(rank, size, local_rank, flags=flags)
+
+
+def join_env(cfg: DictConfig, rank: int, size: int, local_rank: int, seconds: float) -> Ranks:
+    """Join the process group torchrun's environment describes (`env://`) once all `size`
+    ranks have come, waiting `seconds` for them: a rank started by hand with WORLD_SIZE set,
+    or whose peers never start, is one line, not the process group's half-hour wait."""
+    address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    missing = UserError(
+        f"the other ranks of WORLD_SIZE={size} did not start at {address} within "
+        f"{seconds:.0f} s; start mtlrun with torchrun --nproc-per-node N (it sets WORLD_SIZE, "
+        "RANK and MASTER_PORT for every rank), or use trainer.devices=N"
+    )
+    limit = timedelta(seconds=seconds)
+    try:
+        store, _, _ = next(dist.rendezvous("env://", rank, size, timeout=limit))
+        # A key of this start (torchrun restarts its workers on the same store).
+        key = f"mtlrun/joined/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        store.add(key, 1)
+        deadline = time.monotonic() + seconds
+        while store.add(key, 0) < size:
+            if time.monotonic() > deadline:
+                raise missing
+            time.sleep(0.05)
+    except dist.DistError as error:
+        if rank == 0:
+            raise missing from None
+        raise UserError(
+            f"rank {rank} could not reach rank 0 at {address} within {seconds:.0f} s "
+            f"({str(error).splitlines()[0][:100]}); check MASTER_ADDR and MASTER_PORT, or start "
+            "mtlrun with torchrun"
+        ) from None
+    store.set_timeout(default_pg_timeout)
+    return join(cfg, rank, size, local_rank, store=dist.PrefixStore("default_pg", store))
 
 
 def meeting_point() -> dist.TCPStore:
