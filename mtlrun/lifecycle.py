@@ -21,6 +21,7 @@ from mtlrun.errors import LostRank, UserError
 from mtlrun.experiment import build
 from mtlrun.loggers import Logger, LoggerConfig, Loggers
 from mtlrun.loop import fit
+from mtlrun.memory import largest_setting, out_of_memory
 from mtlrun.runfolder import (
     RunFolder,
     SilentRunFolder,
@@ -37,7 +38,7 @@ from mtlrun.signals import (
     stop_signals,
 )
 from mtlrun.terminal import Reporter
-from mtlrun.torchrun import joined_ranks
+from mtlrun.torchrun import joined_ranks, remove_orphan_scratch
 
 
 def train(
@@ -100,9 +101,12 @@ def train(
         except BaseException as error:
             fault = disk_fault(error, run_dir)
             lost = lost_rank(error) if ranks.distributed else None
+            memory = out_of_memory(error)
             reason = fault or (str(error).splitlines()[0] if str(error) else repr(error))
             if lost:
                 reason = f"another rank of this run is gone ({lost})"
+            if memory:
+                reason = f"training ran out of memory ({memory})"
             try:
                 run.finish("failed", error=reason)
             except OSError:
@@ -111,8 +115,17 @@ def train(
                 raise UserError(
                     f"{fault}; free it, then continue with `mtlrun resume {run_dir}`"
                 ) from None
+            if memory:
+                trainer = cfg.trainer
+                raise UserError(
+                    f"{reason}; lower trainer.batch_size={trainer.batch_size} (or "
+                    f"trainer.eval_batch_size={trainer.eval_batch_size}, or "
+                    f"{largest_setting(cfg)}) and train again"
+                ) from None
             if lost:
-                remove_orphans_under(run_dir)  # what the rank that is gone was writing
+                # What the rank that is gone was writing, before torchrun ends this one too.
+                remove_orphans_under(run_dir)
+                remove_orphan_scratch()
                 raise LostRank(f"{reason}; {how_to_continue(run_dir)}") from None
             raise
         finally:

@@ -165,22 +165,34 @@ def orphaned(tmp: Path) -> bool:
 
 
 def process_alive(pid: int, start_ticks: int | None = None) -> bool:
-    """Whether process `pid` of this host runs; with `start_ticks` (its start time, in clock
-    ticks since boot), whether that very process does, not a later one given the same pid."""
+    """Whether process `pid` of this host runs (a killed one that its parent has not reaped
+    yet does not); with `start_ticks` (its start time, in clock ticks since boot), whether that
+    very process does, not a later one given the same pid."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # another user's process
+    if process_stat(pid)[:1] == ["Z"]:
+        return False
     return start_ticks is None or process_start_ticks(pid) in (None, start_ticks)
+
+
+def process_stat(pid: int | str = "self") -> list[str]:
+    """The fields of /proc/PID/stat after the command's name, from the state on ([] where
+    Linux's /proc cannot be read)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def process_start_ticks(pid: int | str = "self") -> int | None:
     """When process `pid` started, in clock ticks since boot (Linux /proc), or None."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(process_stat(pid)[19])
+    except (ValueError, IndexError):
         return None
 
 
