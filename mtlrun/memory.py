@@ -49,7 +49,7 @@ def out_of_memory(error: BaseException) -> str | None:
     asked = re.search(r"allocate (\d+) bytes", text)
     if asked:  # the CPU allocator's
         return f"an allocation of {gib(int(asked.group(1)))} failed"
-    return text.split(". ")[0][:120]  # CUDA's "CUDA out of memory. Tried to allocate ..."
+    return ". ".join(text.split(". ")[:2])[:120]  # "CUDA out of memory. Tried to allocate X"
 
 
 def gib(size: float) -> str:

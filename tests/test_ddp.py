@@ -29,7 +29,7 @@ from mtlrun.parts import WEIGHTINGS
 from mtlrun.signals import StopSignals
 from mtlrun.terminal import Reporter
 from tests.conftest import needs_mnist
-from tests.helpers import run_cli, run_mtlrun, start_mtlrun
+from tests.helpers import press_twice, run_cli, run_mtlrun, start_mtlrun
 
 # One batch of 256 is the whole training split: an epoch is one step. Three tasks (the default
 # reconstruction, two classifiers) on a shared dense trunk; SGD, whose update is the gradient
@@ -504,8 +504,7 @@ def test_two_ctrl_c_stop_the_ranks_at_once_and_resume_ends_with_the_uninterrupte
     args = [*SMALL, "trainer.devices=2", f"hydra.run.dir={run_dir}"]
     process = start_mtlrun(tmp_path, "train", *args, env={"TMPDIR": str(temp)})
     started_epoch_two(process, run_dir)
-    process.send_signal(signal.SIGINT)  # the ranks have process groups of their own
-    process.send_signal(signal.SIGINT)
+    press_twice(process)  # the ranks have process groups of their own
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli, run_mtlrun, start_mtlrun
+from tests.helpers import press_twice, run_cli, run_mtlrun, start_mtlrun
 
 TINY_ARGS = [
     "dataset=synthetic",
@@ -298,10 +298,11 @@ def test_two_ctrl_c_during_the_final_evaluation_then_resume_end_with_the_uninter
     while not (tmp_path / "final-evaluation").exists():
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
-    (tmp_path / "hold").unlink()
+    try:
+        press_twice(process)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        (tmp_path / "hold").unlink()  # a run that did not stop finishes, rather than waits
     assert process.returncode == 130, stderr
     assert "SIGINT again: stopped at once" in stdout and "Traceback" not in stderr
     assert json.loads((run_dir / "meta.json").read_text())["status"] == "interrupted"

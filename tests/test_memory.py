@@ -3,6 +3,8 @@ too large for the free memory is refused before any of it is allocated (from a c
 meta device), and a real allocator's refusal (a petabyte: more than any machine's address
 space, so refused whatever the kernel's overcommit policy) is named where it happens."""
 
+import json
+
 import pytest
 import torch
 
@@ -59,3 +61,28 @@ def test_the_allocators_refusals_are_told_from_other_errors():
         bytearray(2**50)
     assert out_of_memory(python_refusal.value) == "MemoryError"
     assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+
+
+def test_a_step_that_cannot_allocate_fails_the_run_in_one_line(tmp_path, monkeypatch):
+    """A step whose activations cannot be allocated (here a step that asks for a petabyte):
+    the run ends as failed, with the batch sizes and the largest size setting to lower."""
+    import mtlrun.loop
+    from mtlrun.errors import UserError
+    from mtlrun.lifecycle import train
+    from tests.conftest import compose_config
+
+    def step_too_large(*args, **kwargs):
+        return torch.empty(2**50, dtype=torch.uint8)
+
+    monkeypatch.setattr(mtlrun.loop, "train_step", step_too_large)
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError) as error:
+        train(compose_config(TINY), run_dir)
+    assert str(error.value) == (
+        "training ran out of memory (an allocation of 1048576.0 GiB failed); lower "
+        "trainer.batch_size=64 (or trainer.eval_batch_size=1000, or backbone.hidden_dims=[400]) "
+        "and train again"
+    )
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "failed"
+    assert meta["error"] == "training ran out of memory (an allocation of 1048576.0 GiB failed)"
