@@ -91,11 +91,9 @@ def train(
             summary = fit(experiment, run, reporter, loggers, stop, resume)
         except KeyboardInterrupt as interrupt:
             how = interrupt.args[0] if interrupt.args else "SIGINT"
-            preemption = preemption_signal()
             # Marked inside StopSignals: a second pre-emption signal cannot end the process
             # before the requeued job can tell that it is one.
-            preempted = {"preempted": True} if preemption and how == preemption.name else {}
-            run.finish("interrupted", **preempted)
+            run.finish("interrupted", **preempted(how))
             reporter.print(stopped_line(how, run_dir, isinstance(interrupt, StoppedMidway)))
             raise
         except BaseException as error:
@@ -135,6 +133,13 @@ def train(
                 pass  # train.log's last lines, on a disk that is full
     run.finish("completed", seconds=summary["seconds"])
     return summary
+
+
+def preempted(how: str) -> dict[str, bool]:
+    """meta.json's mark of a run stopped by submitit's pre-emption signal, which tells the
+    requeued job to resume it."""
+    preemption = preemption_signal()
+    return {"preempted": True} if preemption and how == preemption.name else {}
 
 
 def stopped_line(how: str, run_dir: Path, midway: bool) -> str:
@@ -226,7 +231,7 @@ def spawn(
     remove_orphans_under(run_dir)
     if request.reason is not None:
         if killed:
-            mark(run, "interrupted")
+            mark(run, "interrupted", **preempted(request.reason))
             print(stopped_line(request.reason, run_dir, midway=True))
             raise StoppedMidway(request.reason)
         raise Interrupted(request.reason)
