@@ -30,6 +30,8 @@ class Progress:
     best_val_loss: float | None = None
     best_epoch: int | None = None
     seconds: float = 0.0
+    # The last validation's metrics: the summary's, also when a run resumed after it.
+    last_val: dict[str, float] | None = None
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

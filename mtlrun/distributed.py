@@ -31,18 +31,23 @@ the backward pass, after the task gradients are combined, and never sees the Jac
 that an aggregator needs whole. Rank 0 alone writes the run folder, the logs and the trackers.
 """
 
+import os
+import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 from torch import Tensor
+from torch.distributed.constants import default_pg_timeout
 
 from mtlrun.data import Batch
 from mtlrun.devices import resolve_device
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, UserError
 
 
 @dataclass
@@ -226,11 +231,82 @@ def backend(cfg: DictConfig) -> str:
     return "nccl" if resolve_device(str(cfg.device)).type == "cuda" else "gloo"
 
 
-def join(cfg: DictConfig, rank: int, size: int, local_rank: int, init_method: str) -> Ranks:
-    """Join the process group of a run on `size` ranks."""
-    dist.init_process_group(backend(cfg), init_method=init_method, rank=rank, world_size=size)
+def join(
+    cfg: DictConfig,
+    rank: int,
+    size: int,
+    local_rank: int,
+    init_method: str | None = None,
+    store: dist.Store | None = None,
+) -> Ranks:
+    """Join the process group of a run on `size` ranks, met at `init_method` (torchrun's
+    `env://`) or through `store` (`meeting_point`'s)."""
+    dist.init_process_group(
+        backend(cfg), init_method=init_method, store=store, rank=rank, world_size=size
+    )
     flags = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
     return Ranks(rank, size, local_rank, flags=flags)
+
+
+def join_env(cfg: DictConfig, rank: int, size: int, local_rank: int, seconds: float) -> Ranks:
+    """Join the process group torchrun's environment describes (`env://`) once all `size`
+    ranks have come, waiting `seconds` for them: a rank started by hand with WORLD_SIZE set,
+    or whose peers never start, is one line, not the process group's half-hour wait."""
+    address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    missing = UserError(
+        f"the other ranks of WORLD_SIZE={size} did not start at {address} within "
+        f"{seconds:.0f} s; start mtlrun with torchrun --nproc-per-node N (it sets WORLD_SIZE, "
+        "RANK and MASTER_PORT for every rank), or use trainer.devices=N"
+    )
+    limit = timedelta(seconds=seconds)
+    try:
+        store, _, _ = next(dist.rendezvous("env://", rank, size, timeout=limit))
+        # A key of this start (torchrun restarts its workers on the same store).
+        key = f"mtlrun/joined/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        store.add(key, 1)
+        deadline = time.monotonic() + seconds
+        while store.add(key, 0) < size:
+            if time.monotonic() > deadline:
+                raise missing
+            time.sleep(0.05)
+    except dist.DistError as error:
+        if rank == 0:
+            raise missing from None
+        raise UserError(
+            f"rank {rank} could not reach rank 0 at {address} within {seconds:.0f} s "
+            f"({str(error).splitlines()[0][:100]}); check MASTER_ADDR and MASTER_PORT, or start "
+            "mtlrun with torchrun"
+        ) from None
+    store.set_timeout(default_pg_timeout)
+    return join(cfg, rank, size, local_rank, store=dist.PrefixStore("default_pg", store))
+
+
+def meeting_point() -> dist.TCPStore:
+    """Where the ranks `trainer.devices=N` starts meet, and tell how they ended: a key-value
+    store served by the process that starts them, on a free port of 127.0.0.1. Nothing is
+    written to disk, so a rank that is killed leaves no rendezvous file behind."""
+    return dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+
+
+def meet(port: int) -> dist.TCPStore:
+    """A rank's connection to `meeting_point`'s store."""
+    return dist.TCPStore("127.0.0.1", port, is_master=False)
+
+
+# What a collective raises on a rank whose peer is gone: gloo's closed or reset connections,
+# NCCL's aborted communicator (torch.distributed.DistError subclasses).
+LOST_PEER = ("closed by peer", "reset by peer", "Broken pipe", "remote process exited")
+
+
+def lost_rank(error: BaseException) -> str | None:
+    """What `error` says, in a few words, when it says that another rank of the run is gone
+    (killed, or its machine); else None."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not isinstance(error, dist.DistError) and not (
+        isinstance(error, RuntimeError) and any(words in text for words in LOST_PEER)
+    ):
+        return None
+    return re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0]  # without gloo's source line
 
 
 def leave(ranks: Ranks) -> None:

@@ -38,6 +38,11 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
 
 
+class LostRank(UserError):
+    """A rank of a data-parallel run found another gone (killed, or its machine): a fault, not
+    the user's mistake, that every surviving rank meets; the run resumes from last.pt."""
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """End the command with its one line, `mtlrun: error: MESSAGE`, on stderr."""
     print(f"mtlrun: error: {message}", file=sys.stderr)

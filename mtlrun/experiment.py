@@ -15,6 +15,7 @@ from mtlrun.config import parse
 from mtlrun.data import Batch, Data, load_data
 from mtlrun.devices import resolve_device
 from mtlrun.distributed import SINGLE, Ranks
+from mtlrun.memory import allocating, check_model_fits, data_settings, largest_setting
 from mtlrun.optim import build_optimizer
 from mtlrun.parts import BACKBONES, SHARING, WEIGHTINGS
 from mtlrun.plugin_faults import plugin_fault
@@ -127,17 +128,26 @@ def assemble(cfg: DictConfig, ranks: Ranks) -> Experiment:
     trainer = parse(TrainerConfig, cfg.trainer, "trainer")
     device = ranks.device(resolve_device(str(cfg.device)))
     seed_everything(cfg.seed, trainer.deterministic)
-    data = load_data(cfg.dataset, device, cfg.seed)
+    with allocating(f"dataset={cfg.dataset.name}", data_settings(cfg.dataset)):
+        data = load_data(cfg.dataset, device, cfg.seed)
 
     def make_backbone() -> Backbone:
         return BACKBONES.build(cfg.backbone.name, cfg.backbone, "backbone", data.info)
 
-    # The tasks check themselves against a backbone like the model's, which is then dropped:
-    # the model makes its own (one, or one per task) from the same factory.
-    tasks = build_tasks(cfg.tasks, data.info, make_backbone())
-    torch.manual_seed(cfg.seed)  # the same initial weights, whatever the checks drew
-    model = SHARING.build(cfg.sharing.name, cfg.sharing, "sharing", make_backbone, tasks)
-    model = model.to(device)
+    def make_model() -> tuple[list[Task], MultiTaskModel]:
+        # The tasks check themselves against a backbone like the model's, which is then
+        # dropped: the model makes its own (one, or one per task) from the same factory.
+        tasks = build_tasks(cfg.tasks, data.info, make_backbone())
+        torch.manual_seed(cfg.seed)  # the same initial weights, whatever the checks drew
+        model = SHARING.build(cfg.sharing.name, cfg.sharing, "sharing", make_backbone, tasks)
+        return tasks, model
+
+    # Each rank on the CPU holds a model in this machine's memory.
+    copies = ranks.size if device.type == "cpu" else 1
+    check_model_fits(cfg, lambda: make_model()[1], device, copies)
+    with allocating("the model", largest_setting(cfg)):
+        tasks, model = make_model()
+        model = model.to(device)
     model.check_epochs(trainer.epochs)
     loss_tasks = [task for task in tasks if task.has_loss]
     check_sharing(cfg.weighting, cfg.sharing, model)

@@ -6,25 +6,40 @@ data-parallel run started (`trainer.devices=N`) or joined (torchrun)."""
 import json
 import os
 import signal
-import tempfile
 import time
+from multiprocessing.connection import wait
 from pathlib import Path
+from traceback import format_exc
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 import mtlrun.plugins as plugins
-from mtlrun.distributed import SINGLE, Ranks, join, leave
-from mtlrun.errors import PluginError, UserError
+from mtlrun.distributed import SINGLE, Ranks, join, leave, lost_rank, meet, meeting_point
+from mtlrun.errors import LostRank, PluginError, UserError
 from mtlrun.experiment import build
 from mtlrun.loggers import Logger, LoggerConfig, Loggers
 from mtlrun.loop import fit
+from mtlrun.memory import largest_setting, out_of_memory
 from mtlrun.plugin_faults import plugin_fault
-from mtlrun.runfolder import RunFolder, SilentRunFolder, disk_fault, this_process
-from mtlrun.signals import Interrupted, StopSignals, preemption_signal
+from mtlrun.runfolder import (
+    RunFolder,
+    SilentRunFolder,
+    disk_fault,
+    remove_orphans_under,
+    this_process,
+)
+from mtlrun.signals import (
+    Interrupted,
+    StoppedMidway,
+    StopRequest,
+    StopSignals,
+    preemption_signal,
+    stop_signals,
+)
 from mtlrun.terminal import Reporter
-from mtlrun.torchrun import joined_ranks
+from mtlrun.torchrun import joined_ranks, remove_orphan_scratch
 
 
 def train(
@@ -78,9 +93,11 @@ def train(
             )
             summary = fit(experiment, run, reporter, loggers, stop, resume)
         except KeyboardInterrupt as interrupt:
-            run.finish("interrupted")
             how = interrupt.args[0] if interrupt.args else "SIGINT"
-            reporter.print(f"{how}: stopped; continue with `mtlrun resume {run_dir}`")
+            # Marked inside StopSignals: a second pre-emption signal cannot end the process
+            # before the requeued job can tell that it is one.
+            run.finish("interrupted", **preempted(how))
+            reporter.print(stopped_line(how, run_dir, isinstance(interrupt, StoppedMidway)))
             raise
         except BaseException as error:
             fault = disk_fault(error, run_dir)
@@ -89,7 +106,13 @@ def train(
                 # A plug-in's fault: one line, its traceback kept with the run.
                 path = run.write_traceback(error)
                 blamed = PluginError(f"{blamed or error}; traceback in {path}")
+            lost = lost_rank(error) if ranks.distributed else None
+            memory = out_of_memory(error)
             reason = fault or first_line(blamed or error)
+            if lost:
+                reason = f"another rank of this run is gone ({lost})"
+            if memory:
+                reason = f"training ran out of memory ({memory})"
             try:
                 run.finish("failed", error=reason)
             except OSError:
@@ -100,6 +123,18 @@ def train(
                 ) from None
             if blamed is not None:
                 raise blamed from None
+            if memory:
+                trainer = cfg.trainer
+                raise UserError(
+                    f"{reason}; lower trainer.batch_size={trainer.batch_size} (or "
+                    f"trainer.eval_batch_size={trainer.eval_batch_size}, or "
+                    f"{largest_setting(cfg)}) and train again"
+                ) from None
+            if lost:
+                # What the rank that is gone was writing, before torchrun ends this one too.
+                remove_orphans_under(run_dir)
+                remove_orphan_scratch()
+                raise LostRank(f"{reason}; {how_to_continue(run_dir)}") from None
             raise
         finally:
             try:
@@ -114,11 +149,28 @@ def first_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else repr(error)
 
 
-# Where a worker tells the process that started it how it ended: completed, interrupted, or a
-# user error's one line. Workers that end so exit 0, so that the first to end does not make
-# torch's process context stop the others before rank 0 has written meta.json.
-OUTCOME = "outcome-{rank}.json"
-GRACE_SECONDS = 10.0  # how long the other ranks may take to end after one ends with an error
+def preempted(how: str) -> dict[str, bool]:
+    """meta.json's mark of a run stopped by submitit's pre-emption signal, which tells the
+    requeued job to resume it."""
+    preemption = preemption_signal()
+    return {"preempted": True} if preemption and how == preemption.name else {}
+
+
+def stopped_line(how: str, run_dir: Path, midway: bool) -> str:
+    """What a stopped run prints: at a step boundary, it continues from there; on a second
+    Ctrl-C, from its last checkpoint."""
+    if not midway:
+        return f"{how}: stopped; {how_to_continue(run_dir)}"
+    return f"{how} again: stopped at once; {how_to_continue(run_dir, 'from its last checkpoint ')}"
+
+
+def how_to_continue(run_dir: Path, source: str = "") -> str:
+    if RunFolder(run_dir).checkpoint("last").is_file():
+        return f"continue {source}with `mtlrun resume {run_dir}`"
+    return "no checkpoint was written yet, so start it again with `mtlrun train`"
+
+
+GRACE_SECONDS = 10.0  # how long the other ranks may take to end after one ends badly
 
 
 def spawn(
@@ -126,64 +178,123 @@ def spawn(
 ) -> dict[str, Any]:
     """Train `cfg` on `devices` new processes, one per rank, and wait for them. This process
     takes the signals (Ctrl-C, SIGTERM, submitit's pre-emption signal) and hands each on to the
-    ranks, which stop together at the next step boundary; a second one kills them. Returns the
-    run's summary; raises rank 0's user error as one line, or `Interrupted`."""
+    ranks, which stop together at the next step boundary; a second Ctrl-C kills them. A rank
+    that ends badly (an error, or killed) gives the others `GRACE_SECONDS` to end, then they
+    are killed. Returns the run's summary; raises the first cause as one line (`UserError`),
+    or `Interrupted`; a bug in a rank is a RuntimeError with its traceback. Whatever happened,
+    no temporary file of a killed rank stays in the run folder, and meta.json says how the run
+    ended."""
     import torch.multiprocessing as mp
 
     config = OmegaConf.to_container(cfg, resolve=True)
     threads = max(1, torch.get_num_threads() // devices)
-    received: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="mtlrun-ranks-") as meeting:
-        outcomes = [Path(meeting, OUTCOME.format(rank=rank)) for rank in range(devices)]
-        arguments = (devices, config, str(run_dir), resume, command, meeting, threads)
-        context = mp.start_processes(
-            _worker,
-            args=(*arguments, plugins.loaded()),
-            nprocs=devices,
-            join=False,
-            start_method="spawn",
+    store = meeting_point()
+    context = mp.start_processes(
+        _worker,
+        args=(
+            devices,
+            config,
+            str(run_dir),
+            resume,
+            command,
+            store.port,
+            threads,
+            plugins.loaded(),
+        ),
+        nprocs=devices,
+        join=False,
+        start_method="spawn",
+    )
+    processes = context.processes
+    request = StopRequest()
+    killed: set[int] = set()  # the ranks this process killed
+
+    def kill(rank: int) -> None:
+        if processes[rank].is_alive():
+            killed.add(rank)
+            processes[rank].kill()
+
+    def hand_on(signum: int, frame: Any) -> None:
+        at_once = request.take(signum)
+        for rank, process in enumerate(processes):
+            if at_once:
+                kill(rank)
+            elif process.is_alive():
+                os.kill(process.pid, signum)
+
+    previous = {signum: signal.signal(signum, hand_on) for signum in stop_signals()}
+    try:
+        failed_at = None
+        while any(process.is_alive() for process in processes):
+            wait([process.sentinel for process in processes], timeout=1.0)
+            ended_badly = any(
+                process.exitcode not in (None, 0) or outcome(store, rank)["how"] == "error"
+                for rank, process in enumerate(processes)
+            )
+            if failed_at is None and ended_badly:
+                failed_at = time.monotonic()
+            if failed_at is not None and time.monotonic() - failed_at > GRACE_SECONDS:
+                for rank in range(devices):
+                    kill(rank)  # waiting in a collective for the rank that ended
+        for process in processes:
+            process.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    run = RunFolder(run_dir)
+    remove_orphans_under(run_dir)
+    if request.reason is not None:
+        if killed:
+            mark(run, "interrupted", **preempted(request.reason))
+            print(stopped_line(request.reason, run_dir, midway=True))
+            raise StoppedMidway(request.reason)
+        raise Interrupted(request.reason)
+    outcomes = [outcome(store, rank) for rank in range(devices)]
+    gone = [
+        (rank, process.exitcode)
+        for rank, process in enumerate(processes)
+        if process.exitcode and rank not in killed
+    ]
+    if gone:
+        rank, exitcode = gone[0]
+        how = (
+            f"was killed ({signal.Signals(-exitcode).name})"
+            if exitcode < 0
+            else f"ended with exit status {exitcode}"
         )
+        reason = f"rank {rank} of trainer.devices={devices} {how}"
+        mark(run, "failed", error=reason)
+        raise UserError(f"{reason}; {how_to_continue(run_dir)}")
+    for kind in ("user", "bug", "lost"):
+        for rank, ended in enumerate(outcomes):
+            if ended["how"] == "error" and ended["kind"] == kind:
+                mark(run, "failed", error=ended["message"])
+                if kind == "bug":
+                    raise RuntimeError(
+                        f"rank {rank} of trainer.devices={devices} failed:\n{ended['traceback']}"
+                    )
+                raise UserError(ended["message"])
+    return run.read_summary()
 
-        def hand_on(signum: int, frame: Any) -> None:
-            received.append(signal.Signals(signum).name)
-            for process in context.processes:
-                if process.is_alive():
-                    os.kill(process.pid, signal.SIGKILL if len(received) > 1 else signum)
 
-        preemption = preemption_signal()
-        taken = (signal.SIGINT, signal.SIGTERM, *([preemption] if preemption else []))
-        previous = {signum: signal.signal(signum, hand_on) for signum in taken}
-        crash: Exception | None = None
+def mark(run: RunFolder, status: str, **fields: Any) -> None:
+    """meta.json's status, for a run whose rank 0 could not write it (killed); a run that never
+    started (no meta.json: a mistake found while it was built) stays without one."""
+    if run.meta_path.is_file():
         try:
-            failed_at = None
-            while not context.join(timeout=1.0, grace_period=GRACE_SECONDS):
-                # A rank that ended with an error leaves the others waiting in a collective.
-                if failed_at is None and any(
-                    read_outcome(path)["how"] == "error" for path in outcomes if path.is_file()
-                ):
-                    failed_at = time.monotonic()
-                if failed_at is not None and time.monotonic() - failed_at > GRACE_SECONDS:
-                    for process in context.processes:
-                        process.kill()
-                    break
-        except mp.ProcessException as error:
-            crash = error
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        ended = [read_outcome(path) for path in outcomes if path.is_file()]
-    if received:
-        raise Interrupted(received[0])
-    for outcome in ended:
-        if outcome["how"] == "error":
-            raise UserError(outcome["message"])
-    if crash is not None:
-        raise RuntimeError(f"a rank of trainer.devices={devices} failed: {crash}") from None
-    return RunFolder(run_dir).read_summary()
+            run.finish(status, **fields)
+        except OSError:
+            pass  # a disk fault, which rank 0's own line names
 
 
-def read_outcome(path: Path) -> dict[str, str]:
-    return json.loads(path.read_text())
+def outcome(store: Any, rank: int) -> dict[str, str]:
+    """How rank `rank` ended, as it told the meeting point; `{"how": "running"}` until then
+    (or when it was killed first)."""
+    key = OUTCOME.format(rank=rank)
+    return json.loads(store.get(key)) if store.check([key]) else {"how": "running"}
+
+
+OUTCOME = "outcome-{rank}"
 
 
 def _worker(
@@ -193,28 +304,33 @@ def _worker(
     run_dir: str,
     resume: bool,
     command: str | None,
-    meeting: str,
+    port: int,
     threads: int,
     plugin_modules: list[str],
 ) -> None:
     """One rank of `spawn`, in a process group of its own: the terminal's Ctrl-C reaches the
-    process that started it, which hands it on once."""
-
+    process that started it, which hands it on. It tells the meeting point how it ended and
+    exits 0 on anything it can catch: `spawn` decides what the ranks' endings mean."""
     os.setpgrp()
     torch.set_num_threads(threads)
-    plugins.load(plugin_modules)
-    cfg = OmegaConf.create(config)
-    outcome: dict[str, str] = {"how": "completed"}
+    store = meet(port)
+    ended: dict[str, str] = {"how": "completed"}
     try:
-        ranks = join(cfg, rank, size, rank, f"file://{Path(meeting, 'rendezvous')}")
+        plugins.load(plugin_modules)
+        cfg = OmegaConf.create(config)
+        ranks = join(cfg, rank, size, rank, store=store)
         try:
             train(cfg, Path(run_dir), resume, command, ranks)
         finally:
             leave(ranks)
     except KeyboardInterrupt:
-        outcome = {"how": "interrupted"}
+        ended = {"how": "interrupted"}
+    except LostRank as error:
+        ended = {"how": "error", "kind": "lost", "message": str(error)}
     except UserError as error:
-        outcome = {"how": "error", "message": str(error)}
-    tmp = Path(meeting, f".{rank}.tmp")  # whole, or not there: the parent polls it
-    tmp.write_text(json.dumps(outcome))
-    tmp.replace(Path(meeting, OUTCOME.format(rank=rank)))
+        ended = {"how": "error", "kind": "user", "message": str(error)}
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else ""
+        message = f"{type(error).__name__}: {first}"
+        ended = {"how": "error", "kind": "bug", "message": message, "traceback": format_exc()}
+    store.set(OUTCOME.format(rank=rank), json.dumps(ended))

@@ -26,7 +26,7 @@ from mtlrun.runfolder import (
     write_json,
 )
 from mtlrun.sharing.base import OWN_LOSS
-from mtlrun.signals import StopSignals
+from mtlrun.signals import StoppedMidway, StopSignals
 from mtlrun.step import train_step
 from mtlrun.tasks import Task
 from mtlrun.terminal import Reporter, metrics_table
@@ -80,7 +80,6 @@ def fit(
         run.update_meta(startup_seconds=seconds_since_process_start())
     started = time.perf_counter() - progress.seconds
     epoch = progress.epoch
-    last_val: dict[str, float] | None = None  # the final model's, which selection may read
     epoch_data_order = data_order.get_state()
     try:
         for epoch in range(progress.epoch, trainer.epochs + 1):
@@ -112,7 +111,7 @@ def fit(
 
             if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
                 if len(data.val):
-                    val = last_val = evaluate(experiment, data.val, "val")
+                    val = progress.last_val = evaluate(experiment, data.val, "val")
                     check_finite(val, f"after epoch {epoch}")
                     log("val", val, progress.seconds)
                     reporter.print(metrics_table(f"epoch {epoch} · validation", val))
@@ -123,15 +122,19 @@ def fit(
                     loggers.log_image(tag, path, epoch)
             save(experiment, run, "last", progress, data_order)
             stop.check()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         progress.seconds = time.perf_counter() - started
-        if progress.batch:  # stopped inside an epoch: the checkpoint replays that epoch's order
+        # Stopped at a step boundary inside an epoch: the checkpoint replays that epoch's order.
+        # Stopped midway (a second Ctrl-C), the weights may be half a step on: last.pt stays.
+        if progress.batch and not isinstance(interrupt, StoppedMidway):
             save(experiment, run, "last", progress, data_order, epoch_data_order)
         loggers.close()
         raise
 
     # The final numbers: the last model on the test split, with the costlier final metrics.
-    # A stop request is honoured here too: last.pt is the end of training, `resume` redoes this.
+    # A stop request is honoured here too: last.pt is the end of training, `resume` redoes this
+    # (its records belong to the last epoch, also when a resumed run's loop had none to run).
+    epoch = trainer.epochs
     try:
         stop.check()
         test = evaluate(experiment, data.test, "test", final=True, after_batch=stop.check)
@@ -144,7 +147,8 @@ def fit(
     interpolation = save_interpolation(experiment, run)
     if interpolation is not None:
         loggers.log_image("interpolation", interpolation, trainer.epochs)
-    if last_val is None and len(data.val):  # resumed after the last validation
+    last_val = progress.last_val
+    if last_val is None and len(data.val):  # resumed from a checkpoint that did not keep it
         last_val = evaluate(experiment, data.val, "val")
         check_finite(last_val, "at the end of training")
     summary = {

@@ -142,30 +142,58 @@ def writable_folder(folder: Path) -> Path:
 
 def remove_orphans(path: Path) -> None:
     """Remove the temporary files of `path` left by writers on this host that are gone."""
-    start = f".{path.name}.{platform.node()}."
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(start) :].split(".", 1)[0] if tmp.name.startswith(start) else ""
-        if pid.isdigit() and not process_alive(int(pid)):
+        if orphaned(tmp):
             tmp.unlink(missing_ok=True)
 
 
+def remove_orphans_under(folder: Path) -> None:
+    """Remove every temporary file under `folder` whose writer on this host is gone (a rank
+    killed while it wrote a checkpoint or meta.json)."""
+    for tmp in folder.rglob(".*.tmp"):
+        if orphaned(tmp):
+            tmp.unlink(missing_ok=True)
+
+
+def orphaned(tmp: Path) -> bool:
+    """Whether `tmp`, named by `write_atomic` (.NAME.HOST.PID.RANDOM.tmp), was being written by
+    a process of this host that is gone."""
+    parts = tmp.name.removesuffix(".tmp").rsplit(".", 2)
+    if len(parts) != 3:
+        return False
+    writer, pid, _ = parts
+    return writer.endswith(f".{platform.node()}") and pid.isdigit() and not process_alive(int(pid))
+
+
 def process_alive(pid: int, start_ticks: int | None = None) -> bool:
-    """Whether process `pid` of this host runs; with `start_ticks` (its start time, in clock
-    ticks since boot), whether that very process does, not a later one given the same pid."""
+    """Whether process `pid` of this host runs (a killed one that its parent has not reaped
+    yet does not); with `start_ticks` (its start time, in clock ticks since boot), whether that
+    very process does, not a later one given the same pid."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # another user's process
+    if process_stat(pid)[:1] == ["Z"]:
+        return False
     return start_ticks is None or process_start_ticks(pid) in (None, start_ticks)
+
+
+def process_stat(pid: int | str = "self") -> list[str]:
+    """The fields of /proc/PID/stat after the command's name, from the state on ([] where
+    Linux's /proc cannot be read)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def process_start_ticks(pid: int | str = "self") -> int | None:
     """When process `pid` started, in clock ticks since boot (Linux /proc), or None."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(process_stat(pid)[19])
+    except (ValueError, IndexError):
         return None
 
 

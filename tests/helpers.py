@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -43,6 +44,21 @@ def start_mtlrun(cwd: Path, *args: str, env: dict[str, str] | None = None) -> su
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def press_twice(process: subprocess.Popen, signum: int = signal.SIGINT) -> None:
+    """Send `signum` to `process` twice in quick succession, as a person pressing Ctrl-C twice:
+    the second once the first has been delivered (the kernel keeps one pending signal of a
+    kind, so two sent at once would be one)."""
+    process.send_signal(signum)
+    status = Path(f"/proc/{process.pid}/status")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        masks = [line.split()[1] for line in status.read_text().splitlines() if "Pnd:" in line]
+        if not any(int(mask, 16) & 1 << (signum - 1) for mask in masks):
+            break
+        time.sleep(0.001)
+    process.send_signal(signum)
 
 
 def dead_pid() -> int:

@@ -6,7 +6,10 @@ own labelled rows); an interrupted run resumes to the numbers of an uninterrupte
 of MNIST ends within 0.5 points of one process."""
 
 import json
+import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from mtlrun.parts import WEIGHTINGS
 from mtlrun.signals import StopSignals
 from mtlrun.terminal import Reporter
 from tests.conftest import needs_mnist
-from tests.helpers import run_cli, run_mtlrun, start_mtlrun
+from tests.helpers import press_twice, run_cli, run_mtlrun, start_mtlrun
 
 # One batch of 256 is the whole training split: an epoch is one step. Three tasks (the default
 # reconstruction, two classifiers) on a shared dense trunk; SGD, whose update is the gradient
@@ -357,3 +360,193 @@ def test_ddp_mistakes_are_one_line(tmp_path, args, env, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+# A free port of 127.0.0.1 for a hand-set torchrun environment.
+def free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+TORCHRUN_ENVIRONMENT = {
+    "WORLD_SIZE": "2",
+    "RANK": "0",
+    "LOCAL_RANK": "0",
+    "MASTER_ADDR": "127.0.0.1",
+    "MASTER_PORT": "29500",
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a number of processes"),
+        ({"RANK": "2"}, "RANK='2' is not a rank of WORLD_SIZE=2 (0 to 1)"),
+        ({"RANK": "-1"}, "RANK='-1' is not a rank of WORLD_SIZE=2"),
+        ({"LOCAL_RANK": "x"}, "LOCAL_RANK='x' is not a rank of LOCAL_WORLD_SIZE=2"),
+        ({"MASTER_PORT": "http"}, "MASTER_PORT='http' is not a port (1 to 65535)"),
+        ({"MASTER_PORT": "70000"}, "MASTER_PORT='70000' is not a port"),
+        ({"MASTER_ADDR": " "}, "MASTER_ADDR is empty"),
+        ({"MASTER_ADDR": None}, "WORLD_SIZE is set but MASTER_ADDR not"),
+    ],
+)
+def test_a_malformed_torchrun_environment_is_one_line_before_any_folder(tmp_path, env, message):
+    environment = {**TORCHRUN_ENVIRONMENT, **env}
+    env_vars = {key: value for key, value in environment.items() if value is not None}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environment.items():
+            if value is None:
+                patch.delenv(key, raising=False)
+        result = run_cli(tmp_path, "train", *SMALL, env=env_vars)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"mtlrun: error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_ranks_that_never_start_are_one_line_not_a_half_hour_wait(tmp_path, monkeypatch, rank):
+    """WORLD_SIZE=2 set by hand and one process started: rank 0 waits for rank 1 at its own
+    port on 127.0.0.1, rank 1 for a rank 0 that is not there; each ends in one line."""
+    import mtlrun.torchrun
+
+    monkeypatch.setattr(mtlrun.torchrun, "JOIN_SECONDS", 2.0)
+    port = free_port()
+    env = {**TORCHRUN_ENVIRONMENT, "RANK": rank, "LOCAL_RANK": rank, "MASTER_PORT": port}
+    started = time.monotonic()
+    result = run_cli(tmp_path, "train", *SMALL, env=env)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 2
+    error = result.stderr.splitlines()[-1]
+    if rank == "0":
+        assert error == (
+            f"mtlrun: error: the other ranks of WORLD_SIZE=2 did not start at 127.0.0.1:{port} "
+            "within 2 s; start mtlrun with torchrun --nproc-per-node N (it sets WORLD_SIZE, "
+            "RANK and MASTER_PORT for every rank), or use trainer.devices=N"
+        )
+    else:
+        assert error.startswith(f"mtlrun: error: rank 1 could not reach rank 0 at 127.0.0.1:{port}")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def rank_processes(launcher: int) -> dict[int, int]:
+    """The pids of the ranks `launcher` (mtlrun with trainer.devices, or torchrun) started,
+    by rank: the children whose environment or command line says which rank they are."""
+    ranks = {}
+    for pid in children(launcher):
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        rank = [entry[5:] for entry in environment if entry.startswith(b"RANK=")]
+        if rank:  # torchrun's
+            ranks[int(rank[0])] = pid
+        elif b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            ranks[len(ranks)] = pid  # trainer.devices's, started in rank order
+    return ranks
+
+
+def started_epoch_two(process, run_dir: Path) -> None:
+    """Wait until `process` has written last.pt, the end of epoch 1: it trains epoch 2."""
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "last.pt").is_file():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+
+
+def assert_nothing_temporary(run_dir: Path, temp: Path) -> None:
+    """No half-written file in the run folder, and nothing of mtlrun's or torch's (rendezvous
+    files, error files, a rank's Hydra folder) left in the processes' temporary folder, but
+    what torch keeps there on purpose: torchrun's log folder, the compiler's cache."""
+    assert not list(run_dir.rglob("*.tmp"))
+    kept = ("torchelastic_", "torchinductor_")
+    assert [p.name for p in temp.iterdir() if not p.name.startswith(kept)] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_killed_rank_is_one_line_and_resume_ends_with_the_uninterrupted_numbers(
+    tmp_path, two_process_run, rank
+):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    run_dir = tmp_path / "run"
+    args = [*SMALL, "trainer.devices=2", f"hydra.run.dir={run_dir}"]
+    process = start_mtlrun(tmp_path, "train", *args, env={"TMPDIR": str(temp)})
+    started_epoch_two(process, run_dir)
+    os.kill(rank_processes(process.pid)[rank], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert stderr == (
+        f"mtlrun: error: rank {rank} of trainer.devices=2 was killed (SIGKILL); "
+        f"continue with `mtlrun resume {run_dir}`\n"
+    )
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "failed"
+    assert meta["error"] == f"rank {rank} of trainer.devices=2 was killed (SIGKILL)"
+    assert_nothing_temporary(run_dir, temp)
+
+    run_mtlrun(tmp_path, "resume", str(run_dir), check=True)
+    metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    assert metrics == json.loads((two_process_run / "summary.json").read_text())["metrics"]
+
+
+@pytest.mark.slow
+def test_two_ctrl_c_stop_the_ranks_at_once_and_resume_ends_with_the_uninterrupted_numbers(
+    tmp_path, two_process_run
+):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    run_dir = tmp_path / "run"
+    args = [*SMALL, "trainer.devices=2", f"hydra.run.dir={run_dir}"]
+    process = start_mtlrun(tmp_path, "train", *args, env={"TMPDIR": str(temp)})
+    started_epoch_two(process, run_dir)
+    press_twice(process)  # the ranks have process groups of their own
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert (
+        f"SIGINT again: stopped at once; continue from its last checkpoint with `mtlrun resume "
+        f"{run_dir}`" in stdout.replace("\n", " ")
+    )
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "interrupted"
+    assert_nothing_temporary(run_dir, temp)
+
+    run_mtlrun(tmp_path, "resume", str(run_dir), check=True)
+    metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    assert metrics == json.loads((two_process_run / "summary.json").read_text())["metrics"]
+
+
+@pytest.mark.slow
+def test_a_rank_killed_under_torchrun_is_one_line_of_mtlruns_and_the_run_resumes(tmp_path):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    process = subprocess.Popen(
+        [*torchrun, "-m", "mtlrun", "train", *SMALL, "trainer.epochs=2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temp), "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("outputs/runs/*/*/checkpoints/last.pt")):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    (run_dir,) = tmp_path.glob("outputs/runs/*/*")
+    os.kill(rank_processes(process.pid)[1], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    # torchrun reports the failure its own way, after mtlrun's line from the rank left.
+    (line,) = [line for line in stderr.splitlines() if line.startswith("mtlrun: error:")]
+    assert line.startswith("mtlrun: error: another rank of this run is gone (")
+    assert line.endswith(f"; continue with `mtlrun resume {run_dir}`")
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "failed"
+    assert_nothing_temporary(run_dir, temp)
+
+    run_mtlrun(tmp_path, "resume", str(run_dir), check=True)
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli, start_mtlrun
+from tests.helpers import press_twice, run_cli, run_mtlrun, start_mtlrun
 
 TINY_ARGS = [
     "dataset=synthetic",
@@ -249,3 +249,76 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr == "mtlrun: interrupted\n"
+
+
+# A classification task whose final evaluation says so (the file `final-evaluation`), then
+# waits while the file `hold` exists: signals sent then land inside it on any machine, and
+# the hot path is what it always is.
+HELD_AT_THE_END = """
+import time
+from pathlib import Path
+
+from mtlrun.parts import TASKS
+from mtlrun.schemas.task import ClassificationConfig
+from mtlrun.tasks.classification import Classification
+
+
+@TASKS.register("held_classification", schema=ClassificationConfig)
+class HeldClassification(Classification):
+    def final_metric_sums(self, head, encoding, batch):
+        Path("final-evaluation").touch()
+        while Path("hold").exists():
+            time.sleep(0.01)
+        return {}
+"""
+
+
+@pytest.mark.slow
+def test_two_ctrl_c_during_the_final_evaluation_then_resume_end_with_the_uninterrupted_summary(
+    tmp_path,
+):
+    (tmp_path / "held_at_the_end.py").write_text(HELD_AT_THE_END)
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {"MTLRUN_PLUGINS": "held_at_the_end", "PYTHONPATH": os.pathsep.join(path)}
+    # The default VAE, whose validation draws from its posterior: evaluated again after the
+    # test split, it would give other numbers.
+    args = [
+        *(arg for arg in TINY_ARGS if arg != "+task@tasks.class=classification"),
+        "+task@tasks.class=held_classification",
+        "trainer.epochs=2",
+    ]
+    reference = tmp_path / "reference"
+    run_mtlrun(tmp_path, "train", *args, f"hydra.run.dir={reference}", env=env, check=True)
+    (tmp_path / "final-evaluation").unlink()
+
+    run_dir = tmp_path / "run"
+    (tmp_path / "hold").touch()
+    process = start_mtlrun(tmp_path, "train", *args, f"hydra.run.dir={run_dir}", env=env)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "final-evaluation").exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    try:
+        press_twice(process)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        (tmp_path / "hold").unlink()  # a run that did not stop finishes, rather than waits
+    assert process.returncode == 130, stderr
+    assert "SIGINT again: stopped at once" in stdout and "Traceback" not in stderr
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "interrupted"
+    assert not (run_dir / "summary.json").exists()
+    assert not list(run_dir.rglob("*.tmp"))
+
+    run_mtlrun(tmp_path, "resume", str(run_dir), env=env, check=True)
+    summary, expected = (
+        json.loads((run / "summary.json").read_text()) for run in (run_dir, reference)
+    )
+    for key in ("metrics", "val_metrics", "best_epoch", "best_val_loss", "epochs", "steps"):
+        assert summary[key] == expected[key], key
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    expected_records = [
+        json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [(r["epoch"], r["split"]) for r in records] == [
+        (r["epoch"], r["split"]) for r in expected_records
+    ]

@@ -1,10 +1,11 @@
 """hydra/launcher=submitit_local, the real submitit launcher on this machine: a job signalled as
 SLURM pre-empts one (SIGUSR2) stops at a step boundary, writes last.pt, is requeued by
-submitit, resumes in its own run folder and ends with the numbers of an uninterrupted run."""
+submitit, resumes in its own run folder and ends with the numbers of an uninterrupted run,
+also when more signals come while it stops."""
 
 import json
+import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -49,7 +50,11 @@ def test_a_preempted_submitit_job_is_requeued_and_ends_as_if_uninterrupted(tmp_p
     while not (run / "checkpoints" / "last.pt").is_file() and time.time() < deadline:
         time.sleep(0.05)  # the first epoch is done: the signal below lands in the second
     job_pid = json.loads((run / "meta.json").read_text())["pid"]
-    subprocess.run(["kill", "-USR2", str(job_pid)], check=True)  # what SLURM has submitit send
+    # What SLURM has submitit send, then SIGTERM, which SLURM sends too, and the pre-emption
+    # signal again, while the first is being handled: neither may end the job before it has
+    # stopped to be requeued.
+    for signum in (signal.SIGUSR2, signal.SIGTERM, signal.SIGUSR2):
+        os.kill(job_pid, signum)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
 

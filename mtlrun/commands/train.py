@@ -20,7 +20,7 @@ from mtlrun.compose import (
     validate,
 )
 from mtlrun.config import config_dir
-from mtlrun.errors import UserError, listed
+from mtlrun.errors import LostRank, UserError, listed
 from mtlrun.runfolder import RunFolder, existing_run_message
 from mtlrun.signals import preemption_signal
 from mtlrun.torchrun import joined_ranks, rank_zero_folder
@@ -87,13 +87,15 @@ def main(cfg: DictConfig) -> float | None:
             raise
         preemption = preemption_signal()
         if preemption is not None and interrupt.args[:1] == (preemption.name,):
-            # last.pt is written: hand the signal on to submitit, which requeues this job.
-            RunFolder(run_dir).update_meta(preempted=True)
+            # last.pt is written, meta.json says pre-empted: hand the signal on to submitit,
+            # which requeues this job.
             os.kill(os.getpid(), preemption)
         print(run_dir)
         sys.exit(130)  # stops a sweep too: Ctrl-C means the user wants to stop
     except UserError as error:
-        if leader:  # the other ranks of a torchrun run met the same error
+        # The other ranks of a torchrun run met the same error, but only the survivors know
+        # that a rank is gone.
+        if leader or isinstance(error, LostRank):
             print(f"mtlrun: error: {job}{error}", file=sys.stderr)
         if not sweeping:
             if leader:

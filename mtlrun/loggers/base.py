@@ -8,6 +8,13 @@ from mtlrun.schemas.logger import LoggerConfig
 RECORD_FIELDS = ("epoch", "step", "split", "stage", "seconds")  # a record's keys besides metrics
 
 
+def kept_on_resume(record_epoch: int, split: str, epoch: int) -> bool:
+    """Whether a record logged before an interruption stays when the run resumes at `epoch`:
+    one of an earlier epoch, but not the final test evaluation's, which a resumed run (one
+    that did not complete) always does again."""
+    return record_epoch < epoch and split != "test"
+
+
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """`{"optim": {"lr": 0.001}}` → `{"optim.lr": 0.001}`, for trackers' flat params; they take
     scalars and strings only, so lists become their text."""

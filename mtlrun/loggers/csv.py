@@ -4,7 +4,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import Logger, LoggerConfig
+from mtlrun.loggers.base import Logger, LoggerConfig, kept_on_resume
 from mtlrun.parts import LOGGERS
 from mtlrun.runfolder import write_atomic
 
@@ -42,7 +42,9 @@ class CsvLogger(Logger):
             return
         with open(self.path, newline="") as f:
             reader = csv.DictReader(f)
-            self.rows = [row for row in reader if int(row["epoch"]) < epoch]
+            self.rows = [
+                row for row in reader if kept_on_resume(int(row["epoch"]), row["split"], epoch)
+            ]
             self.columns = list(reader.fieldnames or [])
         self._rewrite()
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers.base import Logger, LoggerConfig
+from mtlrun.loggers.base import Logger, LoggerConfig, kept_on_resume
 from mtlrun.parts import LOGGERS
 from mtlrun.runfolder import RunFolder, write_atomic
 
@@ -24,6 +24,7 @@ class JsonlLogger(Logger):
             f.write(json.dumps(record, allow_nan=False) + "\n")
 
     def resume(self, epoch: int) -> None:
-        kept = [r for r in RunFolder(self.run_dir).read_metrics() if r["epoch"] < epoch]
+        records = RunFolder(self.run_dir).read_metrics()
+        kept = [r for r in records if kept_on_resume(r["epoch"], r["split"], epoch)]
         text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept)
         write_atomic(self.path, lambda tmp: Path(tmp).write_text(text))
