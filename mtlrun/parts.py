@@ -53,12 +53,14 @@ DATASETS.declare(
 )
 DATASETS.declare("image_folder", dataset.ImageFolderConfig, "mtlrun.data.files")
 DATASETS.declare("arrays", dataset.ArraysConfig, "mtlrun.data.files")
+DATASETS.declare("dense_mnist", dataset.DenseMNISTConfig, "mtlrun.data.dense_mnist")
 
 BACKBONES.declare("dense_ae", backbone.DenseAEConfig, "mtlrun.backbones.dense")
 BACKBONES.declare("vae", backbone.VAEConfig, "mtlrun.backbones.dense")
 BACKBONES.declare("mlp", backbone.MLPConfig, "mtlrun.backbones.dense")
 BACKBONES.declare("cnn", backbone.CNNConfig, "mtlrun.backbones.conv")
 BACKBONES.declare("conv_vae", backbone.ConvVAEConfig, "mtlrun.backbones.conv")
+BACKBONES.declare("segnet", backbone.SegNetConfig, "mtlrun.backbones.segnet")
 
 for name, schema in {
     "hard": sharing.SharedLayersConfig,
@@ -79,6 +81,9 @@ for name, schema in {
     "reconstruction": task.ReconstructionConfig,
     "denoising": task.DenoisingConfig,
     "generation": task.GenerationConfig,
+    "segmentation": task.SegmentationConfig,
+    "depth": task.DepthConfig,
+    "normal": task.NormalConfig,
 }.items():
     TASKS.declare(name, schema, f"mtlrun.tasks.{name}")
 
