@@ -44,20 +44,32 @@ def extra_convs(stage: int) -> int:
 class EncoderStage(nn.Module):
     def __init__(self, stage: int, c_in: int, c_out: int, batch_norm: bool) -> None:
         super().__init__()
+        self.out_channels = c_out
         self.convs = conv_layers([c_in, *[c_out] * (1 + extra_convs(stage))], batch_norm)
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2, return_indices=True)
 
-    def forward(self, h: Tensor | Stream) -> Stream:
+    def gated(self, h: Tensor | Stream) -> tuple[Tensor, Stream]:
+        """The stage's features before pooling (what MTAN's attention gates), and its output."""
         carried = h.carried if isinstance(h, Stream) else ()
-        pooled, indices = self.pool(self.convs(features_of(h)))
-        return Stream(pooled, (*carried, indices))
+        features = self.convs(features_of(h))
+        pooled, indices = self.pool(features)
+        return features, Stream(pooled, (*carried, indices))
+
+    def forward(self, h: Tensor | Stream) -> Stream:
+        return self.gated(h)[1]
 
 
 class DecoderStage(nn.Module):
     def __init__(self, stage: int, c_in: int, c_out: int, batch_norm: bool) -> None:
         super().__init__()
+        self.out_channels = c_out
         self.unpool = nn.MaxUnpool2d(kernel_size=2, stride=2)
         self.convs = conv_layers([c_in, *[c_out] * (1 + extra_convs(stage))], batch_norm)
+
+    def gated(self, h: Stream) -> tuple[Tensor, Tensor | Stream]:
+        """The stage's output features (what MTAN's attention gates), and its output."""
+        output = self(h)
+        return features_of(output), output
 
     def forward(self, h: Stream) -> Tensor | Stream:
         *carried, indices = h.carried
