@@ -151,7 +151,7 @@ def test_the_options_of_a_group_include_the_users_config_folders(tmp_path):
     (mine / "backbone").mkdir(parents=True)
     # An option of one's own extends a registered schema: its defaults, types and checks.
     (mine / "backbone" / "small_vae.yaml").write_text("defaults: [vae]\nhidden_dims: [64]\n")
-    choices = "choose one of: cnn, conv_vae, dense_ae, mlp, small_vae, vae"
+    choices = "choose one of: cnn, conv_vae, dense_ae, mlp, segnet, small_vae, vae"
     for folder in (["--config-dir", str(mine)], [f"hydra.searchpath=[file://{mine}]"]):
         wrong = run_cli(tmp_path, "train", *folder, "backbone=small_va")
         assert wrong.stderr == f"mtlrun: error: backbone='small_va' is not known; {choices}\n"

@@ -15,7 +15,7 @@ from tests.helpers import run_cli
 MISTAKES = {
     "an unknown option": (
         ["backbone=vea"],
-        "backbone='vea' is not known; choose one of: cnn, conv_vae, dense_ae, mlp, vae",
+        "backbone='vea' is not known; choose one of: cnn, conv_vae, dense_ae, mlp, segnet, vae",
     ),
     "a misspelt key": (
         ["trainer.epoch=3"],
