@@ -104,20 +104,20 @@ def test_the_dense_mnist_targets_have_every_kind_of_pixel(small_mnist):
 @pytest.mark.slow
 @needs_mnist
 def test_dense_mnist_learns_every_task_past_a_constant_prediction(tmp_path):
-    """The default experiment, shortened to 3 epochs: floors from a real run (README)."""
+    """The default experiment (10 epochs; a run of it reached mIoU 0.31, depth abs_err 0.13
+    and a mean normal error of 5.0°: README)."""
     result = run_cli(
         tmp_path,
         "train",
         "+experiment=dense_mnist",
-        "trainer.epochs=3",
         "device=cpu",
         "trainer.progress=false",
         check=True,
     )
     run = Path(result.stdout.strip().splitlines()[-1])
     test = json.loads((run / "summary.json").read_text())["metrics"]
-    # Constant predictions score: background everywhere mIoU 0.072, depth 8 (the background's)
-    # abs_err 0.54, the normal (0, 0, 1) a mean angle of 12.4°.
-    assert test["test/segmentation/miou"] > 0.3
-    assert test["test/depth/abs_err"] < 0.4
-    assert test["test/normal/mean_angle"] < 10.0
+    # Constant predictions score on the test split: background everywhere mIoU 0.078, depth 8
+    # (the background's) abs_err 0.49, the normal (0, 0, 1) a mean angle of 11.8°.
+    assert test["test/segmentation/miou"] > 0.2
+    assert test["test/depth/abs_err"] < 0.25
+    assert test["test/normal/mean_angle"] < 7.0
