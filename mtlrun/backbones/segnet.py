@@ -15,6 +15,7 @@ the first k of them, or mix the task networks' features after any one; the pooli
 along between the blocks (`Stream`).
 """
 
+import torch
 from torch import Tensor, nn
 
 from mtlrun.backbones.base import Backbone, FeatureLatent, Stream, features_of
@@ -59,11 +60,22 @@ class EncoderStage(nn.Module):
         return self.gated(h)[1]
 
 
+def unpool(features: Tensor, indices: Tensor) -> Tensor:
+    """Max unpooling after 2×2 pooling: each value back where its window's maximum was, zeros
+    elsewhere, as a nearest upsampling masked by the pooling indices. It equals torch's
+    `max_unpool2d`, which refuses to run under `trainer.deterministic` (it cannot know that
+    non-overlapping windows never share an index)."""
+    doubled = features.repeat_interleave(2, -2).repeat_interleave(2, -1)
+    chosen = indices.repeat_interleave(2, -2).repeat_interleave(2, -1)
+    height, width = doubled.shape[-2:]
+    positions = torch.arange(height * width, device=indices.device).view(height, width)
+    return doubled * (chosen == positions)
+
+
 class DecoderStage(nn.Module):
     def __init__(self, stage: int, c_in: int, c_out: int, batch_norm: bool) -> None:
         super().__init__()
         self.out_channels = c_out
-        self.unpool = nn.MaxUnpool2d(kernel_size=2, stride=2)
         self.convs = conv_layers([c_in, *[c_out] * (1 + extra_convs(stage))], batch_norm)
 
     def gated(self, h: Stream) -> tuple[Tensor, Tensor | Stream]:
@@ -73,7 +85,7 @@ class DecoderStage(nn.Module):
 
     def forward(self, h: Stream) -> Tensor | Stream:
         *carried, indices = h.carried
-        features = self.convs(self.unpool(h.features, indices))
+        features = self.convs(unpool(h.features, indices))
         return Stream(features, tuple(carried)) if carried else features
 
 

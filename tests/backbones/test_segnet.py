@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtlrun.backbones.segnet import segnet
+from mtlrun.backbones.segnet import segnet, unpool
 from mtlrun.data import DatasetInfo, TargetInfo
 from mtlrun.errors import ConfigError
 from mtlrun.schemas.backbone import SegNetConfig
@@ -68,6 +68,17 @@ def test_a_decoder_stage_unpools_with_its_encoder_stages_indices():
     inner = up_second(h)
     expected = up_first.convs(F.max_unpool2d(inner.features, indices, 2))
     torch.testing.assert_close(up_first(inner), expected)
+
+
+def test_unpooling_is_torchs_max_unpool_and_runs_deterministically():
+    features = torch.randn(2, 3, 8, 6)
+    pooled, indices = F.max_pool2d(features, 2, return_indices=True)
+    torch.testing.assert_close(unpool(pooled, indices), F.max_unpool2d(pooled, indices, 2))
+    torch.use_deterministic_algorithms(True)
+    try:
+        build([4, 8]).encode(torch.rand(2, 3, 32, 32)).features.sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(False)
 
 
 def test_image_sides_must_halve_at_every_stage():
