@@ -110,9 +110,10 @@ def libmtl_delta_m(cell: dict, baseline: dict) -> float:
 
 
 def metric_cell(runs: list[dict], key: str) -> str:
-    """mIoU and the shares in %, errors as they are."""
+    """mIoU and the shares in %, angles in degrees (2 decimals); depth errors as they are (3)."""
     scale = 100 if METRICS[key] == "max" else 1
-    return mean_interval([run[key] * scale for run in runs])
+    digits = 3 if key.startswith("depth/") else 2
+    return mean_interval([run[key] * scale for run in runs], digits=digits)
 
 
 def main() -> None:

@@ -94,13 +94,12 @@ def commits(cells: list[dict]) -> str:
     return ", ".join(f"{commit} ({n} run{'s' * (n > 1)})" for commit, n in counts.items())
 
 
-def mean_interval(values: list[float], sign: str = "") -> str:
+def mean_interval(values: list[float], sign: str = "", digits: int = 2) -> str:
     """`mean ± h`, h the half-width of the mean's 95 % t interval; the mean alone for one."""
     interval = t_interval(values)
     mean = statistics.mean(values)
-    return (
-        f"{mean:{sign}.2f}" if interval is None else f"{mean:{sign}.2f} ± {interval[1] - mean:.2f}"
-    )
+    shown = f"{mean:{sign}.{digits}f}"
+    return shown if interval is None else f"{shown} ± {interval[1] - mean:.{digits}f}"
 
 
 def half_width(values: list[float]) -> float:
