@@ -86,7 +86,10 @@ class Ranks:
         """Each tensor, in place, becomes its sum over the ranks (one collective)."""
         if not self.distributed or not tensors:
             return
-        flat = torch.cat([t.reshape(-1).float() for t in tensors])
+        # float64 when any tensor is (counts beyond float32's exact 2^24, such as the pixels of
+        # a confusion matrix), else float32
+        dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float
+        flat = torch.cat([t.reshape(-1).to(dtype) for t in tensors])
         dist.all_reduce(flat)
         offset = 0
         for t in tensors:

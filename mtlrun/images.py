@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlrun.data import Data, Split
+from mtlrun.data import Batch, Data, Split
 from mtlrun.runfolder import RunFolder
 from mtlrun.sharing import MultiTaskModel
 
 if TYPE_CHECKING:
     from mtlrun.experiment import Experiment
+    from mtlrun.tasks import Task
 
 
 @torch.inference_mode()
@@ -96,6 +97,23 @@ def save_predictions(
     save_image(torch.stack(drawn).float() / 255, path, nrow=8, padding=2, pad_value=1.0)
 
 
+@torch.inference_mode()
+def save_dense_predictions(
+    model: MultiTaskModel, task: "Task", inputs: Tensor, batch: Batch, path: Path
+) -> None:
+    """Three rows: the inputs, a per-pixel task's targets and its predictions, drawn as the task
+    draws them (`Task.pictures`), enlarged (nearest) to about 96 pixels a side when smaller."""
+    from torchvision.utils import save_image
+
+    prediction = model(inputs).predictions[task.name].float()
+    target, predicted = task.pictures(prediction, batch)
+    shown = inputs.float().clamp(0, 1).expand(-1, 3, -1, -1)
+    rows = torch.cat([shown, target.float(), predicted.float()])
+    scale = max(1, 96 // rows.shape[-2])
+    rows = F.interpolate(rows, scale_factor=scale, mode="nearest")
+    save_image(rows.cpu(), path, nrow=len(inputs), padding=2, pad_value=1.0)
+
+
 def image_source(data: Data) -> Split:
     """Grids show validation images; the test images only when there is no validation split
     (images are never used to select anything)."""
@@ -104,7 +122,8 @@ def image_source(data: Data) -> Split:
 
 def save_images(experiment: "Experiment", run: RunFolder, tag: str) -> dict[str, Path]:
     """The grids of one evaluation (image data only): inputs labelled with the predicted
-    classes, reconstructions, and prior samples when the backbone has a prior."""
+    classes, reconstructions, prior samples when the backbone has a prior, and for each
+    per-pixel task its targets and predictions under 8 inputs."""
     if not experiment.data.info.is_image:
         return {}
     batch = image_source(experiment.data).head(8 * experiment.trainer.image_rows)
@@ -132,6 +151,12 @@ def save_images(experiment: "Experiment", run: RunFolder, tag: str) -> dict[str,
                 save_prior_samples, model, reconstruction.name, inputs, sizes[0] if sizes else 64
             ),
         )
+    for task in experiment.tasks:
+        if task.per_pixel:
+            grids[task.name] = (
+                f"{task.name}_{tag}.png",
+                partial(save_dense_predictions, model, task, inputs[:8], batch.rows(slice(0, 8))),
+            )
     written = {}
     model.eval()
     with experiment.autocast, own_random_numbers(experiment):

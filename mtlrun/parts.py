@@ -81,6 +81,7 @@ DATASETS.declare("arrays", dataset.ArraysConfig, "mtlrun.data.files")
 for name in ("nyuv2", "cityscapes"):
     DATASETS.declare(name, dataset.DenseScenesConfig, "mtlrun.data.dense_scenes")
 DATASETS.declare("celeba", dataset.CelebAConfig, "mtlrun.data.celeba")
+DATASETS.declare("dense_mnist", dataset.DenseMNISTConfig, "mtlrun.data.dense_mnist")
 
 BACKBONES.declare("dense_ae", backbone.DenseAEConfig, "mtlrun.backbones.dense")
 BACKBONES.declare("vae", backbone.VAEConfig, "mtlrun.backbones.dense")
@@ -89,6 +90,7 @@ BACKBONES.declare("cnn", backbone.CNNConfig, "mtlrun.backbones.conv")
 BACKBONES.declare("conv_vae", backbone.ConvVAEConfig, "mtlrun.backbones.conv")
 BACKBONES.declare("resnet50_dilated", backbone.ResNetDilatedConfig, "mtlrun.backbones.resnet")
 BACKBONES.declare("cifar_resnet18", backbone.CIFARResNet18Config, "mtlrun.backbones.resnet")
+BACKBONES.declare("segnet", backbone.SegNetConfig, "mtlrun.backbones.segnet")
 
 for name, schema in {
     "hard": sharing.SharedLayersConfig,
@@ -109,6 +111,9 @@ for name, schema in {
     "reconstruction": task.ReconstructionConfig,
     "denoising": task.DenoisingConfig,
     "generation": task.GenerationConfig,
+    "segmentation": task.SegmentationConfig,
+    "depth": task.DepthConfig,
+    "normal": task.NormalConfig,
 }.items():
     TASKS.declare(name, schema, f"mtlrun.tasks.{name}")
 

@@ -48,6 +48,11 @@ class Reporter:
         self._log_file.close()
 
 
+# More metric names than this (the per-pixel tasks have ten between them) would not fit a
+# terminal's width as columns: each task's metrics are then listed in one cell of its row.
+MAX_COLUMNS = 7
+
+
 def metrics_table(title: str, metrics: dict[str, float]) -> Table:
     """One row per task, one column per metric name; keys are `<split>/<task>/<metric>`."""
     rows: dict[str, dict[str, float]] = defaultdict(dict)
@@ -58,6 +63,12 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
     columns = sorted({m for row in rows.values() for m in row}, key=lambda m: (m != "loss", m))
     table = Table(title=title, title_justify="left")
     table.add_column("task", no_wrap=True)
+    if len(columns) > MAX_COLUMNS:
+        table.add_column("metrics")
+        for task, row in rows.items():
+            cells = (f"{c} {format_value(row[c])}" for c in columns if c in row)
+            table.add_row(task, "  ".join(cells))
+        return table
     for column in columns:
         table.add_column(column, justify="right")
     for task, row in rows.items():

@@ -169,7 +169,7 @@ def test_the_options_of_a_group_include_the_users_config_folders(tmp_path):
     (mine / "backbone" / "small_vae.yaml").write_text("defaults: [vae]\nhidden_dims: [64]\n")
     choices = (
         "choose one of: cifar_resnet18, cnn, conv_vae, dense_ae, mlp, resnet50_dilated, "
-        "small_vae, vae"
+        "segnet, small_vae, vae"
     )
     for folder in (["--config-dir", str(mine)], [f"hydra.searchpath=[file://{mine}]"]):
         wrong = run_cli(tmp_path, "train", *folder, "backbone=small_va")

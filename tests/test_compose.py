@@ -16,7 +16,7 @@ MISTAKES = {
     "an unknown option": (
         ["backbone=vea"],
         "backbone='vea' is not known; choose one of: cifar_resnet18, cnn, conv_vae, dense_ae, mlp, "
-        "resnet50_dilated, vae",
+        "resnet50_dilated, segnet, vae",
     ),
     "a misspelt key": (
         ["trainer.epoch=3"],

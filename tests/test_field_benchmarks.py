@@ -1,18 +1,16 @@
-"""The experiments with the field's recipes: celeba trains on a fixture in CelebA's layout, and
-the dense ones compose with the papers' settings once the dense task types are registered."""
+"""The experiments with the field's recipes: each trains on a fixture in its dataset's on-disk
+layout (CelebA's, MTAN's NYUv2 and Cityscapes `.npy` folders) and composes with the papers'
+settings."""
 
 import json
 
 import pytest
 
-from mtlrun.parts import TASKS
 from mtlrun.schemas.dataset import CELEBA_ATTRIBUTES
 from tests.conftest import compose_config
 from tests.data.test_celeba import write_celeba
+from tests.data.test_dense_scenes import write_scenes
 from tests.helpers import run_cli
-
-DENSE_TASKS = {"segmentation", "depth", "normal"} <= set(TASKS.names)
-
 
 def test_the_celeba_experiment_trains_its_40_attribute_tasks_on_a_fixture(tmp_path):
     write_celeba(tmp_path / "data")
@@ -52,7 +50,6 @@ def test_the_celeba_recipe_is_sener_and_koltuns():
     assert (cfg.trainer.epochs, cfg.trainer.batch_size) == (100, 256)
 
 
-@pytest.mark.skipif(not DENSE_TASKS, reason="the dense task types come with issue 28's part A")
 @pytest.mark.parametrize(
     ("experiment", "dataset", "backbone", "tasks", "batch_size"),
     [
@@ -70,3 +67,39 @@ def test_the_dense_recipes_compose_with_the_papers_settings(
     assert (cfg.optim.step_epochs, cfg.optim.gamma, cfg.trainer.epochs) == (100, 0.5, 200)
     assert cfg.trainer.batch_size == batch_size
     assert not cfg.dataset.augment
+
+
+@pytest.mark.parametrize(
+    ("experiment", "small", "tasks"),
+    [
+        ("nyuv2_segnet", ["backbone.channels=[4,8]"], {"segmentation", "depth", "normal"}),
+        ("cityscapes_segnet", ["backbone.channels=[4,8]"], {"segmentation", "depth"}),
+        ("nyuv2_resnet", [], {"segmentation", "depth", "normal"}),
+    ],
+)
+def test_the_dense_recipes_train_on_fixtures_in_mtans_layout(tmp_path, experiment, small, tasks):
+    """The whole path of a dense benchmark: the loader, SegNet (or the dilated ResNet-50 with
+    LibMTL's ASPP heads), the three per-pixel task types and their split metrics."""
+    name = experiment.split("_")[0]
+    root = tmp_path / name
+    write_scenes(root, num_classes=7 if name == "cityscapes" else 13, normals=name == "nyuv2")
+    result = run_cli(
+        tmp_path,
+        "train",
+        f"+experiment={experiment}",
+        f"dataset.root={root}",
+        *small,
+        "device=cpu",
+        "trainer.epochs=1",
+        "trainer.batch_size=3",
+        "trainer.progress=false",
+        check=True,
+    )
+    run = tmp_path / result.stdout.strip().splitlines()[-1]
+    metrics = json.loads((run / "summary.json").read_text())["metrics"]
+    primary = {"segmentation": "miou", "depth": "abs_err", "normal": "mean_angle"}
+    assert {key.split("/")[1] for key in metrics if key.startswith("test/")} - {"loss"} == tasks
+    for task in tasks:
+        assert metrics[f"test/{task}/{primary[task]}"] >= 0
+    assert 0 <= metrics["test/segmentation/miou"] <= 1
+    assert (run / "images").is_dir()

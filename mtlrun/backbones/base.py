@@ -41,6 +41,27 @@ class Encoding:
         return 0.5 * (self.mu.pow(2) + self.logvar.exp() - 1.0 - self.logvar).sum(dim=1)
 
 
+@dataclass(frozen=True)
+class Stream:
+    """What flows from one block to the next when a later block needs more than the features
+    (a SegNet decoder stage unpools with its encoder stage's pooling indices): the feature map,
+    and the tensors riding along, in the order the blocks added them. Sharing strategies mix,
+    share and cut through the features only (`features_of`, `with_features`)."""
+
+    features: Tensor
+    carried: tuple[Tensor, ...]
+
+
+def features_of(h: Tensor | Stream) -> Tensor:
+    """The features a block passes on."""
+    return h.features if isinstance(h, Stream) else h
+
+
+def with_features(h: Tensor | Stream, features: Tensor) -> Tensor | Stream:
+    """`h` with its features replaced (by a cross-stitch unit's mix), what rides along kept."""
+    return Stream(features, h.carried) if isinstance(h, Stream) else features
+
+
 class PointLatent(nn.Module):
     """An autoencoder's code: a linear map, no noise."""
 
@@ -78,6 +99,8 @@ class Backbone(nn.Module):
 
     The blocks are kept as a list so that sharing strategies can split the trunk into
     shared and task-specific parts, or mix activations between task copies after a block.
+    A `per_pixel` backbone's code is a feature map N×`code_dim`×h×w (at the input's resolution
+    for SegNet), which the heads of per-pixel tasks read.
     """
 
     def __init__(
@@ -89,8 +112,10 @@ class Backbone(nn.Module):
         make_decoder: Callable[[], nn.Module],
         kl_weight: float | None = None,
         normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+        per_pixel: bool = False,
     ) -> None:
         super().__init__()
+        self.per_pixel = per_pixel
         self.input_shape = input_shape
         self.blocks = nn.ModuleList(blocks)
         self.latent = latent

@@ -135,6 +135,7 @@ def resnet50_dilated(cfg: ResNetDilatedConfig, info: DatasetInfo) -> Backbone:
         2048,
         no_decoder("resnet50_dilated"),
         normalization=info.normalization,
+        per_pixel=True,  # the heads read the feature map (LibMTL's DeepLab heads)
     )
 
 

@@ -40,19 +40,24 @@ def cache_root(cache_dir: str | None) -> Path:
     return Path(cache_dir or os.environ.get("MTLRUN_CACHE") or "~/.cache/mtlrun").expanduser()
 
 
-def compose(images: Tensor, partners: Tensor) -> Tensor:
-    """N×28×28 uint8 images overlaid with their partners as Sener & Koltun do: left at (0, 0),
-    right at (6, 6) of a 36×36 canvas, pixel-wise max, nearest resize to 28×28."""
+def layers(images: Tensor, partners: Tensor, size: int = SIZE) -> tuple[Tensor, Tensor]:
+    """The two layers of Sener & Koltun's canvas, each N×size×size like `images`: the images at
+    (0, 0) and their partners at (6, 6) of a 36×36 canvas, each resized (nearest) to size×size."""
     n, height, width = images.shape
     left = torch.zeros((n, CANVAS, CANVAS), dtype=images.dtype)
     right = torch.zeros_like(left)
     left[:, :height, :width] = images
     right[:, OFFSET : OFFSET + height, OFFSET : OFFSET + width] = partners
-    canvas = torch.maximum(left, right)
     # Nearest neighbour at pixel centres (PIL's convention, which the original scipy imresize
-    # used): output pixel i reads canvas pixel floor((i + 0.5) · 36 / 28).
-    index = ((torch.arange(SIZE) + 0.5) * CANVAS / SIZE).long()
-    return canvas[:, index][:, :, index]
+    # used): output pixel i reads canvas pixel floor((i + 0.5) · 36 / size).
+    index = ((torch.arange(size) + 0.5) * CANVAS / size).long()
+    return left[:, index][:, :, index], right[:, index][:, :, index]
+
+
+def compose(images: Tensor, partners: Tensor) -> Tensor:
+    """N×28×28 uint8 images overlaid with their partners as Sener & Koltun do: left at (0, 0),
+    right at (6, 6) of a 36×36 canvas, pixel-wise max, nearest resize to 28×28."""
+    return torch.maximum(*layers(images, partners))
 
 
 def make_pairs(

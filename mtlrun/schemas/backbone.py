@@ -137,3 +137,26 @@ class CIFARResNet18Config:
     Trained from scratch, as theirs: ImageNet's weights fit a 7×7 stem."""
 
     name: str
+
+
+@dataclass
+class SegNetConfig:
+    """`backbone=segnet`: the SegNet of MTAN's and LibMTL's NYUv2 experiments (Badrinarayanan et
+    al. 2017, as Liu, Johns & Davison 2019 use it): encoder stages of 3×3 conv + batch norm +
+    ReLU layers, each ending in 2×2 max pooling, and mirrored decoder stages that unpool with
+    the encoder's pooling indices. Its code is the last decoder stage's feature map, at the
+    input's resolution, with `channels[0]` channels. The defaults are the paper's widths;
+    `channels=[16,32,64]` is a small one that trains on a CPU."""
+
+    name: str
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 512])  # per stage
+    # batch normalisation after every conv, as the paper; false drops it (a DDP run's ranks then
+    # compute the same step as one process, which per-rank batch statistics do not)
+    batch_norm: bool = True
+
+    def check(self, key: str) -> None:
+        if not self.channels:
+            raise ConfigError(
+                f"{key}.channels is empty; SegNet needs at least one stage, e.g. [16]"
+            )
+        check_each(f"{key}.channels", self.channels, 1)

@@ -4,7 +4,7 @@ torch: composing a config, `--cfg job` and every refusal need only these."""
 from dataclasses import dataclass, field
 
 from mtlrun.config import check_each, check_range
-from mtlrun.errors import ConfigError
+from mtlrun.errors import ConfigError, listed
 
 
 @dataclass
@@ -185,7 +185,26 @@ class CelebAConfig:
                 if attribute not in CELEBA_ATTRIBUTES:
                     raise ConfigError(
                         f"{key}.attributes names {attribute!r}, not one of CelebA's 40: "
-                        f"{', '.join(CELEBA_ATTRIBUTES)}"
+                        f"{listed(CELEBA_ATTRIBUTES, 'see the header of list_attr_celeba.txt')}"
                     )
             if len(set(self.attributes)) < len(self.attributes):
                 raise ConfigError(f"{key}.attributes={self.attributes} names one twice")
+
+
+@dataclass
+class DenseMNISTConfig(TorchvisionDatasetConfig):
+    """`dataset=dense_mnist`: MultiMNIST canvases (two digits, 32×32) with per-pixel targets:
+    `segmentation` (11 classes: the digits 0-9 and background 10; IGNORE_LABEL on faint stroke
+    edges), `depth` (each digit a relief at a depth set by its class, in front of a far
+    background) and `normal` (that surface's normals, the zero vector across occluding edges).
+    Built from the first `n_train` and `n_test` of MNIST's training and test images in
+    `dataset.root` (null: $MTLRUN_DATA, else ./data)."""
+
+    n_train: int = 6000
+    n_test: int = 1000
+    val_size: int = 500  # carved from the n_train examples with the run's seed
+    seed: int = 0  # draws each digit's partner: the dataset's seed, not the run's
+
+    def check(self, key: str) -> None:
+        check_range(f"{key}.n_train", self.n_train, 1)
+        check_range(f"{key}.n_test", self.n_test, 1)

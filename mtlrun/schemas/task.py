@@ -3,7 +3,7 @@ Imports no torch: composing a config, `--cfg job` and every refusal need only th
 
 from dataclasses import dataclass, field
 
-from mtlrun.config import check_each, check_range
+from mtlrun.config import check_choice, check_each, check_range
 
 
 @dataclass
@@ -72,3 +72,37 @@ class GenerationConfig(TaskConfig):
     def check(self, key: str) -> None:
         super().check(key)
         check_range(f"{key}.num_samples", self.num_samples, 1)
+
+
+DENSE_HEADS = ("conv", "aspp")
+
+
+@dataclass
+class DenseTaskConfig(TaskConfig):
+    """A task that predicts one value per pixel (segmentation, depth, normal) from a backbone
+    whose code is a feature map (`backbone=segnet`); its head's output is resized to the input's
+    height and width when the feature map is smaller."""
+
+    target: str | None = None  # the dataset's per-pixel target; by default the task's name
+    # conv: 3×3 conv then 1×1 conv (the heads of MTAN's SegNet and LibMTL's NYUv2 example);
+    # aspp: DeepLab's atrous spatial pyramid pooling (LibMTL's head on the dilated ResNet-50)
+    head: str = "conv"
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        check_choice(f"{key}.head", self.head, DENSE_HEADS)
+
+
+@dataclass
+class SegmentationConfig(DenseTaskConfig):
+    pass  # target: a per-pixel class map, IGNORE_LABEL (-1) where unlabelled
+
+
+@dataclass
+class DepthConfig(DenseTaskConfig):
+    pass  # target: a per-pixel depth map (N×1×H×W), 0 where invalid
+
+
+@dataclass
+class NormalConfig(DenseTaskConfig):
+    pass  # target: per-pixel unit surface normals (N×3×H×W), the zero vector where invalid

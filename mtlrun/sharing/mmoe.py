@@ -17,10 +17,12 @@ from mtlrun.tasks import Task
 
 class MMoE(TaskHeads):
     """Task t reads f_t(x) = Σ_e g_t(x)_e · h_e(x) (their eq. 5-6): the experts h_e are the
-    backbone's encoder, `num_experts` times; the gate g_t(x) = softmax(W_t x) is one linear map
-    of the (standardised, flattened) input per task. The experts' codes are the cut every task
-    reads (`ModelOutput.shared`, stacked: experts × batch × code), so the gradient aggregators
-    and GradNorm work on them; the gates belong to their task, like its head."""
+    backbone's encoder, `num_experts` times (their codes vectors, or a per-pixel backbone's
+    feature maps, mixed pixel by pixel with the same weights); the gate g_t(x) = softmax(W_t x)
+    is one linear map of the (standardised, flattened) input per task. The experts' codes are
+    the cut every task reads (`ModelOutput.shared`, stacked: experts × batch × code), so the
+    gradient aggregators and GradNorm work on them; the gates belong to their task, like its
+    head."""
 
     def __init__(self, experts: list[Backbone], tasks: list[Task], task_relation: float) -> None:
         super().__init__(tasks, experts[0], task_relation)
@@ -33,7 +35,7 @@ class MMoE(TaskHeads):
 
     def mix(self, task: str, x: Tensor, codes: Tensor) -> Encoding:
         gate = torch.softmax(self.gates[task](self.experts[0].standardise(x).flatten(1)), dim=1)
-        mixed = torch.einsum("be,ebd->bd", gate, codes)
+        mixed = torch.einsum("be,eb...->b...", gate, codes)  # codes: vectors or feature maps
         return Encoding(features=mixed, z=mixed)
 
     def forward(self, x: Tensor) -> ModelOutput:

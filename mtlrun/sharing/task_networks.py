@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
+from mtlrun.backbones.base import features_of, with_features
 from mtlrun.sharing.base import BackboneFactory, ModelOutput
 from mtlrun.sharing.heads import TaskHeads, last_with_parameters
 from mtlrun.tasks import Task
@@ -49,16 +50,17 @@ class TaskNetworks(TaskHeads):
         h = networks[0].standardise(x)
         for block in networks[0].blocks[: self.shared_blocks]:
             h = block(h)
-        shared = [h] if self.shared_blocks else []
+        shared = [features_of(h)] if self.shared_blocks else []
         hs = [h] * len(networks)
         for i in range(self.shared_blocks, len(networks[0].blocks)):
             hs = [network.blocks[i](h_t) for network, h_t in zip(networks, hs, strict=True)]
             if str(i) in self.mixers:
                 # The mixed activations are the cut: everything before them (the stitch units
-                # included) serves every task, everything after belongs to one.
-                mixed = self.mixers[str(i)](torch.stack(hs))
+                # included) serves every task, everything after belongs to one. What rides
+                # along with them (a SegNet's pooling indices) stays each network's own.
+                mixed = self.mixers[str(i)](torch.stack([features_of(h_t) for h_t in hs]))
                 shared = [mixed]
-                hs = list(mixed.unbind(0))
+                hs = [with_features(h_t, m) for h_t, m in zip(hs, mixed.unbind(0), strict=True)]
         encodings = {
             name: network.latent(h_t)
             for (name, network), h_t in zip(self.networks.items(), hs, strict=True)

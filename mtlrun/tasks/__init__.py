@@ -31,6 +31,7 @@ def build_tasks(node: DictConfig, info: DatasetInfo, backbone: Backbone) -> list
     for task in tasks:
         task.check(info, backbone, tasks)
         check_directions(task)  # after `check`: a primary metric may depend on the data
+        check_code(task, backbone)
     if not any(task.has_loss for task in tasks):
         raise ConfigError(
             "no task has a loss to train on; "
@@ -82,4 +83,20 @@ def check_metrics(task: Task, reported: set[str]) -> None:
         raise PluginError(
             f"{where}: {cls}.metric_sums returned no 'loss'; it must return the sum of the "
             "task's loss over the batch, as Task.metric_sums does"
+        )
+
+
+def check_code(task: Task, backbone: Backbone) -> None:
+    """A per-pixel task needs a backbone whose code is a feature map, every other task with a
+    head one whose code is a vector per example."""
+    if task.per_pixel and not backbone.per_pixel:
+        raise ConfigError(
+            f"tasks.{task.name} predicts per pixel, from a backbone whose code is a feature "
+            "map; use backbone=segnet or resnet50_dilated"
+        )
+    if backbone.per_pixel and not task.per_pixel and task.has_loss:
+        raise ConfigError(
+            f"tasks.{task.name} reads a code per example, but this backbone's code is a feature "
+            "map per pixel; give it a per-pixel task (segmentation, depth, normal) or another "
+            "backbone"
         )

@@ -28,6 +28,12 @@ class Task:
     # (the task a VAE's KL belongs to; reconstruction grids and interpolations use its head)
     grid_label: str | None = None  # the class target prediction grids label the images with
     prior_samples: int | None = None  # images in each grid of samples from the prior
+    # Its head reads a per-pixel backbone's feature map and predicts one value per pixel (its
+    # grids show target and prediction as images: `pictures`); else it reads a code per example.
+    per_pixel: ClassVar[bool] = False
+    # The keys of `split_state` that evaluation joins along their first dimension rather than
+    # adds up over a split's batches.
+    joined: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, weight: float) -> None:
         self.name = name
@@ -68,6 +74,25 @@ class Task:
         they may be missing (`Batch.may_miss`), an int otherwise: the ranks of a DDP run
         reduce the counts together when any is a tensor, so all must take the same form."""
         return len(batch)
+
+    def split_state(
+        self, prediction: Tensor, encoding: Encoding, batch: Batch
+    ) -> dict[str, Tensor]:
+        """What evaluation keeps of a batch, besides `metric_sums`, for metrics that are not
+        means over examples: tensors added up over the split's batches (a confusion matrix),
+        or, for the keys in `joined`, joined (every pixel's error, for a median). Computed on
+        the device without reading anything back; `split_metrics` turns the whole split's
+        state into metrics."""
+        return {}
+
+    def split_metrics(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Metrics of a whole split (0-dim tensors) from its accumulated `split_state`."""
+        return {}
+
+    def pictures(self, prediction: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """A per-pixel task's target and prediction as RGB images in [0, 1] (N×3×H×W each),
+        for the run's image grids."""
+        raise NotImplementedError
 
     def final_metric_sums(
         self, head: nn.Module, encoding: Encoding, batch: Batch

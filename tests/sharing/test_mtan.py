@@ -1,11 +1,21 @@
-"""MTAN: a soft attention mask per task over the shared CNN trunk's features at every block."""
+"""MTAN: a soft attention mask per task over the shared trunk's features at every block (a
+CNN's conv blocks, SegNet's encoder and decoder stages)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mtlrun.backbones import Backbone
+from mtlrun.backbones.base import FeatureLatent
+from mtlrun.backbones.segnet import segnet
+from mtlrun.data import DatasetInfo, TargetInfo
 from mtlrun.experiment import build
 from mtlrun.lifecycle import train
+from mtlrun.schemas.backbone import SegNetConfig
+from mtlrun.schemas.sharing import MTANConfig
+from mtlrun.schemas.task import DepthConfig
+from mtlrun.sharing.mtan import mtan
+from mtlrun.tasks.depth import Depth
 from tests.conftest import TINY, compose_config
 from tests.sharing import SMALL, assert_learns, config_error
 
@@ -25,7 +35,7 @@ def test_each_task_masks_the_shared_features_block_by_block():
     model = build(compose_config(CNN)).model
     x = torch.rand(3, 1, 28, 28)
     output = model(x)
-    p1, p2 = model.shared_features(x)
+    (p1, p2), _ = model.shared_features(x)
     assert [f.shape for f in output.shared] == [p1.shape, p2.shape]  # the cut: the trunk's maps
     attention = model.attention["class"]
     mask1 = attention.masks[0](p1)
@@ -69,5 +79,38 @@ def test_mtan_learns(run_dir):
 def test_mtan_needs_a_conv_trunk():
     message = config_error([*SMALL, "+task@tasks.class=classification", "sharing=mtan"])
     assert message == (
-        "sharing=mtan puts attention masks on a conv trunk's feature maps; use backbone=cnn"
+        "sharing=mtan puts attention masks on a conv trunk's feature maps; use backbone=cnn "
+        "or backbone=segnet"
     )
+
+
+def test_on_segnet_each_task_attends_over_encoder_and_decoder_stages():
+    """SegNet-MTAN: the masks gate each encoder stage's map before pooling (then pooled), and
+    each decoder stage's output, the attended map upsampled bilinearly before f."""
+    info = DatasetInfo("d", (1, 8, 8), {"depth": TargetInfo(dim=1, per_pixel=True)})
+    task = Depth(DepthConfig(type="depth"), "depth")
+
+    def make_backbone() -> Backbone:
+        return segnet(SegNetConfig(name="segnet", channels=[4, 8]), info)
+
+    task.check(info, make_backbone(), [task])
+    torch.manual_seed(0)
+    model = mtan(MTANConfig(name="mtan"), make_backbone, [task]).eval()
+    x = torch.rand(2, 1, 8, 8)
+    features, sizes = model.shared_features(x)
+    assert [tuple(p.shape[1:]) for p in features] == [(4, 8, 8), (8, 4, 4), (4, 4, 4), (4, 8, 8)]
+    assert [tuple(size) for size in sizes] == [(4, 4), (2, 2), (4, 4), (8, 8)]
+    attention = model.attention["depth"]
+    attended = F.max_pool2d(attention.masks[0](features[0]) * features[0], 2)
+    for j in (1, 2, 3):
+        p = features[j]
+        if attended.shape[-1] < p.shape[-1]:
+            attended = F.interpolate(
+                attended, size=p.shape[-2:], mode="bilinear", align_corners=True
+            )
+        mask = attention.masks[j](torch.cat([p, attention.carry[j - 1](attended)], dim=1))
+        attended = mask * p
+        if attended.shape[-2:] != sizes[j]:
+            attended = F.max_pool2d(attended, 2)
+    torch.testing.assert_close(model(x).encodings["depth"].features, attended)
+    assert isinstance(attention.latent, FeatureLatent) and len(attention.dense) == 0
