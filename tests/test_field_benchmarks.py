@@ -12,6 +12,7 @@ from tests.data.test_celeba import write_celeba
 from tests.data.test_dense_scenes import write_scenes
 from tests.helpers import run_cli
 
+
 def test_the_celeba_experiment_trains_its_40_attribute_tasks_on_a_fixture(tmp_path):
     write_celeba(tmp_path / "data")
     result = run_cli(
@@ -74,7 +75,7 @@ def test_the_dense_recipes_compose_with_the_papers_settings(
     [
         ("nyuv2_segnet", ["backbone.channels=[4,8]"], {"segmentation", "depth", "normal"}),
         ("cityscapes_segnet", ["backbone.channels=[4,8]"], {"segmentation", "depth"}),
-        ("nyuv2_resnet", [], {"segmentation", "depth", "normal"}),
+        ("nyuv2_resnet", ["backbone.pretrained=false"], {"segmentation", "depth", "normal"}),
     ],
 )
 def test_the_dense_recipes_train_on_fixtures_in_mtans_layout(tmp_path, experiment, small, tasks):

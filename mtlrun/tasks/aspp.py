@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlrun.backbones import Encoding
-
 CHANNELS = 256
 RATES = (12, 24, 36)
 
@@ -52,22 +50,13 @@ class ASPP(nn.Module):
 
 
 class ASPPHead(nn.Sequential):
-    """A dense task's head on a feature map (`Encoding.features`, N×in_channels×h×w): logits or
-    values N×out_channels at `output_size` (the input's H×W; None keeps the map's h×w, for a
-    caller that resizes itself)."""
+    """A dense task's head on a feature map (N×in_channels×h×w): logits or values
+    N×out_channels×h×w (the dense tasks' `DenseHead` upsamples them to the input's size,
+    bilinearly with aligned corners, as LibMTL's head does)."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, output_size: tuple[int, int] | None = None
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(
             ASPP(in_channels),
             *conv_bn_relu(CHANNELS, CHANNELS, 3),
             nn.Conv2d(CHANNELS, out_channels, 1),
         )
-        self.output_size = output_size
-
-    def forward(self, encoding: Encoding) -> Tensor:
-        out = super().forward(encoding.features)
-        if self.output_size is None or tuple(out.shape[-2:]) == tuple(self.output_size):
-            return out
-        return F.interpolate(out, self.output_size, mode="bilinear", align_corners=True)
