@@ -306,6 +306,6 @@ def test_dropping_a_task_an_experiment_configures_drops_its_settings(tmp_path):
         assert result.returncode == 2, result.stderr
         assert result.stderr == (
             f"mtlrun: error: tasks.{name} has settings (weight) but no type; add it as "
-            f"+task@tasks.{name}=TYPE, one of: classification, denoising, generation, "
-            "reconstruction, regression\n"
+            f"+task@tasks.{name}=TYPE, one of: classification, denoising, depth, generation, "
+            "normal, reconstruction, regression, segmentation\n"
         )
