@@ -75,7 +75,12 @@ def test_the_dense_recipes_compose_with_the_papers_settings(
     [
         ("nyuv2_segnet", ["backbone.channels=[4,8]"], {"segmentation", "depth", "normal"}),
         ("cityscapes_segnet", ["backbone.channels=[4,8]"], {"segmentation", "depth"}),
-        ("nyuv2_resnet", ["backbone.pretrained=false"], {"segmentation", "depth", "normal"}),
+        pytest.param(
+            "nyuv2_resnet",
+            ["backbone.pretrained=false"],
+            {"segmentation", "depth", "normal"},
+            marks=pytest.mark.slow,  # a ResNet-50 on the CPU: 20 s
+        ),
     ],
 )
 def test_the_dense_recipes_train_on_fixtures_in_mtans_layout(tmp_path, experiment, small, tasks):

@@ -43,6 +43,25 @@ class Stem(nn.Module):
         return self.layers(x)
 
 
+class ResidualStage(nn.Sequential):
+    """A ResNet stage (torchvision's `layer1` to `layer4`), its residual blocks in sequence. For
+    MTAN it splits as LibMTL's ResNet-MTAN does (`LibMTL/architecture/MTAN.py`): the attention
+    mask reads the output of every block but the last and gates the stage's output."""
+
+    def __init__(self, *blocks: nn.Module) -> None:
+        super().__init__(*blocks)  # also Sequential's OrderedDict form, which slicing uses
+        last = self[-1]
+        self.block_type = type(last)  # torchvision's Bottleneck or BasicBlock
+        self.out_channels = (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
+
+    def gated(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """What MTAN's mask reads (the stage before its last block), what it gates (the stage's
+        output), and the stage's output."""
+        read = self[:-1](h)
+        output = self[-1](read)
+        return read, output, output
+
+
 class PooledFeatures(nn.Module):
     """Sener & Koltun's end of the trunk: a 4×4 average pool, flattened."""
 
@@ -123,10 +142,7 @@ def resnet50_dilated(cfg: ResNetDilatedConfig, info: DatasetInfo) -> Backbone:
         load_imagenet(network, imagenet_weights(cfg), source)
     blocks = [
         Stem(network.conv1, network.bn1, network.relu, network.maxpool),
-        network.layer1,
-        network.layer2,
-        network.layer3,
-        network.layer4,
+        *stages(network),
     ]
     return Backbone(
         info.input_shape,
@@ -152,7 +168,7 @@ def cifar_resnet18(cfg: CIFARResNet18Config, info: DatasetInfo) -> Backbone:
         )
     network = resnet18(weights=None)  # torchvision's basic blocks are those of their code
     stem = Stem(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
-    blocks = [stem, network.layer1, network.layer2, network.layer3, network.layer4]
+    blocks = [stem, *stages(network)]
     return Backbone(
         info.input_shape,
         [*blocks, PooledFeatures()],
@@ -161,6 +177,10 @@ def cifar_resnet18(cfg: CIFARResNet18Config, info: DatasetInfo) -> Backbone:
         no_decoder("cifar_resnet18"),
         normalization=info.normalization,
     )
+
+
+def stages(network: nn.Module) -> list[ResidualStage]:
+    return [ResidualStage(*getattr(network, f"layer{k}")) for k in (1, 2, 3, 4)]
 
 
 def check_rgb(name: str, info: DatasetInfo) -> None:

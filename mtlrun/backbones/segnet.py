@@ -49,15 +49,16 @@ class EncoderStage(nn.Module):
         self.convs = conv_layers([c_in, *[c_out] * (1 + extra_convs(stage))], batch_norm)
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2, return_indices=True)
 
-    def gated(self, h: Tensor | Stream) -> tuple[Tensor, Stream]:
-        """The stage's features before pooling (what MTAN's attention gates), and its output."""
+    def gated(self, h: Tensor | Stream) -> tuple[Tensor, Tensor, Stream]:
+        """The stage's features before pooling (what MTAN's attention reads and gates), and its
+        output."""
         carried = h.carried if isinstance(h, Stream) else ()
         features = self.convs(features_of(h))
         pooled, indices = self.pool(features)
-        return features, Stream(pooled, (*carried, indices))
+        return features, features, Stream(pooled, (*carried, indices))
 
     def forward(self, h: Tensor | Stream) -> Stream:
-        return self.gated(h)[1]
+        return self.gated(h)[2]
 
 
 def unpool(features: Tensor, indices: Tensor) -> Tensor:
@@ -78,10 +79,11 @@ class DecoderStage(nn.Module):
         self.out_channels = c_out
         self.convs = conv_layers([c_in, *[c_out] * (1 + extra_convs(stage))], batch_norm)
 
-    def gated(self, h: Stream) -> tuple[Tensor, Tensor | Stream]:
-        """The stage's output features (what MTAN's attention gates), and its output."""
+    def gated(self, h: Stream) -> tuple[Tensor, Tensor, Tensor | Stream]:
+        """The stage's output features (what MTAN's attention reads and gates), and its output."""
         output = self(h)
-        return features_of(output), output
+        features = features_of(output)
+        return features, features, output
 
     def forward(self, h: Stream) -> Tensor | Stream:
         *carried, indices = h.carried

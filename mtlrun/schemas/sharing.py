@@ -78,8 +78,9 @@ class CrossStitchConfig(SharingConfig):
 
 @dataclass
 class MTANConfig(SharingConfig):
-    """`sharing=mtan`, Liu et al. 2019: the CNN trunk shared by all tasks, and per task a soft
-    attention mask over its features at every conv block (`backbone=cnn` only)."""
+    """`sharing=mtan`, Liu et al. 2019: the conv trunk shared by all tasks, and per task a soft
+    attention mask over its features at every conv block or stage (`backbone=cnn`, `segnet`,
+    `resnet50_dilated`, `cifar_resnet18`)."""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """MTAN, the Multi-Task Attention Network (Liu, Johns & Davison, "End-to-End Multi-Task Learning
-with Attention", CVPR 2019), on the conv trunk of `backbone=cnn` or the encoder and decoder of
-`backbone=segnet` (the paper's SegNet-MTAN)."""
+with Attention", CVPR 2019), on the conv trunk of `backbone=cnn`, the encoder and decoder of
+`backbone=segnet` (the paper's SegNet-MTAN) or the stages of a ResNet (LibMTL's ResNet-MTAN)."""
 
 import copy
 
@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from mtlrun.backbones import Backbone, Encoding
 from mtlrun.backbones.base import Stream, features_of
+from mtlrun.backbones.resnet import ResidualStage
 from mtlrun.errors import ConfigError
 from mtlrun.parts import SHARING
 from mtlrun.schemas.sharing import MTANConfig
@@ -18,103 +19,159 @@ from mtlrun.sharing.heads import TaskHeads, last_with_parameters
 from mtlrun.tasks import Task
 
 
-def attention_module(in_channels: int, channels: int) -> nn.Module:
+def attention_module(in_channels: int, width: int, channels: int) -> nn.Module:
     """g: two 1×1 convolutions, ReLU between, sigmoid after: a soft mask per feature."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, channels, 1),
+        nn.Conv2d(in_channels, width, 1),
         nn.ReLU(),
-        nn.Conv2d(channels, channels, 1),
+        nn.Conv2d(width, channels, 1),
         nn.Sigmoid(),
     )
 
 
+def carry_module(c_in: int, stage: nn.Module) -> nn.Module:
+    """f, from one attended map to the next stage's channels: a 3×3 convolution, or before a
+    ResNet stage a residual block of the stage's kind with a 1×1 projection (LibMTL's
+    `_conv_layer`), whose bottleneck keeps f's size near the stage's own."""
+    c_out = stage.out_channels
+    if not isinstance(stage, ResidualStage):
+        return nn.Conv2d(c_in, c_out, 3, padding=1)
+    projection = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+    block = stage.block_type
+    return block(c_in, c_out // block.expansion, downsample=projection)
+
+
+def mask_width(stage: nn.Module) -> int:
+    """g's inner width: a ResNet stage's bottleneck width (LibMTL's), else its channels."""
+    if isinstance(stage, ResidualStage):
+        return stage.out_channels // stage.block_type.expansion
+    return stage.out_channels
+
+
 class TaskAttention(nn.Module):
-    """One task's attention networks, one per conv block of the shared trunk, the 3×3
-    convolutions f that carry its attended features from one block to the next, and its own
-    copy of the trunk's dense blocks and latent layer."""
+    """One task's attention networks, one per attended stage of the shared trunk, the
+    convolutions f that carry its attended features from one stage to the next, and its own copy
+    of what follows the trunk (a cnn's dense blocks, a ResNet's pooling) and of the latent layer."""
 
-    def __init__(self, channels: list[int], backbone: Backbone, conv_blocks: int) -> None:
+    def __init__(self, stages: list[nn.Module], after_trunk: list[nn.Module], latent) -> None:
         super().__init__()
+        first, *rest = stages
         self.masks = nn.ModuleList(
-            [attention_module(channels[0], channels[0])]
-            + [attention_module(2 * c, c) for c in channels[1:]]
+            [attention_module(first.out_channels, mask_width(first), first.out_channels)]
+            + [attention_module(2 * s.out_channels, mask_width(s), s.out_channels) for s in rest]
         )
-        pairs = zip(channels[:-1], channels[1:], strict=True)
-        self.carry = nn.ModuleList([nn.Conv2d(c_in, c_out, 3, padding=1) for c_in, c_out in pairs])
-        self.dense = nn.ModuleList(copy.deepcopy(list(backbone.blocks[conv_blocks:])))
-        self.latent = copy.deepcopy(backbone.latent)
+        pairs = zip(stages[:-1], rest, strict=True)
+        self.carry = nn.ModuleList([carry_module(s.out_channels, nxt) for s, nxt in pairs])
+        self.dense = nn.ModuleList(copy.deepcopy(after_trunk))
+        self.latent = copy.deepcopy(latent)
 
 
-def gated(block: nn.Module, h: Tensor | Stream) -> tuple[Tensor, Tensor | Stream]:
-    """p, a trunk block's features that the attention masks gate, and the block's output: a cnn
-    block's convolution (and activation) before its pooling; a SegNet stage's split of its own
-    (`gated`: an encoder stage's map before pooling, a decoder stage's output)."""
-    if isinstance(block, nn.Sequential):
-        p = block[:-1](h)
-        return p, block[-1](p)
-    return block.gated(h)
+class ConvBlock:
+    """A cnn block as MTAN sees it: its convolution (and activation), then its pooling."""
+
+    def __init__(self, block: nn.Sequential) -> None:
+        self.out_channels = block[0].out_channels
+
+
+def as_stage(block: nn.Module) -> nn.Module | ConvBlock | None:
+    """The trunk block as a stage MTAN attends over: a SegNet or ResNet stage (they split
+    themselves with `gated`), a cnn's conv block; None for the others (a ResNet's stem, a
+    cnn's dense blocks)."""
+    if hasattr(block, "gated"):
+        return block
+    if isinstance(block, nn.Sequential) and isinstance(block[0], nn.Conv2d):
+        return ConvBlock(block)
+    return None
+
+
+def gated(block: nn.Module, h: Tensor | Stream) -> tuple[Tensor, Tensor, Tensor | Stream]:
+    """r and p, the trunk block's features its attention mask reads and those it gates, and the
+    block's output: a cnn block's convolution (and activation) before its pooling, read and
+    gated; a SegNet or ResNet stage's own split (`gated`)."""
+    if hasattr(block, "gated"):
+        return block.gated(h)
+    p = block[:-1](h)
+    return p, p, block[-1](p)
 
 
 class MTAN(TaskHeads):
-    """At trunk block j, with p_j the shared trunk's features (`gated`), task t's attended
-    features are â_t^j = a_t^j ⊙ p_j, pooled where the block pools, with the mask
-    a_t^1 = g_t^1(p_1) and, after the first block, a_t^j = g_t^j([p_j ; f_t^j(â_t^(j-1))]) (the
-    paper's eq. 1-2). Where p_j is larger than â_t^(j-1) (a SegNet decoder stage, after
-    unpooling) â_t^(j-1) is first upsampled bilinearly, as in the paper's SegNet-MTAN; where it
-    is smaller (the trunk's valid convolutions shrink it) f's output is resized to p_j's map.
-    Each task then has its own copy of the trunk's dense blocks (a cnn's) and latent layer
-    (starting from the same weights), and its head: on SegNet, the last decoder stage's attended
-    map is the task's feature map.
+    """At attended trunk stage j, with r_j and p_j the shared trunk's features (`gated`: the
+    same map for a cnn block and a SegNet stage; for a ResNet stage, r_j before its last
+    residual block and p_j its output, as in the paper's and LibMTL's ResNet-MTAN), task t's
+    attended features are â_t^j = a_t^j ⊙ p_j, pooled where the block pools, with the mask
+    a_t^1 = g_t^1(r_1) and, after the first stage, a_t^j = g_t^j([r_j ; f_t^j(â_t^(j-1))]) (the
+    paper's eq. 1-2). Where r_j is larger than â_t^(j-1) (a SegNet decoder stage, after
+    unpooling) â_t^(j-1) is first upsampled bilinearly, as in the paper's SegNet-MTAN; where f's
+    output is twice r_j's size or more (a ResNet stage that strides) it is max-pooled to r_j's
+    size, as LibMTL does; where it is otherwise smaller (a cnn's valid convolutions shrink the
+    maps) it is resized to r_j's. Each task then has its own copy of what follows the trunk (a
+    cnn's dense blocks) and of the latent layer (starting from the same weights), and its head:
+    on SegNet and the dilated ResNet-50, the last stage's attended map is the task's feature
+    map. Blocks before the first attended stage (a ResNet's stem) are shared and not attended.
 
     Where this differs from the paper: the attention modules have no batch normalisation (mtlrun
-    runs have none, so that a DDP step equals one process's), f is one convolution per task
-    rather than shared by all tasks, so that everything after the shared trunk belongs to one
-    task: the trunk's features [p_1, ...] are then the cut gradient aggregators work on; and on
-    SegNet each mask reads and gates the same features p_j (the paper's encoder masks read the
-    stage's first convolution and gate its last, its decoder masks read the unpooled input)."""
+    runs of the cnn and SegNet have none, so that a DDP step equals one process's), f is one
+    module per task rather than shared by all tasks, so that everything after the shared trunk
+    belongs to one task: the trunk's features [r_1, p_1, ...] are then the cut gradient
+    aggregators work on; and on SegNet each mask reads and gates the same features p_j (the
+    paper's encoder masks read the stage's first convolution and gate its last, its decoder
+    masks read the unpooled input). LibMTL's ResNet-MTAN repeats one attention module for every
+    task (`[module] * task_num`), so its tasks share their masks; here each task has its own, as
+    in the paper."""
 
     def __init__(
-        self, backbone: Backbone, channels: list[int], tasks: list[Task], task_relation: float
+        self, backbone: Backbone, trunk: int, tasks: list[Task], task_relation: float
     ) -> None:
         super().__init__(tasks, backbone, task_relation)
-        self.conv_blocks = len(channels)
+        blocks = list(backbone.blocks)
+        stages = [stage for stage in map(as_stage, blocks[:trunk]) if stage is not None]
         self.attention = nn.ModuleDict(
-            {name: TaskAttention(channels, backbone, len(channels)) for name in self.heads}
+            {name: TaskAttention(stages, blocks[trunk:], backbone.latent) for name in self.heads}
         )
-        # The shared trunk is the conv blocks; the tasks hold their own dense blocks and latent.
-        backbone.blocks = nn.ModuleList(backbone.blocks[: len(channels)])
+        # The shared trunk ends with the last attended stage; the tasks hold their own copies
+        # of the blocks after it and of the latent layer.
+        self.attended = [as_stage(block) is not None for block in blocks[:trunk]]
+        backbone.blocks = nn.ModuleList(blocks[:trunk])
         backbone.latent = nn.Identity()
         self.backbone = backbone
 
-    def shared_features(self, x: Tensor) -> tuple[list[Tensor], list[torch.Size]]:
-        """p_j, the trunk's features each block's attention gates, and the size of each
-        block's output map."""
-        features, sizes = [], []
+    def shared_features(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], list[torch.Size]]:
+        """r_j and p_j, the trunk's features each attended stage's mask reads and gates, and
+        the size of each attended stage's output map."""
+        reads, features, sizes = [], [], []
         h = self.backbone.standardise(x)
-        for block in self.backbone.blocks:
-            p, h = gated(block, h)
+        for block, is_attended in zip(self.backbone.blocks, self.attended, strict=True):
+            if not is_attended:
+                h = block(h)
+                continue
+            r, p, h = gated(block, h)
+            reads.append(r)
             features.append(p)
             sizes.append(features_of(h).shape[-2:])
-        return features, sizes
+        return reads, features, sizes
 
-    def attend(self, task: str, features: list[Tensor], sizes: list[torch.Size]) -> Encoding:
+    def attend(
+        self, task: str, reads: list[Tensor], features: list[Tensor], sizes: list[torch.Size]
+    ) -> Encoding:
         attention = self.attention[task]
         attended = None
-        for j, p in enumerate(features):
+        for j, (r, p) in enumerate(zip(reads, features, strict=True)):
             if attended is None:
-                mask = attention.masks[j](p)
+                mask = attention.masks[j](r)
             else:
                 carry = attention.carry[j - 1]
-                if attended.shape[-1] < p.shape[-1]:  # a decoder stage's unpooled map
+                if attended.shape[-1] < r.shape[-1]:  # a decoder stage's unpooled map
                     upsampled = F.interpolate(
-                        attended, size=p.shape[-2:], mode="bilinear", align_corners=True
+                        attended, size=r.shape[-2:], mode="bilinear", align_corners=True
                     )
                     carried = carry(upsampled)
                 else:
                     carried = carry(attended)
-                    if carried.shape != p.shape:  # valid convolutions shrink the trunk's maps
-                        carried = F.interpolate(carried, size=p.shape[-2:])
-                mask = attention.masks[j](torch.cat([p, carried], dim=1))
+                    if carried.shape[-1] >= 2 * r.shape[-1]:  # a ResNet stage that strides
+                        carried = F.adaptive_max_pool2d(carried, r.shape[-2:])
+                    elif carried.shape != r.shape:  # valid convolutions shrink the trunk's maps
+                        carried = F.interpolate(carried, size=r.shape[-2:])
+                mask = attention.masks[j](torch.cat([r, carried], dim=1))
             attended = mask * p
             if attended.shape[-2:] != sizes[j]:  # the block pools
                 attended = F.max_pool2d(attended, 2)
@@ -124,10 +181,11 @@ class MTAN(TaskHeads):
         return attention.latent(h)
 
     def forward(self, x: Tensor) -> ModelOutput:
-        features, sizes = self.shared_features(x)
-        encodings = {name: self.attend(name, features, sizes) for name in self.heads}
+        reads, features, sizes = self.shared_features(x)
+        encodings = {name: self.attend(name, reads, features, sizes) for name in self.heads}
         predictions = {name: head(encodings[name]) for name, head in self.heads.items()}
-        return ModelOutput(predictions, encodings, self.auxiliary(), features)
+        cut = [*{id(t): t for t in (*reads, *features)}.values()]  # r_j is p_j but on ResNets
+        return ModelOutput(predictions, encodings, self.auxiliary(), cut)
 
     def encode(self, task: str, x: Tensor) -> Encoding:
         return self.attend(task, *self.shared_features(x))
@@ -142,20 +200,13 @@ class MTAN(TaskHeads):
 
 @SHARING.register("mtan", schema=MTANConfig)
 def mtan(cfg: MTANConfig, make_backbone: BackboneFactory, tasks: list[Task]) -> MTAN:
-    """`sharing=mtan`: the shared trunk (a CNN's conv blocks, or all of SegNet's stages) with a
-    soft attention mask per task and block."""
+    """`sharing=mtan`: the shared trunk (a CNN's conv blocks, SegNet's stages or a ResNet's) with
+    a soft attention mask per task and stage."""
     backbone = make_backbone()
-    if backbone.per_pixel:
-        channels = [block.out_channels for block in backbone.blocks]
-    else:
-        channels = [
-            block[0].out_channels
-            for block in backbone.blocks
-            if isinstance(block, nn.Sequential) and isinstance(block[0], nn.Conv2d)
-        ]
-    if not channels or backbone.has_prior:
+    positions = [i for i, block in enumerate(backbone.blocks) if as_stage(block) is not None]
+    if not positions or backbone.has_prior:
         raise ConfigError(
-            "sharing=mtan puts attention masks on a conv trunk's feature maps; use backbone=cnn "
-            "or backbone=segnet"
+            "sharing=mtan puts attention masks on a conv trunk's feature maps; use backbone=cnn, "
+            "segnet, resnet50_dilated or cifar_resnet18"
         )
-    return MTAN(backbone, channels, tasks, cfg.task_relation)
+    return MTAN(backbone, positions[-1] + 1, tasks, cfg.task_relation)

@@ -257,13 +257,3 @@ def test_the_sharing_strategies_split_and_mix_the_resnet_blocks(sharing, overrid
         "Smiling": (4, 2),
         "Male": (4, 2),
     }
-
-
-def test_mtan_is_refused_on_a_resnet_in_one_line():
-    node = ConfigStore.instance().load("sharing/mtan.yaml").node
-    with pytest.raises(ConfigError, match="sharing=mtan puts attention masks on a conv trunk"):
-        SHARING.get("mtan")(
-            SHARING.config("mtan", node, "sharing"),
-            lambda: backbone("cifar_resnet18", FACES),
-            [],
-        )
