@@ -23,7 +23,7 @@ from mtlrun.schemas.trainer import TrainerConfig
 from mtlrun.sharing import ModelOutput, MultiTaskModel
 from mtlrun.tasks import Task, build_tasks
 from mtlrun.weighting import Weighting, check_sharing
-from mtlrun.weighting.base import check_backward, check_signatures
+from mtlrun.weighting.base import check_backward, check_logged, check_signatures
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -103,6 +103,12 @@ class Experiment:
         if WEIGHTINGS.plugin_builder(name) is not None:
             origin = WEIGHTINGS.origin(name, "weighting")
             check_backward(origin, losses, total, self.model.parameters())
+
+    def check_logged(self, logged: object) -> None:
+        """What a plug-in's weighting logs is a dict of numbers (`check_logged`)."""
+        name = str(self.cfg.weighting.name)
+        if WEIGHTINGS.plugin_builder(name) is not None:
+            check_logged(WEIGHTINGS.origin(name, "weighting"), logged)
 
     @property
     def reconstruction(self) -> Task | None:

@@ -214,7 +214,9 @@ def train_epoch(
     metrics = {"train/loss": means[0]}
     for task, value in zip(loss_tasks, means[1:], strict=True):
         metrics[f"train/{task.name}/loss"] = value
-    for key, value in experiment.weighting.logged().items():
+    logged = experiment.weighting.logged()
+    experiment.check_logged(logged)
+    for key, value in logged.items():
         metrics[f"train/{key}"] = value
     check_finite(metrics, f"in epoch {progress.epoch}")
     return metrics

@@ -329,6 +329,21 @@ def test_a_backward_that_raises_keeps_its_traceback_in_the_run(tmp_path, lab):
     assert "losses[5].backward()" in (run / "error.txt").read_text()
 
 
+@pytest.mark.parametrize(
+    ("logged", "got"),
+    [("[0.5]", "a list"), ("{'y0/weight': 'high'}", "'y0/weight': 'high' (str)")],
+)
+def test_a_weighting_that_logs_no_numbers_ends_at_the_end_of_the_epoch(tmp_path, lab, logged, got):
+    source = HALF + f"    def logged(self):\n        return {logged}\n"
+    lab("lab_logged", IMPORTS + source)
+    line = one_line(train(tmp_path, "plugins=[lab_logged]", "weighting=half"))
+    assert line.startswith(
+        f"plug-in lab_logged: weighting=half: logged returned {got}; it must return a dict of "
+        "'<task>/<name>' keys to numbers, e.g. {'y0/weight': 0.5}"
+    )
+    failed_run(tmp_path, line)
+
+
 TASK = """
 from mtlrun.schemas.task import RegressionConfig
 from mtlrun.tasks.regression import Regression

@@ -1,6 +1,7 @@
 """The weighting interface: how the task losses become gradients."""
 
 import inspect
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
@@ -103,6 +104,21 @@ def check_backward(
             f"{origin}: backward left no gradient on the model's parameters; it must call "
             ".backward() on the weighted loss (or on the losses themselves)"
         )
+
+
+def check_logged(origin: str, logged: object) -> None:
+    """What a plug-in's `logged` must return, checked each epoch: a dict of `<task>/<name>`
+    strings to numbers."""
+    expected = "it must return a dict of '<task>/<name>' keys to numbers, e.g. {'y0/weight': 0.5}"
+    if not isinstance(logged, dict):
+        raise PluginError(f"{origin}: logged returned a {type(logged).__name__}; {expected}")
+    for key, value in logged.items():
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not isinstance(key, str) or not number:
+            raise PluginError(
+                f"{origin}: logged returned {key!r}: {value!r} ({type(value).__name__}); "
+                f"{expected} (a tensor's .item())"
+            )
 
 
 def total_loss(
