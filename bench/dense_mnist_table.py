@@ -89,7 +89,7 @@ def run(
     numbers = {key: summary["metrics"][f"test/{key}"] for key in METRICS}
     numbers["epoch_s"] = statistics.mean(r["seconds"] for r in records if r["split"] == "train")
     record.add(command_line, numbers, run_dir)
-    return numbers
+    return record.get(command_line) or numbers  # recorded: with its commit, for the caption
 
 
 def relative_gain(cell: dict, baseline: dict, keys: list[str]) -> float:

@@ -129,7 +129,7 @@ def run(
         "epoch_s": statistics.mean(r["seconds"] for r in records if r["split"] == "train"),
     }
     record.add(command_line, numbers, run_dir)
-    return numbers
+    return record.get(command_line) or numbers  # recorded: with its commit, for the caption
 
 
 def delta_m(accuracy: tuple[float, ...], baseline: tuple[float, ...]) -> float:
