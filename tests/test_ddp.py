@@ -302,6 +302,37 @@ def test_two_epochs_of_partly_labelled_data_on_two_ranks_end_with_the_numbers_of
                 assert two_record[key] == pytest.approx(value, rel=1e-5), key
 
 
+@pytest.mark.slow
+@needs_mnist
+def test_dense_metrics_over_two_ranks_are_those_of_one_process(tmp_path):
+    """Metrics that are no means over examples: the segmentation's confusion matrix is summed
+    over the ranks and the normals' angle errors gathered from both (the median needs them all),
+    so mIoU and the median angle of a two-rank run equal one process's. SegNet without batch
+    normalisation, whose DDP step is one process's; 101 test rows split unevenly."""
+    args = [
+        "+experiment=dense_mnist",
+        "backbone.batch_norm=false",
+        "backbone.channels=[4,8]",
+        "dataset.n_train=160",
+        "dataset.val_size=32",
+        "dataset.n_test=101",
+        "trainer.epochs=1",
+        "trainer.batch_size=32",
+        "trainer.eval_batch_size=64",
+        "trainer.deterministic=true",
+        "trainer.progress=false",
+        "device=cpu",
+    ]
+    metrics = {}
+    for how, extra in {"one": [], "two": ["trainer.devices=2"]}.items():
+        run_dir = tmp_path / how
+        run_mtlrun(tmp_path, "train", *args, *extra, f"hydra.run.dir={run_dir}", check=True)
+        metrics[how] = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    for key in ("segmentation/miou", "segmentation/pixel_acc", "normal/median_angle"):
+        assert f"test/{key}" in metrics["one"]
+    assert metrics["two"] == pytest.approx(metrics["one"], rel=1e-5)
+
+
 def readme_line(start: str, holding: str) -> list[str]:
     """The README's command line that starts so and holds `holding`, split into words."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
