@@ -50,6 +50,7 @@ def usage() -> str:
 MODE_FLAGS = ("-r", "--run", "-m", "--multirun", "--cfg", "-c", "--info", "-i")
 MODE_FLAGS += ("--shell-completion", "-sc")
 SHELLS = ("bash", "fish", "zsh")  # Hydra's completion plug-ins
+HYDRA_PACKAGES = ("hydra", "_global_")  # `-p` values that name no key of the job's config
 
 
 def train_arguments(arguments: list[str]) -> list[str]:
@@ -80,6 +81,11 @@ def train_arguments(arguments: list[str]) -> list[str]:
         raise UserError(
             f"--experimental-rerun {rerun}: no such file; pass a run's .hydra/config.pickle"
         )
+    package = parsed.package
+    if parsed.cfg in ("job", "all") and package and package.split(".")[0] not in HYDRA_PACKAGES:
+        keys = compose.job_keys(compose.first_job(overrides))
+        if keys and package not in keys:  # Hydra says "package not found" and exits 1
+            raise UserError(f"-p {package}: {compose.unknown_key(package, overrides)}")
     if parsed.shell_completion:
         keys = [override.partition("=")[0] for override in overrides]
         shell = next((o.partition("=")[2] for o in overrides if o.startswith("install")), "bash")

@@ -394,27 +394,33 @@ def group_options(group: str, overrides: list[str]) -> list[str]:
             )
 
 
-def unknown_key(key: str, overrides: list[str]) -> str:
-    """The message for an override of a key the config does not have: the closest real key
-    (`trainer.epoch` → `trainer.epochs`), from the config composed without that override.
-    Hydra's own advice, `+key=value`, only adds a key that the part's schema then refuses."""
+def job_keys(overrides: list[str]) -> list[str]:
+    """Every dotted key of the job's config (`mtlrun train --cfg job`) that `overrides`
+    compose; none where they do not compose."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    rest = [arg for arg in first_job(overrides) if arg.split("=", 1)[0].lstrip("+~") != key]
     try:
         if GlobalHydra.instance().is_initialized():  # inside Hydra's main (`Preflight`)
             loader = GlobalHydra.instance().config_loader()
-            cfg = loader.load_configuration("train", rest, RunMode.RUN)
+            cfg = loader.load_configuration("train", overrides, RunMode.RUN)
             cfg = OmegaConf.masked_copy(cfg, [name for name in cfg if name != "hydra"])
         else:
             with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-                cfg = hydra_compose("train", overrides=rest)
-        keys = config_keys(OmegaConf.to_container(cfg))
-    except Exception:  # another bad override: no suggestion, the message still stands
-        keys = []
+                cfg = hydra_compose("train", overrides=overrides)
+        return config_keys(OmegaConf.to_container(cfg))
+    except Exception:  # another bad override: no keys to go by, its own error comes later
+        return []
+
+
+def unknown_key(key: str, overrides: list[str]) -> str:
+    """The message for an override of a key the config does not have: the closest real key
+    (`trainer.epoch` → `trainer.epochs`), from the config composed without that override.
+    Hydra's own advice, `+key=value`, only adds a key that the part's schema then refuses."""
+    rest = [arg for arg in first_job(overrides) if arg.split("=", 1)[0].lstrip("+~") != key]
+    keys = job_keys(rest)
     # Keys as deep as the misspelt one: `backbone.zzz` is not a misspelt `backbone`.
     keys = [known for known in keys if known.count(".") == key.count(".")]
     match = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)

@@ -239,6 +239,10 @@ def test_hydras_flags_go_through_mtlruns_error_handling(tmp_path):
         "it, \"name='é'\"",
         ("--info", "defaults", "+experiment=nope"): "experiment='nope' is not known; choose one "
         "of: ae_mnist, ae_two_stage",
+        ("--cfg", "job", "-p", "trainer.epoks"): "-p trainer.epoks: trainer.epoks is not a key "
+        "of the config; did you mean trainer.epochs?",
+        ("--cfg", "all", "-p", "nowhere"): "-p nowhere: nowhere is not a key of the config; see "
+        "its keys with `mtlrun train --cfg job`",
     }
     for args, line in cases.items():
         result = run_cli(tmp_path, "train", *args)
