@@ -1,17 +1,22 @@
-"""What the method tables share (bench/multimnist_table.py, bench/dense_mnist_table.py): the
-catalogue's methods, the record of finished cells, the runs' folders, the per-seed comparison
-against a baseline with its paired tests, the cells' formatting and running the cells in
-parallel."""
+"""What the method tables share (bench/multimnist_table.py, bench/dense_mnist_table.py): their
+options, the catalogue's methods, a sitting that trains (or reads) every cell, the record of
+finished cells, the runs' folders, the per-seed comparison against a baseline with its paired
+tests, the cells' formatting and running the cells in parallel."""
 
+import argparse
 import json
+import os
 import statistics
 import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks_md import machine
+from benchmarks_md import machine, measured_on, require_data
 
 from mtlrun.report.inference import holm, paired_p_value, t_interval, verdict
 
@@ -66,6 +71,130 @@ class Record:
         with self.path.open("a") as record:
             record.writelines(json.dumps(cell) + "\n" for cell in self.finished)
         self.finished = []
+
+
+def options(description: str) -> argparse.ArgumentParser:
+    """The options every method table takes (a table adds its own)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds per cell")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
+    parser.add_argument("--only", help="comma-separated method names (configs/method)")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--work", type=Path, help="folder of the runs; finished ones are reused")
+    parser.add_argument(
+        "--read-only", action="store_true", help="table from --work's finished runs only"
+    )
+    parser.add_argument("overrides", nargs="*", help="extra mtlrun overrides for every run")
+    return parser
+
+
+@dataclass
+class Sitting:
+    """A table's cells: `results` by (method, seed), `rows` the methods none of whose runs
+    failed (by seed), the caption's opening (when, where, how, the command) and the commits the
+    recorded cells ran from."""
+
+    results: dict[tuple[str, int], dict]
+    rows: dict[str, dict[int, dict]]
+    opening: str
+    commits: str
+
+    def missing(self, name: str) -> tuple[int, str]:
+        """A row without cells: how many of its runs failed, and `failed: <line>` or `not
+        run`."""
+        failed = [c["error"] for (n, _), c in self.results.items() if n == name and "error" in c]
+        return len(failed), f"failed: {failed[0]}" if failed else "not run"
+
+
+def sit(
+    args: argparse.Namespace,
+    script: str,
+    cells: Path,
+    names: list[str],
+    arguments_of: Callable[[str, int], list[str]],
+    numbers_of: Callable[[dict], dict],
+) -> Sitting:
+    """Every (method, seed) cell of `names`: from the record `cells`, else from its finished run
+    under --work, else trained (`mtlrun train` with `arguments_of(method, seed)` and the
+    command line's overrides; `numbers_of` picks the cell's numbers from its test metrics).
+    Refuses an uncommitted tree unless --no-write, and records the sitting's cells at its end."""
+    require_data()
+    changes = uncommitted()
+    if changes and not args.no_write:
+        first = changes.splitlines()[0]
+        sys.exit(
+            f"uncommitted changes ({first.strip()}, ...): commit them (or run with --no-write) so "
+            "that every recorded cell names the commit it ran"
+        )
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    work = args.work or Path(tempfile.mkdtemp(prefix=f"mtlrun_{Path(script).stem}_"))
+    work.mkdir(parents=True, exist_ok=True)
+    command = f"python bench/{script}" + "".join(f" {o}" for o in args.overrides)
+    if args.seeds != "0,1,2":
+        command += f" --seeds {args.seeds}"
+    if args.work:
+        command += " --work DIR"
+    env = dict(os.environ)
+    threads = "every core"
+    if args.jobs > 1:
+        command += f" --jobs {args.jobs}"
+        env["OMP_NUM_THREADS"] = "1"
+        threads = f"{args.jobs} runs at once, one thread each"
+    record = Record(cells, recording=not args.no_write)
+
+    def run_one(name: str, seed: int) -> dict | None:
+        arguments = [*arguments_of(name, seed), *args.overrides]
+        return cell(arguments, work, env, not args.read_only, record, numbers_of)
+
+    results = run_cells(names, seeds, args.jobs, run_one)
+    record.save()
+    done = sorted({seed for _, seed in results})
+    dates = sorted({c["date"] for c in results.values() if "date" in c})
+    rows = {
+        name: {s: results[name, s] for s in seeds if (name, s) in results}
+        for name in names
+        if any((name, s) in results for s in seeds)
+        and not any("error" in results.get((name, s), {}) for s in seeds)
+    }
+    opening = (
+        f"{measured_on(dates)}, device=cpu, {threads}, seeds {','.join(map(str, done))} "
+        f"(mean ± the half-width of the 95 % t interval over the runs column). Command: "
+        f"`{command}`."
+    )
+    recorded = [c for c in results.values() if "git_commit" in c]
+    return Sitting(results, rows, opening, commits(recorded))
+
+
+def cell(
+    arguments: list[str],
+    work: Path,
+    env: dict,
+    train: bool,
+    record: Record,
+    numbers_of: Callable[[dict], dict],
+) -> dict | None:
+    """One cell, `mtlrun train ARGUMENTS`: recorded, else from its finished run under `work`,
+    else from a new run (None if not `train`); a failed run is its last line, as `error`."""
+    command_line = " ".join(["mtlrun", "train", *arguments])
+    recorded = record.get(command_line)
+    if recorded is not None:
+        return recorded
+    run_dir = finished_run(work, command_line)
+    if run_dir is None and not train:
+        return None
+    if run_dir is None:
+        command = [sys.executable, "-m", "mtlrun", "train", *arguments]
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            lines = result.stderr.strip().splitlines()
+            return {"error": lines[-1] if lines else f"exit status {result.returncode}"}
+        run_dir = Path(result.stdout.strip().splitlines()[-1])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    numbers = numbers_of(summary["metrics"])
+    numbers["epoch_s"] = statistics.mean(r["seconds"] for r in records if r["split"] == "train")
+    record.add(command_line, numbers, run_dir)
+    return record.get(command_line) or numbers  # recorded: with its commit, for the caption
 
 
 def method_overrides(name: str) -> list[str]:

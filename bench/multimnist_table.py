@@ -39,29 +39,21 @@ method has no other run (then marked `*` in the table); one paused part-way has
 `"epoch_s": null`.
 """
 
-import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from benchmarks_md import measured_on, publish, require_data
+from benchmarks_md import publish
 from method_table import (
     FRONT,
     Comparison,
-    Record,
-    commits,
-    finished_run,
     half_width,
     mean_interval,
     method_overrides,
     methods,
-    run_cells,
+    options,
     seconds,
-    uncommitted,
+    sit,
 )
 
 from mtlrun.report.front import Point, dominates, draw_front
@@ -89,16 +81,8 @@ PUBLISHED = {
 }
 
 
-def run(
-    name: str, seed: int, extra: list[str], work: Path, env: dict, train: bool, record: Record
-) -> dict | None:
-    """One cell's numbers: recorded, else from its finished run under `work`, else from a new
-    run (None if not `train`)."""
-    command = [
-        sys.executable,
-        "-m",
-        "mtlrun",
-        "train",
+def arguments_of(name: str, seed: int) -> list[str]:
+    return [
         "+experiment=multimnist",
         *RECIPE,
         *method_overrides(name),
@@ -106,30 +90,15 @@ def run(
         "trainer.progress=false",
         "device=cpu",
         f"name=bench_{name.partition('@')[0]}",
-        *extra,
     ]
-    command_line = " ".join(["mtlrun", *command[3:]])
-    recorded = record.get(command_line)
-    if recorded is not None:
-        return recorded
-    run_dir = finished_run(work, command_line)
-    if run_dir is None and not train:
-        return None
-    if run_dir is None:
-        result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            lines = result.stderr.strip().splitlines()
-            return {"error": lines[-1] if lines else f"exit status {result.returncode}"}
-        run_dir = Path(result.stdout.strip().splitlines()[-1])
-    summary = json.loads((run_dir / "summary.json").read_text())
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    numbers = {
-        "left": summary["metrics"]["test/left_digit/acc"] * 100,
-        "right": summary["metrics"]["test/right_digit/acc"] * 100,
-        "epoch_s": statistics.mean(r["seconds"] for r in records if r["split"] == "train"),
+
+
+def numbers_of(metrics: dict) -> dict:
+    """Each digit's test accuracy in %."""
+    return {
+        "left": metrics["test/left_digit/acc"] * 100,
+        "right": metrics["test/right_digit/acc"] * 100,
     }
-    record.add(command_line, numbers, run_dir)
-    return record.get(command_line) or numbers  # recorded: with its commit, for the caption
 
 
 def delta_m(accuracy: tuple[float, ...], baseline: tuple[float, ...]) -> float:
@@ -182,75 +151,27 @@ def draw_figure(rows: dict, means: dict, grid: list[str], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds per cell")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
-    parser.add_argument("--only", help="comma-separated method names (configs/method)")
+    parser = options(__doc__.splitlines()[0])
     parser.add_argument(
         "--no-front", action="store_true", help="leave out the scalarization front's 9 points"
     )
     parser.add_argument("--figure", type=Path, help="draw the front and every method into PNG")
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--work", type=Path, help="folder of the runs; finished ones are reused")
-    parser.add_argument(
-        "--read-only", action="store_true", help="table from --work's finished runs only"
-    )
-    parser.add_argument("overrides", nargs="*", help="extra mtlrun overrides for every run")
     args = parser.parse_args()
-    require_data()
-    changes = uncommitted()
-    if changes and not args.no_write:
-        first = changes.splitlines()[0]
-        sys.exit(
-            f"uncommitted changes ({first.strip()}, ...): commit them (or run with --no-write) so "
-            "that every recorded cell names the commit it ran"
-        )
-    seeds = [int(seed) for seed in args.seeds.split(",")]
     names = args.only.split(",") if args.only else methods()
     if not args.no_front:
         names += [name for name in GRID if name not in names]
-    work = args.work or Path(tempfile.mkdtemp(prefix="mtlrun_multimnist_"))
-    work.mkdir(parents=True, exist_ok=True)
-    command = "python bench/multimnist_table.py" + "".join(f" {o}" for o in args.overrides)
-    if args.seeds != "0,1,2":
-        command += f" --seeds {args.seeds}"
-    if args.work:
-        command += " --work DIR"
-    env = dict(os.environ)
-    threads = "every core"
-    if args.jobs > 1:
-        command += f" --jobs {args.jobs}"
-        env["OMP_NUM_THREADS"] = "1"
-        threads = f"{args.jobs} runs at once, one thread each"
-    record = Record(CELLS, recording=not args.no_write)
-    results = run_cells(
-        names,
-        seeds,
-        args.jobs,
-        lambda name, seed: run(name, seed, args.overrides, work, env, not args.read_only, record),
-    )
-    record.save()
-    done = sorted({seed for _, seed in results})
-    dates = sorted({cell["date"] for cell in results.values() if "date" in cell})
-    recorded = [cell for cell in results.values() if "git_commit" in cell]
+    sitting = sit(args, "multimnist_table.py", CELLS, names, arguments_of, numbers_of)
     lines = [
-        f"{measured_on(dates)}, device=cpu, {threads}, seeds {','.join(map(str, done))} "
-        f"(mean ± the half-width of the 95 % t interval over the runs column). Command: "
-        f"`{command}`. Every run: `mtlrun train +experiment=multimnist +method=NAME "
+        f"{sitting.opening} Every run: `mtlrun train +experiment=multimnist +method=NAME "
         f"{' '.join(RECIPE)} seed=S`; the front's: `+method=scalarization weighting.point=K`. "
-        f"Commits the runs trained from: {commits(recorded)}.",
+        f"Commits the runs trained from: {sitting.commits}.",
         "",
         "| rank | method | runs | left acc % | right acc % | Δm % | p vs single_task | "
         "Δm vs hard_equal % | p vs hard_equal | front | s / epoch | "
         "Sener & Koltun (left / right) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = {
-        name: {s: results[name, s] for s in seeds if (name, s) in results}
-        for name in names
-        if any((name, s) in results for s in seeds)
-        and not any("error" in results.get((name, s), {}) for s in seeds)
-    }
+    rows = sitting.rows
     single_task = Comparison("single_task", rows, cell_delta_m)
     hard_equal = Comparison("hard_equal", rows, cell_delta_m)
     means = {
@@ -268,11 +189,8 @@ def main() -> None:
         paper = f"{published[1]:.2f} / {published[2]:.2f} ({published[0]})" if published else ""
         label = name if name not in GRID else f"{FRONT} (left weight {int(name[-1]) / 8:g})"
         if name not in rows:
-            failed = [
-                cell["error"] for (n, _), cell in results.items() if n == name and "error" in cell
-            ]
-            why = f"failed: {failed[0]}" if failed else "not run"
-            lines.append(f"| | {label} | {len(failed)} | {why} | | | | | | | | {paper} |")
+            failed, why = sitting.missing(name)
+            lines.append(f"| | {label} | {failed} | {why} | | | | | | | | {paper} |")
             continue
         runs = list(rows[name].values())
         rank = ranked.index(name) + 1 if name in ranked else ""
