@@ -22,13 +22,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mtlrun.data.multimnist import cache_root
+from mtlrun.data.multimnist import cache_root, save_cache
 from mtlrun.data.registry import RawData
 from mtlrun.data.split import DatasetInfo, Split, TargetInfo
 from mtlrun.data.torchvision_sets import data_root
 from mtlrun.errors import DataError
 from mtlrun.parts import DATASETS
-from mtlrun.runfolder import write_atomic
 from mtlrun.schemas.dataset import CELEBA_ATTRIBUTES, CelebAConfig
 
 RECIPE_VERSION = 1  # bump when the decoding changes, so stale caches are not reused
@@ -142,13 +141,7 @@ def cached_images(folder: Path, splits: dict[str, list[str]], cfg: CelebAConfig)
             problem = f"cannot be read ({str(error).splitlines()[0] if str(error) else error!r})"
         print(f"mtlrun: warning: the cache {path} {problem}; rebuilding it", file=sys.stderr)
     images = {split: decode(folder, names, cfg.image_size) for split, names in splits.items()}
-    try:
-        write_atomic(path, lambda tmp: torch.save(images, tmp))
-    except OSError as error:
-        raise DataError(
-            f"cannot write the CelebA cache {path} ({error.strerror or error}); point "
-            "dataset.cache_dir (or $MTLRUN_CACHE) at a writable folder"
-        ) from None
+    save_cache(path, images, "CelebA")
     return images
 
 

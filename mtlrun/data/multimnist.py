@@ -40,6 +40,17 @@ def cache_root(cache_dir: str | None) -> Path:
     return Path(cache_dir or os.environ.get("MTLRUN_CACHE") or "~/.cache/mtlrun").expanduser()
 
 
+def save_cache(path: Path, tensors: dict[str, Tensor], dataset: str) -> None:
+    """A dataset's prepared tensors into its cache file, whole or not at all."""
+    try:
+        write_atomic(path, lambda tmp: torch.save(tensors, tmp))
+    except OSError as error:
+        raise DataError(
+            f"cannot write the {dataset} cache {path} ({error.strerror or error}); point "
+            "dataset.cache_dir (or $MTLRUN_CACHE) at a writable folder"
+        ) from None
+
+
 def layers(images: Tensor, partners: Tensor, size: int = SIZE) -> tuple[Tensor, Tensor]:
     """The two layers of Sener & Koltun's canvas, each N×size×size like `images`: the images at
     (0, 0) and their partners at (6, 6) of a 36×36 canvas, each resized (nearest) to size×size."""
@@ -119,13 +130,7 @@ def build_or_load(
         composed, targets = make_pairs(images, labels, generator, names)
         arrays[f"{split}/images"] = composed
         arrays.update({f"{split}/{name}": value for name, value in targets.items()})
-    try:
-        write_atomic(path, lambda tmp: torch.save(arrays, tmp))
-    except OSError as error:
-        raise DataError(
-            f"cannot write the {cfg.name} cache {path} ({error.strerror or error}); point "
-            "dataset.cache_dir (or $MTLRUN_CACHE) at a writable folder"
-        ) from None
+    save_cache(path, arrays, cfg.name)
     return arrays
 
 
