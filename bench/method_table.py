@@ -68,6 +68,8 @@ class Record:
         """Append this sitting's cells to the record: at its end, not as each run finishes, since
         a record changed mid-sitting would make the tree uncommitted (`-dirty`) for every later
         run of the sitting."""
+        if not self.finished:  # nothing trained (or --no-write): no empty record either
+            return
         with self.path.open("a") as record:
             record.writelines(json.dumps(cell) + "\n" for cell in self.finished)
         self.finished = []
