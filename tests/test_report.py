@@ -605,3 +605,25 @@ def test_the_report_says_no_detectable_difference_and_draws_the_front(front_swee
     assert "| vs baseline |" in header and "| scalarization front |" in header
     figure = "report_files/front_reconstruction_nelbo_vs_digit_acc.png"
     assert f"]({figure})" in markdown and (front_sweep / figure).is_file()
+
+
+def test_the_front_figure_views_the_configurations_and_names_what_lies_outside():
+    """A grid end where one task is not learnt (10 %) and a configuration that gives up a task
+    would squash the rest to a dot: the view holds the configurations near the others and the
+    grid points among them, and the points outside are named with their coordinates."""
+    from matplotlib.figure import Figure
+
+    from mtlrun.report.front import Point, set_view
+
+    others = [Point(f"m{i}", 96 + 0.1 * i, 94.5 - 0.05 * i, 0.2, 0.2) for i in range(8)]
+    others.append(Point("gives_up", 96.8, 73.5, 0.1, 6.0))
+    grid = [Point("0", 10.2, 95.6), Point("0.5", 96.1, 94.6), Point("1", 96.8, 10.1)]
+    axes = Figure().subplots()
+    outside = set_view(axes, grid, others)
+    assert [p.label for p in outside] == ["0", "1", "gives_up"]
+    low, high = axes.get_xlim()
+    assert low < 96 - 0.2 and high > 96.7 + 0.2 and high - low < 2  # every near one, whole
+    low, high = axes.get_ylim()
+    assert low < 94.15 - 0.2 and high > 94.5 + 0.2 and high - low < 2
+    # All near one another: matplotlib's own limits, nothing named.
+    assert set_view(Figure().subplots(), grid[1:2], others[:8]) == []

@@ -7,6 +7,8 @@ import itertools
 import json
 import math
 import re
+import statistics
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +164,13 @@ def half_width(stat: Stat) -> float:
     return 0.0 if stat.ci95 is None else stat.ci95[1] - stat.mean
 
 
+# Others' points lie in the view when each coordinate is within this many interquartile ranges
+# of the others' median: a configuration far from the rest (a priority method that gives up a
+# task) and the grid's ends (a task weighed 0 is not learnt) would squash the rest to a dot.
+VIEW_SPREADS = 6
+MARKERS = "osD^vP*Xph"  # with matplotlib's 10 colours: 100 configurations told apart
+
+
 def draw_front(
     grid: list[Point],
     others: list[Point],
@@ -172,7 +181,9 @@ def draw_front(
 ) -> None:
     """The grid points' means (grey squares with their labels), the front as this pair of
     metrics sees it (a line through the points no other beats on both), and every point of
-    `others` with its intervals as error bars, into the PNG `path`."""
+    `others` with its intervals as error bars, into the PNG `path`. The view holds the others
+    near the rest of them (`VIEW_SPREADS`) and the grid points among them; a note under the
+    axes gives the coordinates of every point outside it."""
     from matplotlib.figure import Figure  # imported when used: most sweeps have no front
 
     # Tall enough for a legend line per configuration.
@@ -182,7 +193,7 @@ def draw_front(
               label="scalarization grid")  # fmt: skip
     for p in grid:
         axes.annotate(p.label, (p.x, p.y), fontsize="x-small", color="0.4", xytext=(3, 3),
-                      textcoords="offset points")  # fmt: skip
+                      textcoords="offset points", annotation_clip=True)  # fmt: skip
     signs = [-1 if way == "min" else 1 for way in directions]
     scores = [[signs[0] * p.x, signs[1] * p.y] for p in grid]
     line = sorted(
@@ -191,13 +202,55 @@ def draw_front(
         if not any(dominates(other, score) for other in scores)
     )
     axes.plot(*zip(*line, strict=True), color="0.3", linewidth=1.2, label="front")
-    for p in others:
-        axes.errorbar(p.x, p.y, xerr=p.x_error, yerr=p.y_error, marker="o", markersize=5,
-                      capsize=2, linestyle="none", label=p.label)  # fmt: skip
+    for i, p in enumerate(others):
+        axes.errorbar(p.x, p.y, xerr=p.x_error, yerr=p.y_error, marker=MARKERS[i // 10 % 10],
+                      color=f"C{i % 10}", markersize=5, capsize=2, linestyle="none",
+                      label=p.label)  # fmt: skip
+    outside = set_view(axes, grid, others)
+    if outside:
+        note = "outside the view: " + ", ".join(
+            f"{p.label} ({p.x:.4g}, {p.y:.4g})" for p in outside
+        )
+        axes.set_title(f"{title}\n{textwrap.fill(note, 80)}", fontsize="small")
+    else:
+        axes.set_title(title, fontsize="medium")
     axes.set_xlabel(axis_labels[0])
     axes.set_ylabel(axis_labels[1])
     axes.grid(alpha=0.3)
-    axes.set_title(title, fontsize="medium")
     figure.legend(loc="outside right upper", fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
+
+
+def set_view(axes, grid: list[Point], others: list[Point]) -> list[Point]:
+    """Limit `axes` to the points (others with their intervals, grid points) within
+    `VIEW_SPREADS` interquartile ranges of the others' median on both metrics, with a margin,
+    where that leaves any point out; returns the points outside the view."""
+    if len(others) < 2:
+        return []
+    near = [p for p in [*others, *grid] if within(p, others, "x") and within(p, others, "y")]
+    low_x, high_x = min(p.x - p.x_error for p in near), max(p.x + p.x_error for p in near)
+    low_y, high_y = min(p.y - p.y_error for p in near), max(p.y + p.y_error for p in near)
+    margin_x, margin_y = 0.08 * (high_x - low_x) or 0.5, 0.08 * (high_y - low_y) or 0.5
+    low_x, high_x, low_y, high_y = (
+        low_x - margin_x,
+        high_x + margin_x,
+        low_y - margin_y,
+        high_y + margin_y,
+    )
+    outside = [
+        p for p in [*grid, *others] if not (low_x <= p.x <= high_x and low_y <= p.y <= high_y)
+    ]
+    if outside:
+        axes.set_xlim(low_x, high_x)
+        axes.set_ylim(low_y, high_y)
+    return outside
+
+
+def within(p: Point, others: list[Point], axis: str) -> bool:
+    """`p`'s coordinate on `axis` within `VIEW_SPREADS` interquartile ranges of the others'
+    median (of their total range where the quartiles coincide)."""
+    values = sorted(getattr(o, axis) for o in others)
+    low, middle, high = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    spread = (high - low) or (values[-1] - values[0])
+    return abs(getattr(p, axis) - middle) <= VIEW_SPREADS * spread
