@@ -97,7 +97,7 @@ def gated(block: nn.Module, h: Tensor | Stream) -> tuple[Tensor, Tensor, Tensor 
 class MTAN(TaskHeads):
     """At attended trunk stage j, with r_j and p_j the shared trunk's features (`gated`: the
     same map for a cnn block and a SegNet stage; for a ResNet stage, r_j before its last
-    residual block and p_j its output, as in the paper's and LibMTL's ResNet-MTAN), task t's
+    residual block and p_j its output, as LibMTL's ResNet-MTAN splits it), task t's
     attended features are â_t^j = a_t^j ⊙ p_j, pooled where the block pools, with the mask
     a_t^1 = g_t^1(r_1) and, after the first stage, a_t^j = g_t^j([r_j ; f_t^j(â_t^(j-1))]) (the
     paper's eq. 1-2). Where r_j is larger than â_t^(j-1) (a SegNet decoder stage, after
