@@ -182,8 +182,8 @@ def draw_front(
     """The grid points' means (grey squares with their labels), the front as this pair of
     metrics sees it (a line through the points no other beats on both), and every point of
     `others` with its intervals as error bars, into the PNG `path`. The view holds the others
-    near the rest of them (`VIEW_SPREADS`) and the grid points among them; a note under the
-    axes gives the coordinates of every point outside it."""
+    near the rest of them (`VIEW_SPREADS`) and the grid points among them; a note above the
+    plot gives the coordinates of every point outside it."""
     from matplotlib.figure import Figure  # imported when used: most sweeps have no front
 
     # Tall enough for a legend line per configuration.
@@ -250,7 +250,7 @@ def set_view(axes, grid: list[Point], others: list[Point]) -> list[Point]:
 def within(p: Point, others: list[Point], axis: str) -> bool:
     """`p`'s coordinate on `axis` within `VIEW_SPREADS` interquartile ranges of the others'
     median (of their total range where the quartiles coincide)."""
-    values = sorted(getattr(o, axis) for o in others)
-    low, middle, high = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    values = sorted(getattr(o, axis) for o in others)  # two or more
+    low, middle, high = statistics.quantiles(values, n=4)
     spread = (high - low) or (values[-1] - values[0])
     return abs(getattr(p, axis) - middle) <= VIEW_SPREADS * spread
