@@ -48,11 +48,13 @@ class Record:
     def get(self, command: str) -> dict | None:
         return self.cells.get(command)
 
-    def add(self, command: str, numbers: dict, run_dir: Path) -> None:
+    def add(self, command: str, numbers: dict, run_dir: Path) -> dict | None:
+        """The cell recorded for `command` (with its commit and date), or None where it is not
+        recorded."""
         meta = json.loads((run_dir / "meta.json").read_text())
         if not self.recording or meta["git_commit"].endswith("-dirty"):
             print(f"not recorded (--no-write, or an uncommitted tree): {run_dir}", flush=True)
-            return
+            return None
         cell = {
             "command": command,
             "machine": machine(),
@@ -63,6 +65,7 @@ class Record:
         with self.lock:
             self.finished.append(cell)
             self.cells[command] = cell
+        return cell
 
     def save(self) -> None:
         """Append this sitting's cells to the record: at its end, not as each run finishes, since
@@ -195,8 +198,7 @@ def cell(
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     numbers = numbers_of(summary["metrics"])
     numbers["epoch_s"] = statistics.mean(r["seconds"] for r in records if r["split"] == "train")
-    record.add(command_line, numbers, run_dir)
-    return record.get(command_line) or numbers  # recorded: with its commit, for the caption
+    return record.add(command_line, numbers, run_dir) or numbers  # with its commit, if recorded
 
 
 def method_overrides(name: str) -> list[str]:

@@ -85,7 +85,7 @@ def train_arguments(arguments: list[str]) -> list[str]:
     if parsed.cfg in ("job", "all") and package and package.split(".")[0] not in HYDRA_PACKAGES:
         keys = compose.job_keys(compose.first_job(overrides))
         if keys and package not in keys:  # Hydra says "package not found" and exits 1
-            raise UserError(f"-p {package}: {compose.unknown_key(package, overrides)}")
+            raise UserError(f"-p {package}: {compose.not_a_key(package, keys)}")
     if parsed.shell_completion:
         keys = [override.partition("=")[0] for override in overrides]
         shell = next((o.partition("=")[2] for o in overrides if o.startswith("install")), "bash")

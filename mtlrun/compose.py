@@ -420,7 +420,11 @@ def unknown_key(key: str, overrides: list[str]) -> str:
     (`trainer.epoch` → `trainer.epochs`), from the config composed without that override.
     Hydra's own advice, `+key=value`, only adds a key that the part's schema then refuses."""
     rest = [arg for arg in first_job(overrides) if arg.split("=", 1)[0].lstrip("+~") != key]
-    keys = job_keys(rest)
+    return not_a_key(key, job_keys(rest))
+
+
+def not_a_key(key: str, keys: list[str]) -> str:
+    """`key` is not among the config's `keys`: the message, with the closest of them."""
     # Keys as deep as the misspelt one: `backbone.zzz` is not a misspelt `backbone`.
     keys = [known for known in keys if known.count(".") == key.count(".")]
     match = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)

@@ -99,16 +99,21 @@ class Experiment:
     def check_first_backward(self, losses: list[torch.Tensor], total: object) -> None:
         """After the run's first `weighting.backward`: a plug-in's weighting kept its contract
         (`check_backward`); mtlrun's own are tested instead."""
-        name = str(self.cfg.weighting.name)
-        if WEIGHTINGS.plugin_builder(name) is not None:
-            origin = WEIGHTINGS.origin(name, "weighting")
-            check_backward(origin, losses, total, self.model.parameters())
+        if self.plugin_weighting is not None:
+            check_backward(self.plugin_weighting, losses, total, self.model.parameters())
 
     def check_logged(self, logged: object) -> None:
         """What a plug-in's weighting logs is a dict of numbers (`check_logged`)."""
+        if self.plugin_weighting is not None:
+            check_logged(self.plugin_weighting, logged)
+
+    @cached_property
+    def plugin_weighting(self) -> str | None:
+        """`weighting=NAME` with its plug-in, for messages, where a plug-in provides it."""
         name = str(self.cfg.weighting.name)
-        if WEIGHTINGS.plugin_builder(name) is not None:
-            check_logged(WEIGHTINGS.origin(name, "weighting"), logged)
+        if WEIGHTINGS.plugin_builder(name) is None:
+            return None
+        return WEIGHTINGS.origin(name, "weighting")
 
     @property
     def reconstruction(self) -> Task | None:

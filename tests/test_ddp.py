@@ -266,6 +266,16 @@ def test_an_interrupted_ddp_run_resumes_to_the_numbers_of_an_uninterrupted_one(
     assert metrics == expected
 
 
+def one_process_and_two_ranks(tmp_path: Path, args: list[str]) -> tuple[Path, Path]:
+    """The run folders of `mtlrun train ARGS` in one process and on two ranks."""
+    runs = []
+    for name, extra in (("one_process", []), ("two_ranks", ["trainer.devices=2"])):
+        run_dir = tmp_path / name
+        run_mtlrun(tmp_path, "train", *args, *extra, f"hydra.run.dir={run_dir}", check=True)
+        runs.append(run_dir)
+    return runs[0], runs[1]
+
+
 @pytest.mark.slow
 def test_two_epochs_of_partly_labelled_data_on_two_ranks_end_with_the_numbers_of_one_process(
     tmp_path,
@@ -283,17 +293,13 @@ def test_two_epochs_of_partly_labelled_data_on_two_ranks_end_with_the_numbers_of
         "trainer.progress=false",
         "device=cpu",
     ]
-    runs = {}
-    for how, extra in {"one process": [], "two ranks": ["trainer.devices=2"]}.items():
-        run_dir = tmp_path / how.replace(" ", "_")
-        run_mtlrun(tmp_path, "train", *args, *extra, f"hydra.run.dir={run_dir}", check=True)
-        runs[how] = run_dir
-    one, two = (json.loads((runs[how] / "summary.json").read_text())["metrics"] for how in runs)
+    runs = one_process_and_two_ranks(tmp_path, args)
+    one, two = (json.loads((run / "summary.json").read_text())["metrics"] for run in runs)
     assert {key for key in one if key.endswith("/mse")} == {f"test/y{t}/mse" for t in range(4)}
     assert two == pytest.approx(one, rel=1e-5)
     # The epochs' logged training and validation means, per task, too.
     one_log, two_log = (
-        [json.loads(line) for line in (runs[how] / "metrics.jsonl").open()] for how in runs
+        [json.loads(line) for line in (run / "metrics.jsonl").open()] for run in runs
     )
     assert [r["split"] for r in two_log] == [r["split"] for r in one_log]
     for one_record, two_record in zip(one_log, two_log, strict=True):
@@ -323,14 +329,11 @@ def test_dense_metrics_over_two_ranks_are_those_of_one_process(tmp_path):
         "trainer.progress=false",
         "device=cpu",
     ]
-    metrics = {}
-    for how, extra in {"one": [], "two": ["trainer.devices=2"]}.items():
-        run_dir = tmp_path / how
-        run_mtlrun(tmp_path, "train", *args, *extra, f"hydra.run.dir={run_dir}", check=True)
-        metrics[how] = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    runs = one_process_and_two_ranks(tmp_path, args)
+    one, two = (json.loads((run / "summary.json").read_text())["metrics"] for run in runs)
     for key in ("segmentation/miou", "segmentation/pixel_acc", "normal/median_angle"):
-        assert f"test/{key}" in metrics["one"]
-    assert metrics["two"] == pytest.approx(metrics["one"], rel=1e-5)
+        assert f"test/{key}" in one
+    assert two == pytest.approx(one, rel=1e-5)
 
 
 def readme_line(start: str, holding: str) -> list[str]:

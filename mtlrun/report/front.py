@@ -193,7 +193,7 @@ def draw_front(
               label="scalarization grid")  # fmt: skip
     for p in grid:
         axes.annotate(p.label, (p.x, p.y), fontsize="x-small", color="0.4", xytext=(3, 3),
-                      textcoords="offset points", annotation_clip=True)  # fmt: skip
+                      textcoords="offset points")  # fmt: skip
     signs = [-1 if way == "min" else 1 for way in directions]
     scores = [[signs[0] * p.x, signs[1] * p.y] for p in grid]
     line = sorted(
@@ -232,12 +232,8 @@ def set_view(axes, grid: list[Point], others: list[Point]) -> list[Point]:
     low_x, high_x = min(p.x - p.x_error for p in near), max(p.x + p.x_error for p in near)
     low_y, high_y = min(p.y - p.y_error for p in near), max(p.y + p.y_error for p in near)
     margin_x, margin_y = 0.08 * (high_x - low_x) or 0.5, 0.08 * (high_y - low_y) or 0.5
-    low_x, high_x, low_y, high_y = (
-        low_x - margin_x,
-        high_x + margin_x,
-        low_y - margin_y,
-        high_y + margin_y,
-    )
+    low_x, high_x = low_x - margin_x, high_x + margin_x
+    low_y, high_y = low_y - margin_y, high_y + margin_y
     outside = [
         p for p in [*grid, *others] if not (low_x <= p.x <= high_x and low_y <= p.y <= high_y)
     ]

@@ -124,13 +124,14 @@ class MTAN(TaskHeads):
     ) -> None:
         super().__init__(tasks, backbone, task_relation)
         blocks = list(backbone.blocks)
-        stages = [stage for stage in map(as_stage, blocks[:trunk]) if stage is not None]
+        views = [as_stage(block) for block in blocks[:trunk]]
+        stages = [stage for stage in views if stage is not None]
         self.attention = nn.ModuleDict(
             {name: TaskAttention(stages, blocks[trunk:], backbone.latent) for name in self.heads}
         )
         # The shared trunk ends with the last attended stage; the tasks hold their own copies
         # of the blocks after it and of the latent layer.
-        self.attended = [as_stage(block) is not None for block in blocks[:trunk]]
+        self.attended = [stage is not None for stage in views]
         backbone.blocks = nn.ModuleList(blocks[:trunk])
         backbone.latent = nn.Identity()
         self.backbone = backbone
